@@ -1,1 +1,27 @@
-pub fn _x() {}
+//! ccmanagerd: a systemd daemon that owns one tmux server and the terminal
+//! sessions in it, and answers JSON-RPC 2.0 on a Unix socket.
+//!
+//! Map of the modules:
+//! - [`config`]: TOML -> typed config, validation with file:line errors.
+//! - [`protocol`]: the JSON-RPC envelope and typed requests/results, shared with the CLI.
+//! - [`server`]: the control socket (bind or activation), framing, peer credentials.
+//! - [`rpc`]: dispatch and one file per method family.
+//! - [`daemon`]: shared state, `run`, reload.
+//! - [`limits`]: rlimit and cgroup limit types.
+//! - [`health`], [`metrics`]: checks, watchdog, Prometheus text.
+//! - [`systemd`], [`logging`], [`shutdown`]: the service-manager plumbing.
+//! - [`client`]: a small blocking JSON-RPC client (CLI and tests).
+
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod health;
+pub mod limits;
+pub mod logging;
+pub mod metrics;
+pub mod protocol;
+pub mod rpc;
+pub mod server;
+pub mod shutdown;
+pub mod systemd;

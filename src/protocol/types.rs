@@ -1,0 +1,199 @@
+//! Result types on the wire: the Session object, daemon status, health and
+//! cleanup reports. Fields may be added; none may be renamed or dropped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limits;
+
+/// The prefix of every tmux session the daemon owns.
+pub const SESSION_PREFIX: &str = "ccmanager_sess_";
+/// Longest session id.
+pub const MAX_ID_LEN: usize = 32;
+
+/// Whether `id` matches `[a-z0-9]{1,32}`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Lifecycle state of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Its program runs.
+    Running,
+    /// Its program ended; `exit_status` says how. Output stays readable.
+    Exited,
+    /// Its tmux session vanished (e.g. the tmux server died).
+    Lost,
+}
+
+impl SessionState {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Running => "running",
+            SessionState::Exited => "exited",
+            SessionState::Lost => "lost",
+        }
+    }
+}
+
+/// A session as the protocol shows it.
+///
+/// ```json
+/// {"id": "a1b2c3", "name": "my-label", "tmux_session": "ccmanager_sess_a1b2c3",
+///  "command": ["claude"], "cwd": "/srv/work", "state": "running",
+///  "exit_status": null, "pid": 4242, "created_at": "2026-11-20T10:00:00Z",
+///  "last_activity_at": "2026-11-20T10:05:00Z", "owner_uid": 1000,
+///  "limits": {"nofile": 4096}, "keep": false, "cols": 80, "rows": 24}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// `[a-z0-9]{1,32}`.
+    pub id: String,
+    /// The optional label given at create.
+    pub name: Option<String>,
+    /// Always `ccmanager_sess_<id>`.
+    pub tmux_session: String,
+    /// The argv the session runs.
+    pub command: Vec<String>,
+    /// Working directory of the program.
+    pub cwd: Option<PathBuf>,
+    /// Lifecycle state.
+    pub state: SessionState,
+    /// Exit status once `exited` (128+N for a signal N).
+    pub exit_status: Option<i32>,
+    /// PID of the session's program (the pane's process).
+    pub pid: Option<u32>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC: the last output or input tmux saw.
+    pub last_activity_at: Option<String>,
+    /// When it exited or was found lost (RFC 3339 UTC).
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    /// uid of the peer that created it.
+    pub owner_uid: u32,
+    /// The limits applied (defaults merged with the request).
+    pub limits: Limits,
+    /// Exempt from cleanup.
+    #[serde(default)]
+    pub keep: bool,
+    /// Pane width.
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// Pane height.
+    #[serde(default)]
+    pub rows: Option<u16>,
+    /// Extra environment given at create (names and values).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// `daemon.status` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Crate version.
+    pub version: String,
+    /// Daemon pid.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// The tmux server.
+    pub tmux: TmuxStatus,
+    /// Session counts.
+    pub sessions: SessionCounts,
+    /// `ok`, `degraded` or `failing`.
+    pub health: String,
+    /// The control socket the daemon serves.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+}
+
+/// The tmux part of [`Status`]; fields are null until the server exists.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TmuxStatus {
+    /// Server pid.
+    pub pid: Option<u32>,
+    /// Server socket path.
+    pub socket: Option<PathBuf>,
+    /// Whether the server answers.
+    pub alive: bool,
+    /// tmux version string.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Session counts by state.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SessionCounts {
+    /// All sessions the daemon knows.
+    pub total: usize,
+    /// Running.
+    pub running: usize,
+    /// Exited.
+    pub exited: usize,
+    /// Lost.
+    #[serde(default)]
+    pub lost: usize,
+}
+
+/// `daemon.reload` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    /// Always true on success (an invalid config is an error reply).
+    pub reloaded: bool,
+    /// Settings applied live.
+    pub applied: Vec<String>,
+    /// Settings that changed but take effect only after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// One `health.check` item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// Short stable name, e.g. `tmux_server`.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// `ok`, `degraded` or `failing` for this check.
+    pub status: String,
+    /// Extra figures (latency and so on).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// `health.check` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// The worst of the checks.
+    pub status: String,
+    /// Every check.
+    pub checks: Vec<Check>,
+}
+
+/// One removal of `cleanup.run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removal {
+    /// Session id.
+    pub id: String,
+    /// `max_age`, `idle` or `exited` (lost sessions also go as `exited`).
+    pub reason: String,
+}
+
+/// `cleanup.run` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// What was (or, in a dry run, would be) removed.
+    pub removed: Vec<Removal>,
+    /// Whether this was a dry run.
+    #[serde(default)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,46 @@
+//! `daemon.*` methods: ping, status, reload, metrics.
+
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::error::Result;
+use crate::protocol::types::{ReloadResult, SessionCounts, Status, TmuxStatus};
+
+/// `daemon.ping` -> `"pong"`.
+pub fn ping() -> Value {
+    json!("pong")
+}
+
+/// `daemon.status`.
+pub async fn status(ctx: &Ctx) -> Result<Status> {
+    let d = &ctx.daemon;
+    Ok(Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        uptime_s: d.started.elapsed().as_secs(),
+        tmux: TmuxStatus::default(),
+        sessions: SessionCounts::default(),
+        health: "ok".to_string(),
+        socket: Some(d.socket_path.clone()),
+    })
+}
+
+/// `daemon.reload`: same as SIGHUP.
+pub async fn reload(ctx: &Ctx) -> Result<ReloadResult> {
+    tracing::info!(peer_uid = ctx.peer.uid, "reload requested over RPC");
+    ctx.daemon.reload().await
+}
+
+/// `daemon.metrics`: Prometheus text.
+pub async fn metrics(ctx: &Ctx) -> Result<Value> {
+    let mut text = String::new();
+    ctx.daemon.metrics.render(&mut text);
+    Ok(json!({ "text": text }))
+}
+
+/// `debug.sleep` (test builds only): answers after `ms` milliseconds.
+#[cfg(feature = "test-hooks")]
+pub async fn debug_sleep(ms: u64) -> Value {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    json!("slept")
+}
