@@ -51,11 +51,15 @@ impl Client {
     /// Sends one raw line and reads one reply line.
     pub fn raw(&mut self, line: &str) -> Result<Value, ClientError> {
         let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
-        self.writer.write_all(line.as_bytes()).map_err(io)?;
-        self.writer.write_all(b"\n").map_err(io)?;
+        // A refused connection (permission, too many) gets one error reply and
+        // is closed, possibly before our write: read that reply anyway.
+        let written = self.writer.write_all(format!("{line}\n").as_bytes());
         let mut reply = String::new();
-        if self.reader.read_line(&mut reply).map_err(io)? == 0 {
-            return Err(ClientError::Protocol("the daemon closed the connection".into()));
+        match self.reader.read_line(&mut reply) {
+            Ok(0) | Err(_) if written.is_err() => return Err(io(written.unwrap_err())),
+            Ok(0) => return Err(ClientError::Protocol("the daemon closed the connection".into())),
+            Ok(_) => {}
+            Err(e) => return Err(io(e)),
         }
         serde_json::from_str(&reply).map_err(|e| ClientError::Protocol(format!("bad reply: {e}")))
     }
@@ -66,7 +70,8 @@ impl Client {
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
         let mut reply = self.raw(&request.to_string())?;
-        if reply.get("id") != Some(&json!(id)) {
+        let refused = reply.get("id") == Some(&Value::Null) && reply.get("error").is_some();
+        if reply.get("id") != Some(&json!(id)) && !refused {
             return Err(ClientError::Protocol(format!("reply for another request: {reply}")));
         }
         if let Some(error) = reply.get_mut("error") {

@@ -1,0 +1,259 @@
+//! A real `ccmanagerd` binary on temp sockets, for integration tests: start,
+//! wait until it answers, talk to it, and always stop it (and its tmux
+//! server) on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use ccmanagerd::client::{Client, ClientError};
+
+/// How long a daemon may take to start answering on a loaded machine.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a daemon may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Path of a built binary of this crate.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "ccmanagerd" => PathBuf::from(env!("CARGO_BIN_EXE_ccmanagerd")),
+        "ccmanagerctl" => PathBuf::from(env!("CARGO_BIN_EXE_ccmanagerctl")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A running daemon with its own temp directory, sockets and config.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub tmux_socket: PathBuf,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl TestDaemon {
+    /// Starts a daemon with `extra_config` (TOML) added to the test defaults.
+    pub fn start(extra_config: &str) -> TestDaemon {
+        Self::start_with(extra_config, |_| {})
+    }
+
+    /// Like [`TestDaemon::start`], letting the caller adjust the command.
+    pub fn start_with(extra_config: &str, adjust: impl FnOnce(&mut Command)) -> TestDaemon {
+        let dir = tempfile::Builder::new().prefix("ccm").tempdir().expect("tempdir");
+        let socket = dir.path().join("d.sock");
+        let tmux_socket = dir.path().join("t.sock");
+        let config = dir.path().join("config.toml");
+        let log = dir.path().join("daemon.log");
+        std::fs::write(&config, test_config(dir.path(), extra_config)).expect("write config");
+        let mut d = TestDaemon { dir, socket, tmux_socket, config, child: None, log };
+        d.spawn(adjust);
+        d.wait_ready();
+        d
+    }
+
+    /// Starts the process again on the same sockets (after a stop or kill).
+    pub fn restart(&mut self) {
+        self.spawn(|_| {});
+        self.wait_ready();
+    }
+
+    fn spawn(&mut self, adjust: impl FnOnce(&mut Command)) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let mut cmd = Command::new(bin("ccmanagerd"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--tmux-socket")
+            .arg(&self.tmux_socket)
+            .env("RUST_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("INVOCATION_ID")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        adjust(&mut cmd);
+        self.child = Some(cmd.spawn().expect("spawn ccmanagerd"));
+    }
+
+    /// Waits until `daemon.ping` answers.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(mut c) = Client::connect(&self.socket, Some(Duration::from_secs(5))) {
+                if c.call("daemon.ping", json!({})).is_ok() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("ccmanagerd exited early with {status}:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "ccmanagerd did not answer in time:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// A new client connection.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket, Some(Duration::from_secs(30))).expect("connect")
+    }
+
+    /// One call on a fresh connection.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.client().call(method, params)
+    }
+
+    /// Like [`TestDaemon::call`] but panics on error.
+    pub fn ok(&self, method: &str, params: Value) -> Value {
+        self.call(method, params).unwrap_or_else(|e| panic!("{method} failed: {e}\n{}", self.log_text()))
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill9(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.wait_exit();
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("ccmanagerd did not exit in time:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `ccmanagerctl --socket S ARGS...`.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("ccmanagerctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ccmanagerctl")
+    }
+
+    /// Runs `tmux -S <our tmux socket> ARGS...` (for checks from outside).
+    pub fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-S").arg(&self.tmux_socket).args(args).output().expect("run tmux")
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+        }
+        // The tmux server outlives the daemon by design; tests must not leak it.
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.tmux_socket)
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        if std::env::var_os("CCM_TEST_SHOW_LOG").is_some() {
+            eprintln!("--- daemon log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// The config every test daemon starts from: short intervals, a state dir in
+/// the temp dir, the detached launcher.
+fn test_config(dir: &Path, extra: &str) -> String {
+    let mut base = toml::Table::new();
+    let mut daemon = toml::Table::new();
+    daemon.insert("state_dir".into(), dir.join("state").display().to_string().into());
+    base.insert("daemon".into(), daemon.into());
+    let mut tmux = toml::Table::new();
+    tmux.insert("launcher".into(), "detached".into());
+    base.insert("tmux".into(), tmux.into());
+    let mut health = toml::Table::new();
+    health.insert("interval".into(), "1s".into());
+    base.insert("health".into(), health.into());
+    let extra: toml::Table = toml::from_str(extra).expect("extra config must be valid TOML");
+    merge(&mut base, extra);
+    toml::to_string(&base).expect("serialize config")
+}
+
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (k, v) in extra {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => merge(b, e),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A raw connection for protocol-level tests.
+pub struct Raw {
+    pub reader: BufReader<UnixStream>,
+    pub writer: UnixStream,
+}
+
+impl Raw {
+    pub fn connect(path: &Path) -> Raw {
+        let s = UnixStream::connect(path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Raw { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    /// Reads one reply line as JSON; `None` on EOF.
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad reply {line:?}: {e}"))),
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Sends a line and reads the reply.
+    pub fn roundtrip(&mut self, line: &str) -> Value {
+        self.send(format!("{line}\n").as_bytes());
+        self.recv().expect("a reply")
+    }
+}

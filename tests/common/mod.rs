@@ -1,0 +1,4 @@
+//! Shared fixtures for the integration and system tests.
+#![allow(dead_code)]
+
+pub mod daemon;
