@@ -494,7 +494,7 @@ impl Config {
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-            .unwrap_or_else(|| runtime_base());
+            .unwrap_or_else(runtime_base);
         base.join("ccmanagerd")
     }
 }

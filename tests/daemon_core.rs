@@ -93,7 +93,10 @@ fn bad_input_gets_the_right_errors_and_the_daemon_keeps_serving() {
         (b"{\"jsonrpc\":\"2.0\",\"method\":\"daemon.ping\",\"params\":5,\"id\":1}", -32600),
         (b"[]", -32600),
         (b"{\"jsonrpc\":\"2.0\",\"method\":\"no.such\",\"id\":1}", -32601),
-        (b"{\"jsonrpc\":\"2.0\",\"method\":\"daemon.ping\",\"params\":{\"bogus\":1},\"id\":1}", -32602),
+        (
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"daemon.ping\",\"params\":{\"bogus\":1},\"id\":1}",
+            -32602,
+        ),
         (b"{\"jsonrpc\":\"2.0\",\"method\":\"debug.fail\",\"id\":1}", -32603),
     ];
     let mut raw = Raw::connect(&d.socket);
@@ -102,11 +105,18 @@ fn bad_input_gets_the_right_errors_and_the_daemon_keeps_serving() {
         msg.push(b'\n');
         raw.send(&msg);
         let reply = raw.recv().expect("reply");
-        assert_eq!(reply["error"]["code"], json!(code), "{} -> {reply}", String::from_utf8_lossy(line));
+        assert_eq!(
+            reply["error"]["code"],
+            json!(code),
+            "{} -> {reply}",
+            String::from_utf8_lossy(line)
+        );
         assert_eq!(reply["jsonrpc"], "2.0");
     }
     // -32602 names the bad field.
-    let reply = raw.roundtrip(r#"{"jsonrpc":"2.0","method":"session.create","params":{"command":["a",3]},"id":9}"#);
+    let reply = raw.roundtrip(
+        r#"{"jsonrpc":"2.0","method":"session.create","params":{"command":["a",3]},"id":9}"#,
+    );
     assert_eq!(reply["error"]["code"], -32602);
     assert!(reply["error"]["message"].as_str().unwrap().contains("command[1]"), "{reply}");
     // A batch of junk: one error per element.
@@ -114,7 +124,10 @@ fn bad_input_gets_the_right_errors_and_the_daemon_keeps_serving() {
     let arr = reply.as_array().expect("batch reply is an array");
     assert_eq!(arr.len(), 3);
     assert!(arr.iter().all(|r| r["error"]["code"] == -32600));
-    assert_eq!(raw.roundtrip(r#"{"jsonrpc":"2.0","method":"daemon.ping","id":1}"#)["result"], "pong");
+    assert_eq!(
+        raw.roundtrip(r#"{"jsonrpc":"2.0","method":"daemon.ping","id":1}"#)["result"],
+        "pong"
+    );
 }
 
 #[test]
@@ -152,7 +165,11 @@ fn requests_on_one_connection_are_served_concurrently() {
     let mut raw = Raw::connect(&d.socket);
     raw.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"debug.sleep\",\"params\":{\"ms\":1500},\"id\":\"slow\"}\n");
     raw.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"daemon.ping\",\"id\":\"fast\"}\n");
-    assert_eq!(raw.recv().unwrap()["id"], "fast", "the fast reply must not wait behind the slow one");
+    assert_eq!(
+        raw.recv().unwrap()["id"],
+        "fast",
+        "the fast reply must not wait behind the slow one"
+    );
     assert_eq!(raw.recv().unwrap()["id"], "slow");
 }
 
@@ -161,13 +178,19 @@ fn oversized_message_is_refused_and_others_keep_being_served() {
     let d = TestDaemon::start("[daemon]\nmax_message_bytes = 1024\n");
     let mut other = Raw::connect(&d.socket);
     let mut raw = Raw::connect(&d.socket);
-    let big = format!("{{\"jsonrpc\":\"2.0\",\"method\":\"daemon.ping\",\"id\":\"{}\"}}\n", "x".repeat(4096));
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"daemon.ping\",\"id\":\"{}\"}}\n",
+        "x".repeat(4096)
+    );
     raw.send(big.as_bytes());
     let reply = raw.recv().expect("an error reply before the close");
     assert_eq!(reply["error"]["code"], -32600);
     assert!(reply["error"]["message"].as_str().unwrap().contains("1024"));
     assert!(raw.recv().is_none(), "connection must be closed");
-    assert_eq!(other.roundtrip(r#"{"jsonrpc":"2.0","method":"daemon.ping","id":1}"#)["result"], "pong");
+    assert_eq!(
+        other.roundtrip(r#"{"jsonrpc":"2.0","method":"daemon.ping","id":1}"#)["result"],
+        "pong"
+    );
 }
 
 #[test]
@@ -196,7 +219,9 @@ fn two_hundred_clients_at_once() {
             let path = d.socket.clone();
             std::thread::spawn(move || {
                 let mut raw = Raw::connect(&path);
-                let reply = raw.roundtrip(&json!({"jsonrpc": "2.0", "method": "daemon.ping", "id": i}).to_string());
+                let reply = raw.roundtrip(
+                    &json!({"jsonrpc": "2.0", "method": "daemon.ping", "id": i}).to_string(),
+                );
                 assert_eq!(reply["id"], json!(i));
                 assert_eq!(reply["result"], "pong");
             })
@@ -229,7 +254,9 @@ fn connection_cap_replies_then_closes() {
 #[test]
 fn peers_outside_the_allowed_set_are_refused() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP peers_outside_the_allowed_set_are_refused: needs root to connect as another uid");
+        eprintln!(
+            "SKIP peers_outside_the_allowed_set_are_refused: needs root to connect as another uid"
+        );
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -240,7 +267,14 @@ fn peers_outside_the_allowed_set_are_refused() {
     open_dir(&d);
     let run_as = |uid: u32| {
         use std::os::unix::process::CommandExt;
-        Command::new(bin("ccmanagerctl")).arg("--socket").arg(&d.socket).arg("ping").uid(uid).gid(uid).output().unwrap()
+        Command::new(bin("ccmanagerctl"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("ping")
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap()
     };
     let out = run_as(65534);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -299,7 +333,8 @@ fn reload_applies_and_rejects_invalid_config() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.ok("daemon.ping", json!({})), json!("pong"));
     // A change that needs a restart is reported as such.
-    std::fs::write(&d.config, format!("{original}\n[tmux]\nhistory_limit = 5\nunit = \"other\"\n")).unwrap();
+    std::fs::write(&d.config, format!("{original}\n[tmux]\nhistory_limit = 5\nunit = \"other\"\n"))
+        .unwrap();
     let err_or = d.call("daemon.reload", json!({}));
     if let Ok(r) = err_or {
         assert!(r["needs_restart"].as_array().unwrap().contains(&json!("tmux.unit")), "{r}");
@@ -371,7 +406,8 @@ fn socket_activation_is_used_and_never_unlinked() {
     drop(listener); // the daemon holds its own copy now
     let deadline = Instant::now() + Duration::from_secs(20);
     let reply = loop {
-        if let Ok(mut c) = ccmanagerd::client::Client::connect(&path, Some(Duration::from_secs(5))) {
+        if let Ok(mut c) = ccmanagerd::client::Client::connect(&path, Some(Duration::from_secs(5)))
+        {
             if let Ok(v) = c.call("daemon.status", json!({})) {
                 break v;
             }
@@ -380,11 +416,15 @@ fn socket_activation_is_used_and_never_unlinked() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(reply["socket"], json!(path));
-    assert!(!dir.path().join("unused.sock").exists(), "must not bind its own socket when activated");
+    assert!(
+        !dir.path().join("unused.sock").exists(),
+        "must not bind its own socket when activated"
+    );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());
     assert!(path.exists(), "an activated socket must never be unlinked");
-    let _ = Command::new("tmux").arg("-S").arg(dir.path().join("t.sock")).arg("kill-server").output();
+    let _ =
+        Command::new("tmux").arg("-S").arg(dir.path().join("t.sock")).arg("kill-server").output();
 }
 
 #[test]
@@ -392,16 +432,31 @@ fn check_config_validates_and_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"), &good).unwrap();
-    let out = Command::new(bin("ccmanagerd")).arg("--check-config").arg("--config").arg(&good).output().unwrap();
+    let out = Command::new(bin("ccmanagerd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[limits]\nmax_sessions = 10\nmax_sesions = 3\n").unwrap();
-    let out = Command::new(bin("ccmanagerd")).arg("--check-config").arg("--config").arg(&bad).output().unwrap();
+    let out = Command::new(bin("ccmanagerd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:3: limits.max_sesions", bad.display())), "{err}");
     let missing = dir.path().join("missing.toml");
-    let out = Command::new(bin("ccmanagerd")).arg("--check-config").arg("--config").arg(&missing).output().unwrap();
+    let out = Command::new(bin("ccmanagerd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&missing)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -421,10 +476,20 @@ fn ctl_exit_codes_and_raw_call() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("method not found"));
     let out = d.ctl(&["reload"]);
     assert!(out.status.success());
-    let out = Command::new(bin("ccmanagerctl")).args(["--socket", "/nonexistent/ccm.sock", "status"]).output().unwrap();
+    let out = Command::new(bin("ccmanagerctl"))
+        .args(["--socket", "/nonexistent/ccm.sock", "status"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/ccm.sock") && err.contains("systemctl start ccmanagerd"), "{err}");
-    let out = Command::new(bin("ccmanagerctl")).env("CCMANAGERD_SOCKET", &d.socket).arg("ping").output().unwrap();
+    assert!(
+        err.contains("/nonexistent/ccm.sock") && err.contains("systemctl start ccmanagerd"),
+        "{err}"
+    );
+    let out = Command::new(bin("ccmanagerctl"))
+        .env("CCMANAGERD_SOCKET", &d.socket)
+        .arg("ping")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "CCMANAGERD_SOCKET must be honoured");
 }

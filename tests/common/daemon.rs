@@ -64,7 +64,11 @@ impl TestDaemon {
     }
 
     fn spawn(&mut self, adjust: impl FnOnce(&mut Command)) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let mut cmd = Command::new(bin("ccmanagerd"));
         cmd.arg("--config")
             .arg(&self.config)
@@ -95,7 +99,11 @@ impl TestDaemon {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("ccmanagerd exited early with {status}:\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "ccmanagerd did not answer in time:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "ccmanagerd did not answer in time:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -122,7 +130,8 @@ impl TestDaemon {
 
     /// Like [`TestDaemon::call`] but panics on error.
     pub fn ok(&self, method: &str, params: Value) -> Value {
-        self.call(method, params).unwrap_or_else(|e| panic!("{method} failed: {e}\n{}", self.log_text()))
+        self.call(method, params)
+            .unwrap_or_else(|e| panic!("{method} failed: {e}\n{}", self.log_text()))
     }
 
     /// Sends a signal to the daemon.
@@ -178,7 +187,10 @@ impl TestDaemon {
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = child.wait();
         }
         // The tmux server outlives the daemon by design; tests must not leak it.
@@ -246,7 +258,9 @@ impl Raw {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
             Ok(0) => None,
-            Ok(_) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad reply {line:?}: {e}"))),
+            Ok(_) => Some(
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad reply {line:?}: {e}")),
+            ),
             Err(e) => panic!("read failed: {e}"),
         }
     }
