@@ -1,0 +1,2 @@
+//! Shared fixtures for integration and system tests.
+pub mod sysbox;
