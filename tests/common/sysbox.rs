@@ -680,3 +680,128 @@ impl Drop for SysBox {
         let _ = fs::remove_dir_all(&self.state);
     }
 }
+
+// --- Installing the package's files in a box ---------------------------------
+
+/// One file the .deb installs: `[package.metadata.deb].assets` resolved.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    /// Host path of the source.
+    pub src: PathBuf,
+    /// Absolute path in the box.
+    pub dest: PathBuf,
+    pub mode: u32,
+}
+
+/// The assets of `[package.metadata.deb]` in `repo_root/Cargo.toml`, with
+/// `target/release/` sources taken from `bin_dir` instead and `*` globs in
+/// the last path component expanded. Missing sources are left in the list
+/// (see [`install_files`]).
+pub fn deb_assets(repo_root: &Path, bin_dir: &Path) -> Result<Vec<Asset>> {
+    let manifest: toml::Table = fs::read_to_string(repo_root.join("Cargo.toml"))?.parse()?;
+    let assets = manifest
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("deb"))
+        .and_then(|d| d.get("assets"))
+        .and_then(|a| a.as_array())
+        .context("Cargo.toml has no [package.metadata.deb].assets")?;
+    let mut out = Vec::new();
+    for a in assets {
+        let f: Vec<&str> = a.as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        let [src, dest, mode] = f[..] else { bail!("asset {a} is not [src, dest, mode]") };
+        let mode = u32::from_str_radix(mode, 8).with_context(|| format!("mode of {src}"))?;
+        let src = match src.strip_prefix("target/release/") {
+            Some(bin) => bin_dir.join(bin),
+            None => repo_root.join(src),
+        };
+        for s in expand_glob(&src)? {
+            let dest = if dest.ends_with('/') {
+                Path::new("/").join(dest).join(s.file_name().unwrap())
+            } else {
+                Path::new("/").join(dest)
+            };
+            out.push(Asset { src: s, dest, mode });
+        }
+    }
+    Ok(out)
+}
+
+fn expand_glob(p: &Path) -> Result<Vec<PathBuf>> {
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some((prefix, suffix)) = name.split_once('*') else { return Ok(vec![p.to_path_buf()]) };
+    let dir = p.parent().unwrap();
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|e| {
+                    let n = e.file_name().unwrap().to_string_lossy();
+                    n.len() >= prefix.len() + suffix.len()
+                        && n.starts_with(prefix)
+                        && n.ends_with(suffix)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    Ok(found)
+}
+
+/// Where [`install_files`] puts the maintainer scripts in the box.
+pub const BOX_PKG_SCRIPTS: &str = "/usr/local/lib/ccmanagerd-pkg";
+
+/// Installs in the box the same files as the .deb (from
+/// `[package.metadata.deb].assets`, binaries from `bin_dir`), then runs the
+/// package's own `postinst configure` (sysusers, tmpfiles, daemon-reload,
+/// enable + start). Documentation whose source is missing is skipped; any
+/// other missing source is an error. The maintainer scripts stay in
+/// [`BOX_PKG_SCRIPTS`] so tests can run `prerm remove` / `postinst configure
+/// <old-version>` like dpkg does.
+pub fn install_files(sb: &SysBox, repo_root: &Path, bin_dir: &Path) -> Result<()> {
+    for a in deb_assets(repo_root, bin_dir)? {
+        if !a.src.exists() {
+            if a.dest.starts_with("/usr/share/doc") {
+                continue;
+            }
+            bail!("asset {} is missing (build it first?)", a.src.display());
+        }
+        sb.copy_in(&a.src, &a.dest)?;
+        fs::set_permissions(
+            sb.root().join(a.dest.strip_prefix("/").unwrap()),
+            fs::Permissions::from_mode(a.mode),
+        )?;
+    }
+    for s in ["postinst", "prerm", "postrm"] {
+        sb.copy_in(
+            &repo_root.join("packaging/debian").join(s),
+            &Path::new(BOX_PKG_SCRIPTS).join(s),
+        )?;
+    }
+    let o = sb.run(&["sh", &format!("{BOX_PKG_SCRIPTS}/postinst"), "configure"]);
+    if !o.status.success() {
+        bail!("postinst configure failed: {}", describe(&o));
+    }
+    Ok(())
+}
+
+/// The newest .deb built by `cargo deb` under `repo_root/target/debian`.
+pub fn built_deb(repo_root: &Path) -> Option<PathBuf> {
+    fs::read_dir(repo_root.join("target/debian"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .max_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+/// Installs (or upgrades to) a .deb in the box with dpkg.
+pub fn install_deb(sb: &SysBox, deb: &Path) -> Result<()> {
+    let in_box = Path::new("/var/cache/ccmanagerd-test").join(deb.file_name().unwrap());
+    sb.copy_in(deb, &in_box)?;
+    let o = sb.run(&["dpkg", "-i", in_box.to_str().unwrap()]);
+    if !o.status.success() {
+        bail!("dpkg -i failed: {}", describe(&o));
+    }
+    Ok(())
+}
