@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::sysbox::{describe, install_files, skip_unless_root, SysBox, BOX_PKG_SCRIPTS};
+use common::sysbox::{describe, install_files, skip, skip_unless_root, SysBox, BOX_PKG_SCRIPTS};
 
 const STANDIN: &str = r##"#!/usr/bin/python3
 # Stand-in for ccmanagerd (unit tests only).
@@ -62,7 +62,7 @@ fn units_install_verify_and_keep_the_tmux_server_outside() {
         return;
     }
     if !Path::new("/usr/bin/python3").exists() || !Path::new("/usr/bin/tmux").exists() {
-        eprintln!("SKIP {name}: needs /usr/bin/python3 and /usr/bin/tmux for the stand-in daemon");
+        skip(name, "needs /usr/bin/python3 and /usr/bin/tmux for the stand-in daemon");
         return;
     }
     let bins = tempfile::tempdir_in("/var/tmp").unwrap();

@@ -129,11 +129,18 @@ pub fn skip_unless_root(test: &str) -> bool {
     };
     match reason {
         Some(r) => {
-            eprintln!("SKIP {test}: {r}");
+            skip(test, &r);
             true
         }
         None => false,
     }
+}
+
+/// Prints `SKIP <test>: <reason>` on the real stderr: libtest captures
+/// `eprintln!` of passing tests, and a skip must never be silent.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -545,10 +552,13 @@ impl SysBox {
         let mut cmd = Command::new("nsenter");
         cmd.arg("-t")
             .arg(self.pid1.to_string())
-            .args(["-m", "-p", "-C", "--wd=/", "--"])
+            .args(["-m", "-p", "-C", "--"])
             .args([
                 "env",
                 "-i",
+                // nsenter's --wd opens the directory before entering the mount namespace.
+                "-C",
+                "/",
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             ])
             .args(["HOME=/root", "LANG=C.UTF-8", "SYSBOX=1"])
