@@ -6,6 +6,9 @@
 //! to the session's program by the exec-wrapper; cgroup caps (`memory_max`,
 //! `tasks_max`, `cpu_quota`) need systemd.
 
+pub mod cgroup;
+pub mod wrapper;
+
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -1,0 +1,365 @@
+//! The tmux server's lifecycle as the daemon sees it: start or adopt the
+//! server, connect the one control-mode client, reconcile saved sessions
+//! before READY, then watch: refresh on notifications and every health
+//! interval, reconnect a dead control client, and replace a dead server
+//! (marking its sessions `lost`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use super::panes::{parse_line, PaneInfo, PANE_FORMAT};
+use super::store::{Store, Stored};
+use super::{rfc3339, Record, Sessions, META_OPTION};
+use crate::config::{Config, LauncherKind};
+use crate::protocol::types::{Session, SessionState, SESSION_PREFIX};
+use crate::shutdown::ShutdownListener;
+use crate::tmux::{self, ClientConfig, Cmd, Launcher, Notification, ServerPaths, TmuxServerSettings};
+
+/// The paste buffer the `pane-died` hook touches: tmux tells every control
+/// client `%paste-buffer-changed` at once, so exits are seen immediately
+/// instead of at the next periodic refresh.
+const PANE_DIED_BUFFER: &str = "ccm_pane_died";
+/// Upper bound on the pause between attempts to bring tmux back.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// How the server is started, from the config.
+pub fn launcher(config: &Config) -> Launcher {
+    let systemd = match config.tmux.launcher {
+        LauncherKind::Detached => false,
+        LauncherKind::Systemd => true,
+        LauncherKind::Auto => crate::systemd::booted() && nix::unistd::geteuid().is_root(),
+    };
+    if !systemd {
+        return Launcher::Detached;
+    }
+    let user = &config.tmux.session_user;
+    let user_exists = nix::unistd::User::from_name(user).ok().flatten().is_some();
+    if !user_exists {
+        tracing::warn!(user = %user, "tmux.session_user does not exist; the tmux server runs as root");
+    }
+    Launcher::SystemdUnit {
+        unit: config.tmux.unit.clone(),
+        user: user_exists.then(|| user.clone()),
+        properties: vec![
+            "Description=tmux server of ccmanagerd".into(),
+            format!("MemoryMax={}", config.tmux.server_memory_max.0),
+            "KillMode=control-group".into(),
+        ],
+    }
+}
+
+/// Checks tmux, starts or adopts the server, connects, and reconciles the
+/// saved sessions. Returns the registry and the notification stream.
+pub async fn start(config: &Config, store: Arc<Store>) -> anyhow::Result<(Arc<Sessions>, mpsc::Receiver<Notification>)> {
+    let bin = config.tmux.binary.clone();
+    let version = tmux::check_version(&bin).await?;
+    let socket = config.tmux_socket_path();
+    let dir = socket.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    let paths = ServerPaths { tmux_bin: bin, socket: socket.clone(), config: dir.join("tmux.conf") };
+    let cgroups = match crate::limits::cgroup::available() {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(reason = %why, "per-session cgroup caps are not available; rlimits still apply");
+            false
+        }
+    };
+    let exe = std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
+    let sessions = Arc::new(Sessions::new(paths, store.clone(), exe, cgroups));
+    let rx = sessions.bring_up(config).await?;
+    tracing::info!(version = %version.raw, socket = %socket.display(), "tmux ready");
+    sessions.reconcile(store.load()).await?;
+    Ok((sessions, rx))
+}
+
+fn unix_time(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+impl Sessions {
+    /// Starts or adopts the server and connects the control client.
+    async fn bring_up(&self, config: &Config) -> anyhow::Result<mpsc::Receiver<Notification>> {
+        let settings = TmuxServerSettings { history_limit: config.tmux.history_limit, ..Default::default() };
+        if let Some(dir) = self.paths.config.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
+        }
+        tmux::write_config(&self.paths.config, &settings)?;
+        let (info, launched) = tmux::ensure_running(&launcher(config), &self.paths).await?;
+        if launched {
+            tracing::info!(pid = info.pid, "started a new tmux server");
+        } else {
+            tracing::info!(pid = info.pid, "adopted the running tmux server");
+        }
+        let (client, rx) = tmux::connect(&ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket)).await?;
+        let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
+        let setup = [
+            Cmd::new("set-hook").flag("-g").arg("pane-died").arg(hook),
+            Cmd::new("set-option").flag("-g").arg("history-limit").arg(config.tmux.history_limit.to_string()),
+        ];
+        for cmd in setup {
+            client.run(&cmd).await?;
+        }
+        self.set_server(Some(info));
+        self.set_client(Some(Arc::new(client)));
+        Ok(rx)
+    }
+
+    async fn list_panes(&self) -> crate::error::Result<Vec<PaneInfo>> {
+        let lines = self.tmux(Cmd::new("list-panes").flag("-a").opt("-F", PANE_FORMAT)).await?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(lines
+            .iter()
+            .filter_map(|l| parse_line(l))
+            .filter(|p| p.session_name.starts_with(SESSION_PREFIX))
+            .filter(|p| seen.insert(p.session_name.clone()))
+            .collect())
+    }
+
+    /// Merges saved metadata with what tmux has, before READY.
+    pub async fn reconcile(&self, saved: Vec<Stored>) -> crate::error::Result<()> {
+        {
+            let mut records = self.records();
+            for s in saved {
+                let id = s.session.id.clone();
+                records.insert(id, Record { session: s.session, tmux_id: None, window: None, pane: None, scope: s.scope, last_input: None });
+            }
+        }
+        let panes = self.list_panes().await?;
+        let metas = self.metas().await.unwrap_or_default();
+        let (adopted, lost) = self.apply(&panes, &metas);
+        let c = self.counts();
+        tracing::info!(total = c.total, running = c.running, exited = c.exited, lost = c.lost, adopted_without_state = adopted, newly_lost = lost, "sessions reconciled");
+        self.persist();
+        Ok(())
+    }
+
+    /// `@ccm_meta` of every session, by session name.
+    async fn metas(&self) -> crate::error::Result<HashMap<String, Stored>> {
+        let lines = self.tmux(Cmd::new("list-sessions").opt("-F", format!("#{{session_name}} #{{{META_OPTION}}}"))).await?;
+        Ok(lines
+            .iter()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(name, _)| name.starts_with(SESSION_PREFIX))
+            .filter_map(|(name, meta)| Some((name.to_string(), serde_json::from_str(meta).ok()?)))
+            .collect())
+    }
+
+    /// Brings the registry in line with `panes`; returns (adopted, lost) counts.
+    fn apply(&self, panes: &[PaneInfo], metas: &HashMap<String, Stored>) -> (usize, usize) {
+        let now = SystemTime::now();
+        let mut records = self.records();
+        let mut adopted = 0;
+        let mut present = std::collections::HashSet::new();
+        for p in panes {
+            let Some(id) = p.session_name.strip_prefix(SESSION_PREFIX) else { continue };
+            if !crate::protocol::types::valid_id(id) {
+                continue;
+            }
+            present.insert(id.to_string());
+            let rec = records.entry(id.to_string()).or_insert_with(|| {
+                adopted += 1;
+                let (session, scope) = match metas.get(&p.session_name) {
+                    Some(m) => {
+                        tracing::info!(session_id = %id, "adopted a session from its tmux metadata");
+                        (m.session.clone(), m.scope.clone())
+                    }
+                    None => {
+                        tracing::warn!(session_id = %id, "adopted a session with no metadata (command and owner unknown; owner set to root)");
+                        (bare_session(id, p), None)
+                    }
+                };
+                Record { session, tmux_id: None, window: None, pane: None, scope, last_input: None }
+            });
+            update_from_pane(rec, p, now);
+        }
+        let mut lost = 0;
+        for (id, rec) in records.iter_mut() {
+            if !present.contains(id) && rec.session.state != SessionState::Lost {
+                tracing::warn!(session_id = %id, "session is lost: its tmux session is gone");
+                rec.session.state = SessionState::Lost;
+                rec.session.ended_at = Some(rfc3339(now));
+                rec.session.pid = None;
+                rec.pane = None;
+                lost += 1;
+            }
+        }
+        (adopted, lost)
+    }
+
+    /// One refresh from tmux; adopts sessions it did not know (fetching
+    /// their metadata only then).
+    pub async fn refresh(&self) -> crate::error::Result<()> {
+        let panes = self.list_panes().await?;
+        let unknown = {
+            let records = self.records();
+            panes.iter().any(|p| p.session_name.strip_prefix(SESSION_PREFIX).is_some_and(|id| !records.contains_key(id)))
+        };
+        let metas = if unknown { self.metas().await.unwrap_or_default() } else { HashMap::new() };
+        let before = self.snapshot();
+        self.apply(&panes, &metas);
+        if self.snapshot() != before {
+            self.persist();
+        }
+        Ok(())
+    }
+
+    /// Marks every session lost (the server they lived in is gone).
+    fn mark_all_lost(&self) {
+        let now = rfc3339(SystemTime::now());
+        for rec in self.records().values_mut().filter(|r| r.session.state != SessionState::Lost) {
+            rec.session.state = SessionState::Lost;
+            rec.session.ended_at = Some(now.clone());
+            rec.session.pid = None;
+            rec.pane = None;
+            tracing::error!(session_id = %rec.session.id, "session lost with the tmux server");
+        }
+        self.persist();
+    }
+
+    /// After the control client died: reconnect, or replace a dead server.
+    async fn recover(&self, config: &Config) -> anyhow::Result<mpsc::Receiver<Notification>> {
+        self.set_client(None);
+        let old = self.server();
+        let now = tmux::probe(&self.paths.tmux_bin, &self.paths.socket).await;
+        match (&old, &now) {
+            (Some(o), Some(n)) if o.pid == n.pid => {
+                tracing::warn!(pid = n.pid, "tmux control connection lost; reconnecting to the same server");
+            }
+            _ => {
+                tracing::error!(old_pid = old.as_ref().map(|o| o.pid), "the tmux server died; starting a new one");
+                self.set_server(None);
+                self.mark_all_lost();
+            }
+        }
+        let rx = self.bring_up(config).await?;
+        self.refresh().await?;
+        Ok(rx)
+    }
+}
+
+fn bare_session(id: &str, p: &PaneInfo) -> Session {
+    let created = p.created.map(unix_time).unwrap_or_else(SystemTime::now);
+    Session {
+        id: id.to_string(),
+        name: None,
+        tmux_session: p.session_name.clone(),
+        command: Vec::new(),
+        cwd: None,
+        state: SessionState::Running,
+        exit_status: None,
+        pid: p.pid,
+        created_at: rfc3339(created),
+        last_activity_at: None,
+        ended_at: None,
+        owner_uid: 0,
+        limits: Default::default(),
+        keep: false,
+        cols: p.width,
+        rows: p.height,
+        env: Default::default(),
+    }
+}
+
+fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime) {
+    rec.tmux_id = Some(p.session_id.clone());
+    rec.window = Some(p.window.clone());
+    rec.pane = Some(p.pane.clone());
+    let s = &mut rec.session;
+    s.pid = p.pid;
+    s.cols = p.width.or(s.cols);
+    s.rows = p.height.or(s.rows);
+    let activity = p.activity.map(unix_time).into_iter().chain(rec.last_input).max();
+    if let Some(a) = activity {
+        s.last_activity_at = Some(rfc3339(a));
+    }
+    if p.dead {
+        if s.state != SessionState::Exited {
+            s.exit_status = p.exit_status();
+            s.ended_at.get_or_insert_with(|| rfc3339(now));
+            tracing::info!(session_id = %s.id, exit_status = s.exit_status, "session program exited");
+        }
+        s.state = SessionState::Exited;
+    } else {
+        s.state = SessionState::Running;
+        s.exit_status = None;
+        s.ended_at = None;
+    }
+}
+
+/// Keeps the registry current until shutdown.
+pub async fn run(
+    sessions: Arc<Sessions>,
+    mut rx: mpsc::Receiver<Notification>,
+    config: impl Fn() -> Arc<Config>,
+    mut shutdown: ShutdownListener,
+) {
+    loop {
+        let interval = config().health.interval.0;
+        let client = sessions.client().ok();
+        let closed = async {
+            match &client {
+                Some(c) => c.closed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let refresh = tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = closed => false,
+            _ = tokio::time::sleep(interval) => true,
+            n = rx.recv() => match n {
+                Some(Notification::SessionsChanged | Notification::WindowClose { .. } | Notification::UnlinkedWindowClose { .. }) => true,
+                Some(Notification::PasteBufferChanged { name }) => name == PANE_DIED_BUFFER,
+                Some(_) => continue,
+                None => false,
+            },
+        };
+        if refresh && sessions.client().is_ok() {
+            if let Err(e) = sessions.refresh().await {
+                tracing::warn!(error = %e, "refreshing sessions from tmux failed");
+            }
+            continue;
+        }
+        // The control connection is gone: bring tmux back, retrying.
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match sessions.recover(&config()).await {
+                Ok(new_rx) => {
+                    rx = new_rx;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "tmux recovery failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(MAX_RETRY).min(config().health.interval.0.max(Duration::from_millis(200)));
+                }
+            }
+        }
+    }
+}
+
+/// Writes the state file whenever the registry changed, until shutdown
+/// (then once more).
+pub async fn persist_loop(sessions: Arc<Sessions>, store: Arc<Store>, mut shutdown: ShutdownListener) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = store.wait_dirty() => {}
+        }
+        save(&sessions, &store);
+    }
+    save(&sessions, &store);
+}
+
+fn save(sessions: &Sessions, store: &Store) {
+    if let Err(e) = store.save(sessions.snapshot()) {
+        tracing::error!(path = %store.path().display(), error = %e, "cannot write the state file");
+    }
+}
