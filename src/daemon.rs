@@ -15,6 +15,8 @@ use crate::logging::LogHandle;
 use crate::metrics::Metrics;
 use crate::protocol::types::ReloadResult;
 use crate::server::Listener;
+use crate::sessions::store::Store;
+use crate::sessions::{supervise, Sessions};
 use crate::shutdown::Shutdown;
 
 /// Config keys (dotted prefixes) that only take effect after a restart.
@@ -84,6 +86,8 @@ pub struct Daemon {
     pub shutdown: Shutdown,
     /// Serialises reloads (SIGHUP and `daemon.reload` may race).
     reload_lock: tokio::sync::Mutex<()>,
+    /// The session registry and the handle on tmux.
+    pub sessions: Arc<Sessions>,
 }
 
 impl Daemon {
@@ -93,6 +97,7 @@ impl Daemon {
         options: Options,
         socket_path: PathBuf,
         shutdown: Shutdown,
+        sessions: Arc<Sessions>,
     ) -> Daemon {
         Daemon {
             config: RwLock::new(Arc::new(config)),
@@ -102,6 +107,7 @@ impl Daemon {
             metrics: Metrics::default(),
             shutdown,
             reload_lock: tokio::sync::Mutex::new(()),
+            sessions,
         }
     }
 
@@ -112,7 +118,9 @@ impl Daemon {
 
     /// A one-line human status for `STATUS=` and logs.
     pub fn status_line(&self) -> String {
-        format!("serving on {}", self.socket_path.display())
+        let c = self.sessions.counts();
+        let tmux = if self.sessions.client().is_ok() { "tmux ok" } else { "tmux down" };
+        format!("{} sessions ({} running), {tmux}", c.total, c.running)
     }
 
     /// Re-reads the config. An invalid file keeps the old config and is an
@@ -183,8 +191,28 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
     keys
 }
 
-/// Runs the daemon on `listener` until `shutdown` triggers; returns after
-/// in-flight requests finished (or the shutdown timeout passed).
+/// Starts tmux and reconciles the sessions (before READY), then serves on
+/// `listener` until shutdown; returns after in-flight requests finished (or
+/// the shutdown timeout passed) and the state file is written.
+pub async fn start_and_run(config: Config, options: Options, listener: Listener) -> anyhow::Result<()> {
+    let store = Store::open(&config.state_dir())
+        .with_context(|| format!("opening the state directory {}", config.state_dir().display()))?;
+    let (sessions, notifications) = supervise::start(&config, store.clone()).await?;
+    let shutdown = Shutdown::new();
+    let daemon = Arc::new(Daemon::new(config, options, listener.path.clone(), shutdown.clone(), sessions.clone()));
+    let watcher = {
+        let d = daemon.clone();
+        tokio::spawn(supervise::run(sessions.clone(), notifications, move || d.config(), shutdown.listener()))
+    };
+    let persister = tokio::spawn(supervise::persist_loop(sessions, store, shutdown.listener()));
+    let result = run(daemon, listener).await;
+    watcher.abort();
+    let _ = persister.await;
+    result
+}
+
+/// Serves on `listener` until `shutdown` triggers; returns after in-flight
+/// requests finished (or the shutdown timeout passed).
 pub async fn run(daemon: Arc<Daemon>, listener: Listener) -> anyhow::Result<()> {
     let signals = {
         let shutdown = daemon.shutdown.clone();

@@ -7,7 +7,9 @@
 //! - [`server`]: the control socket (bind or activation), framing, peer credentials.
 //! - [`rpc`]: dispatch and one file per method family.
 //! - [`daemon`]: shared state, `run`, reload.
-//! - [`limits`]: rlimit and cgroup limit types.
+//! - [`tmux`]: the tmux server's lifecycle and the one control-mode connection.
+//! - [`sessions`]: the session registry, reconcile, refresh, the state file.
+//! - [`limits`]: rlimit and cgroup caps, the exec-wrapper.
 //! - [`health`], [`metrics`]: checks, watchdog, Prometheus text.
 //! - [`systemd`], [`logging`], [`shutdown`]: the service-manager plumbing.
 //! - [`client`]: a small blocking JSON-RPC client (CLI and tests).
@@ -24,4 +26,6 @@ pub mod protocol;
 pub mod rpc;
 pub mod server;
 pub mod shutdown;
+pub mod sessions;
 pub mod systemd;
+pub mod tmux;

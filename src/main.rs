@@ -2,13 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 
-use ccmanagerd::daemon::{Daemon, Options};
-use ccmanagerd::shutdown::Shutdown;
+use ccmanagerd::daemon::Options;
 
 /// A daemon that owns a tmux server and the long-lived terminal sessions in it.
 #[derive(Parser, Debug)]
@@ -32,6 +30,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().as_deref() == Some(std::ffi::OsStr::new(ccmanagerd::limits::wrapper::MODE)) {
+        ccmanagerd::limits::wrapper::main(raw.collect());
+    }
     let args = Args::parse();
     let mut options = Options {
         config_path: args.config.clone(),
@@ -83,8 +85,7 @@ fn main() -> ExitCode {
             )
             .with_context(|| format!("cannot serve on {}", socket_path.display()))?,
         };
-        let daemon = Arc::new(Daemon::new(config, options, listener.path.clone(), Shutdown::new()));
-        ccmanagerd::daemon::run(daemon, listener).await
+        ccmanagerd::daemon::start_and_run(config, options, listener).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::error::Result;
-use crate::protocol::types::{ReloadResult, SessionCounts, Status, TmuxStatus};
+use crate::protocol::types::{ReloadResult, Status, TmuxStatus};
 
 /// `daemon.ping` -> `"pong"`.
 pub fn ping() -> Value {
@@ -18,11 +18,22 @@ pub async fn status(ctx: &Ctx) -> Result<Status> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         uptime_s: d.started.elapsed().as_secs(),
-        tmux: TmuxStatus::default(),
-        sessions: SessionCounts::default(),
+        tmux: tmux_status(ctx),
+        sessions: d.sessions.counts(),
         health: "ok".to_string(),
         socket: Some(d.socket_path.clone()),
     })
+}
+
+fn tmux_status(ctx: &Ctx) -> TmuxStatus {
+    let s = &ctx.daemon.sessions;
+    let server = s.server();
+    TmuxStatus {
+        pid: server.as_ref().map(|i| i.pid),
+        socket: Some(s.paths.socket.clone()),
+        alive: s.client().is_ok(),
+        version: server.map(|i| i.version),
+    }
 }
 
 /// `daemon.reload`: same as SIGHUP.

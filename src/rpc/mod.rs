@@ -2,6 +2,7 @@
 //! one-line call into the method family's file.
 
 pub mod daemon;
+pub mod sessions;
 
 use std::sync::Arc;
 
@@ -33,14 +34,14 @@ pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Value> {
         Request::DaemonReload(_) => json(daemon::reload(ctx).await?),
         Request::DaemonMetrics(_) => json(daemon::metrics(ctx).await?),
         Request::HealthCheck(_) => Err(not_yet("health.check")),
-        Request::SessionCreate(_) => Err(not_yet("session.create")),
-        Request::SessionList(_) => Err(not_yet("session.list")),
-        Request::SessionGet(_) => Err(not_yet("session.get")),
-        Request::SessionKill(_) => Err(not_yet("session.kill")),
-        Request::SessionSend(_) => Err(not_yet("session.send")),
-        Request::SessionCapture(_) => Err(not_yet("session.capture")),
-        Request::SessionResize(_) => Err(not_yet("session.resize")),
-        Request::SessionAttach(_) => Err(not_yet("session.attach")),
+        Request::SessionCreate(p) => json(sessions::create(ctx, p).await?),
+        Request::SessionList(p) => json(sessions::list(ctx, p)),
+        Request::SessionGet(p) => json(sessions::get(ctx, p)?),
+        Request::SessionKill(p) => json(sessions::kill(ctx, p).await?),
+        Request::SessionSend(p) => json(sessions::send(ctx, p).await?),
+        Request::SessionCapture(p) => json(sessions::capture(ctx, p).await?),
+        Request::SessionResize(p) => json(sessions::resize(ctx, p).await?),
+        Request::SessionAttach(p) => json(sessions::attach(ctx, p)?),
         Request::CleanupRun(_) => Err(not_yet("cleanup.run")),
         #[cfg(feature = "test-hooks")]
         Request::DebugFail(_) => Err(Error::Internal("debug.fail was called".into())),

@@ -3,3 +3,6 @@
 
 pub mod daemon;
 pub mod sysbox;
+pub mod tmux;
+
+pub use tmux::*;

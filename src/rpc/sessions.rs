@@ -1,0 +1,57 @@
+//! `session.*` methods: thin adapters from params to the registry, with the
+//! caller's credentials for owner isolation.
+
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::error::Result;
+use crate::protocol::methods::{SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionSend};
+use crate::protocol::types::Session;
+
+/// `session.create`.
+pub async fn create(ctx: &Ctx, p: SessionCreate) -> Result<Session> {
+    let config = ctx.daemon.config();
+    let metrics = &ctx.daemon.metrics;
+    ctx.daemon.sessions.create(&ctx.peer, &config, p, |limit| metrics.limit_rejected(limit)).await
+}
+
+/// `session.list`.
+pub fn list(ctx: &Ctx, p: SessionList) -> Value {
+    json!({ "sessions": ctx.daemon.sessions.list(&ctx.peer, &ctx.daemon.config(), p.state) })
+}
+
+/// `session.get`.
+pub fn get(ctx: &Ctx, p: SessionId) -> Result<Session> {
+    ctx.daemon.sessions.get(&ctx.peer, &ctx.daemon.config(), &p.id)
+}
+
+/// `session.kill`.
+pub async fn kill(ctx: &Ctx, p: SessionId) -> Result<Value> {
+    tracing::info!(session_id = %p.id, peer_uid = ctx.peer.uid, "kill requested");
+    ctx.daemon.sessions.kill(&ctx.peer, &ctx.daemon.config(), &p.id, "killed").await?;
+    Ok(json!({"id": p.id, "killed": true}))
+}
+
+/// `session.send`.
+pub async fn send(ctx: &Ctx, p: SessionSend) -> Result<Value> {
+    let id = p.id.clone();
+    ctx.daemon.sessions.send(&ctx.peer, &ctx.daemon.config(), p).await?;
+    Ok(json!({ "id": id }))
+}
+
+/// `session.capture`.
+pub async fn capture(ctx: &Ctx, p: SessionCapture) -> Result<Value> {
+    let id = p.id.clone();
+    let text = ctx.daemon.sessions.capture(&ctx.peer, &ctx.daemon.config(), p).await?;
+    Ok(json!({ "id": id, "text": text }))
+}
+
+/// `session.resize`.
+pub async fn resize(ctx: &Ctx, p: SessionResize) -> Result<Session> {
+    ctx.daemon.sessions.resize(&ctx.peer, &ctx.daemon.config(), &p.id, p.cols, p.rows).await
+}
+
+/// `session.attach`.
+pub fn attach(ctx: &Ctx, p: SessionId) -> Result<Value> {
+    Ok(json!({ "argv": ctx.daemon.sessions.attach(&ctx.peer, &ctx.daemon.config(), &p.id)? }))
+}

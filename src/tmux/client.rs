@@ -1,0 +1,365 @@
+//! The daemon's ONE long-lived control-mode connection (`tmux -C`): a child
+//! process attached to the keeper session, pipelined requests matched to
+//! replies in FIFO order, and notifications forwarded on a bounded channel.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::command::Cmd;
+use super::control::{Event, Notification, Parser, Reply, ReplyKind};
+use super::server::tmux_command;
+use super::TmuxError;
+
+/// Session the control client stays attached to; never a user session.
+pub const KEEPER_SESSION: &str = "ccmanager_control";
+/// The keeper's harmless program: never exits, never prints, not a shell.
+pub const KEEPER_COMMAND: &[&str] = &["sleep", "infinity"];
+/// Keeper window size; it is never displayed.
+pub const KEEPER_COLS: u16 = 80;
+/// Keeper window height.
+pub const KEEPER_ROWS: u16 = 24;
+/// How long one request may take before the server is considered stuck.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Capacity of the notification channel; beyond it notifications are dropped.
+pub const NOTIFICATION_CAPACITY: usize = 4096;
+/// At most one "notifications dropped" warning per this interval.
+pub const DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// How much of the child's stderr is kept for the error message.
+pub const STDERR_CAPTURE_BYTES: usize = 4096;
+/// After stdout closes, how long we wait for the child's exit and stderr.
+pub const EXIT_GRACE: Duration = Duration::from_secs(2);
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Where to find tmux and its server, and the connection's tunables.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The tmux binary.
+    pub tmux_bin: PathBuf,
+    /// The server socket (`-S`).
+    pub socket: PathBuf,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Notification channel capacity.
+    pub notification_capacity: usize,
+}
+
+impl ClientConfig {
+    /// Defaults for everything but the paths.
+    pub fn new(tmux_bin: impl Into<PathBuf>, socket: impl Into<PathBuf>) -> Self {
+        ClientConfig {
+            tmux_bin: tmux_bin.into(),
+            socket: socket.into(),
+            request_timeout: REQUEST_TIMEOUT,
+            notification_capacity: NOTIFICATION_CAPACITY,
+        }
+    }
+}
+
+type ReplySender = oneshot::Sender<Result<Vec<String>, TmuxError>>;
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<ReplySender>,
+    dead: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    closed: watch::Sender<bool>,
+    keeper_panes: Mutex<HashSet<String>>,
+    dropped_notifications: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the queue consistent enough
+        // to fail everything, so recover instead of propagating the poison.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the connection dead and fails every pending request at once.
+    fn fail_all(&self, reason: &str) {
+        let pending = {
+            let mut st = self.lock();
+            st.dead.get_or_insert_with(|| reason.to_owned());
+            std::mem::take(&mut st.pending)
+        };
+        for tx in pending {
+            let _ = tx.send(Err(TmuxError::Unavailable(reason.to_owned())));
+        }
+        self.closed.send_replace(true);
+    }
+}
+
+/// The control-mode connection; see the module documentation.
+pub struct ControlClient {
+    shared: Arc<Shared>,
+    writer: tokio::sync::Mutex<ChildStdin>,
+    pid: Option<u32>,
+    timeout: Duration,
+    /// Dropping this tells the supervisor task to kill the child.
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// Spawns `tmux -C` attached to [`KEEPER_SESSION`] (created if missing) on an
+/// already running server; `-N` keeps it from starting one of its own, so the
+/// server's launch stays in [`super::server`].
+pub async fn connect(
+    cfg: &ClientConfig,
+) -> Result<(ControlClient, mpsc::Receiver<Notification>), TmuxError> {
+    let mut cmd = tmux_command(&cfg.tmux_bin);
+    cmd.args(["-N", "-C", "-S"])
+        .arg(&cfg.socket)
+        .args(["new-session", "-A", "-s", KEEPER_SESSION])
+        .args(["-x", &KEEPER_COLS.to_string(), "-y", &KEEPER_ROWS.to_string()])
+        .args(KEEPER_COMMAND)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        TmuxError::Unavailable(format!("cannot run {}: {e}", cfg.tmux_bin.display()))
+    })?;
+    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
+        return Err(TmuxError::Unavailable("tmux child has no pipes".into()));
+    };
+    let (closed, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        closed,
+        keeper_panes: Mutex::new(HashSet::new()),
+        dropped_notifications: AtomicU64::new(0),
+    });
+    let (notify_tx, notify_rx) = mpsc::channel(cfg.notification_capacity.max(1));
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let pid = child.id();
+    let stderr_task = tokio::spawn(capture_stderr(stderr));
+    tokio::spawn(supervise(shared.clone(), child, stdout, stderr_task, notify_tx, shutdown_rx));
+    let client = ControlClient {
+        shared,
+        writer: tokio::sync::Mutex::new(stdin),
+        pid,
+        timeout: cfg.request_timeout,
+        _shutdown: shutdown_tx,
+    };
+    let panes = Cmd::new("list-panes")
+        .flag("-s")
+        .opt("-t", format!("={KEEPER_SESSION}"))
+        .opt("-F", "#{pane_id}");
+    let keeper = client.run(&panes).await?;
+    *client.shared.keeper_panes.lock().unwrap_or_else(|e| e.into_inner()) =
+        keeper.into_iter().collect();
+    Ok((client, notify_rx))
+}
+
+impl ControlClient {
+    /// Runs one command and returns its output lines. `%error` gives
+    /// [`TmuxError::Command`]; a dead or stuck connection gives
+    /// [`TmuxError::Unavailable`]. Concurrent calls are pipelined.
+    pub async fn run(&self, cmd: &Cmd) -> Result<Vec<String>, TmuxError> {
+        let mut line = cmd.render()?.into_bytes();
+        line.push(b'\n');
+        let exchange = async {
+            let rx = self.send_line(&line).await?;
+            rx.await
+                .unwrap_or_else(|_| Err(TmuxError::Unavailable("control connection closed".into())))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(TmuxError::Unavailable(format!(
+                "tmux did not answer `{}` within {:?}",
+                cmd.name(),
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Queues the reply slot and writes the line under the writer lock, so
+    /// the FIFO order of slots is the order of lines on the wire.
+    async fn send_line(
+        &self,
+        line: &[u8],
+    ) -> Result<oneshot::Receiver<Result<Vec<String>, TmuxError>>, TmuxError> {
+        let mut writer = self.writer.lock().await;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.shared.lock();
+            if let Some(reason) = &st.dead {
+                return Err(TmuxError::Unavailable(reason.clone()));
+            }
+            st.pending.push_back(tx);
+        }
+        // If this future is dropped mid-write (timeout, caller cancelled),
+        // the wire holds a partial line and the FIFO no longer matches it:
+        // the only safe outcome is to declare the connection dead.
+        let torn = TornWriteGuard(Some(&self.shared));
+        let written = async {
+            writer.write_all(line).await?;
+            writer.flush().await
+        }
+        .await;
+        torn.disarm();
+        if let Err(e) = written {
+            self.shared.fail_all(&format!("writing to tmux control client: {e}"));
+        }
+        Ok(rx)
+    }
+
+    /// The control client's pid, if it was known at spawn.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Whether the connection is still usable.
+    pub fn is_alive(&self) -> bool {
+        self.shared.lock().dead.is_none()
+    }
+
+    /// Why the connection died, once it has.
+    pub fn dead_reason(&self) -> Option<String> {
+        self.shared.lock().dead.clone()
+    }
+
+    /// Notifications dropped so far because the channel was full.
+    pub fn dropped_notifications(&self) -> u64 {
+        self.shared.dropped_notifications.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the connection is gone.
+    pub async fn closed(&self) {
+        let mut rx = self.shared.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+}
+
+struct TornWriteGuard<'a>(Option<&'a Shared>);
+
+impl TornWriteGuard<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TornWriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0 {
+            shared.fail_all("a command write to tmux was interrupted");
+        }
+    }
+}
+
+async fn capture_stderr(mut stderr: impl AsyncRead + Unpin) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Keep reading past the cap so tmux never blocks on a full stderr pipe.
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = STDERR_CAPTURE_BYTES.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).trim().to_owned()
+}
+
+async fn supervise(
+    shared: Arc<Shared>,
+    mut child: Child,
+    stdout: impl AsyncRead + Unpin,
+    stderr_task: tokio::task::JoinHandle<String>,
+    notify_tx: mpsc::Sender<Notification>,
+    shutdown: oneshot::Receiver<()>,
+) {
+    let mut reason = tokio::select! {
+        r = read_loop(&shared, stdout, &notify_tx) => r,
+        _ = shutdown => "control client was dropped".to_owned(),
+    };
+    let _ = child.start_kill();
+    if let Ok(Ok(status)) = tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+        reason += &format!(" ({status})");
+    }
+    if let Ok(Ok(err)) = tokio::time::timeout(EXIT_GRACE, stderr_task).await {
+        if !err.is_empty() {
+            reason += &format!(": {err}");
+        }
+    }
+    tracing::warn!(%reason, "tmux control connection closed");
+    shared.fail_all(&reason);
+}
+
+/// Reads until EOF; returns why it stopped.
+async fn read_loop(
+    shared: &Shared,
+    mut stdout: impl AsyncRead + Unpin,
+    notify_tx: &mpsc::Sender<Notification>,
+) -> String {
+    let mut parser = Parser::new();
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut last_drop_warning: Option<Instant> = None;
+    loop {
+        let n = match stdout.read(&mut buf).await {
+            Ok(0) => return "tmux control client closed its output".to_owned(),
+            Ok(n) => n,
+            Err(e) => return format!("reading from tmux control client: {e}"),
+        };
+        for event in parser.feed(&buf[..n]) {
+            match event {
+                Event::Reply(reply) => deliver_reply(shared, reply),
+                Event::Notification(n) => forward(shared, notify_tx, n, &mut last_drop_warning),
+                Event::Stray(line) => tracing::debug!(%line, "unexpected tmux control line"),
+                Event::LineTooLong { bytes } => {
+                    tracing::warn!(bytes, "dropped over-long tmux control line")
+                }
+            }
+        }
+    }
+}
+
+fn deliver_reply(shared: &Shared, reply: Reply) {
+    if !reply.from_this_client() {
+        // e.g. the attach command from tmux's command line, or the config.
+        if reply.kind != ReplyKind::Ok {
+            tracing::warn!(message = %reply.message(), "tmux reported an error not caused by our requests");
+        }
+        return;
+    }
+    let Some(tx) = shared.lock().pending.pop_front() else {
+        tracing::warn!(number = reply.number, "tmux reply with no pending request");
+        return;
+    };
+    let result = match reply.kind {
+        ReplyKind::Ok => Ok(reply.lines),
+        ReplyKind::Error | ReplyKind::TooLarge => Err(TmuxError::Command(reply.message())),
+    };
+    // The caller may have timed out and gone; its slot still had to be consumed.
+    let _ = tx.send(result);
+}
+
+fn forward(
+    shared: &Shared,
+    tx: &mpsc::Sender<Notification>,
+    n: Notification,
+    last_warning: &mut Option<Instant>,
+) {
+    if let Notification::Output { pane, .. } | Notification::ExtendedOutput { pane, .. } = &n {
+        if shared.keeper_panes.lock().unwrap_or_else(|e| e.into_inner()).contains(pane) {
+            return;
+        }
+    }
+    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n) {
+        let total = shared.dropped_notifications.fetch_add(1, Ordering::Relaxed) + 1;
+        if last_warning.is_none_or(|t| t.elapsed() >= DROP_WARN_INTERVAL) {
+            *last_warning = Some(Instant::now());
+            tracing::warn!(total, "tmux notification channel full; dropping notifications");
+        }
+    }
+}

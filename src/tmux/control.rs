@@ -1,0 +1,220 @@
+//! I/O-free parser of tmux control-mode output (`tmux -C`).
+//!
+//! Owns the byte-level grammar only: `%begin`/`%end`/`%error` reply blocks
+//! and `%`-notifications. Feed it bytes in any chunking with
+//! [`Parser::feed`]; it yields [`Event`]s. Memory is bounded by
+//! [`MAX_LINE_BYTES`] and [`MAX_BLOCK_BYTES`].
+
+use super::notification::parse_notification;
+pub use super::notification::Notification;
+
+/// Longest single line kept; longer lines are discarded (outside a block) or
+/// turn the block into a [`ReplyKind::TooLarge`] reply.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Largest reply block kept in memory; beyond it the reply becomes
+/// [`ReplyKind::TooLarge`] and its lines are dropped.
+pub const MAX_BLOCK_BYTES: usize = 16 << 20;
+
+/// How a reply block ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// `%end`: the command succeeded; `lines` is its output.
+    Ok,
+    /// `%error`: the command failed; `lines` is tmux's message.
+    Error,
+    /// The block exceeded [`MAX_BLOCK_BYTES`] (or a line exceeded
+    /// [`MAX_LINE_BYTES`]); its content was dropped.
+    TooLarge,
+}
+
+/// One `%begin ... %end|%error` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Server time from the guard lines.
+    pub time: u64,
+    /// Command number from the guard lines.
+    pub number: u64,
+    /// Guard flags; bit 0 set means the command came from this client.
+    pub flags: u32,
+    /// How the block ended.
+    pub kind: ReplyKind,
+    /// Output lines, each decoded lossily after it was fully assembled.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// Whether this reply answers a command written by this client (flags=1),
+    /// as opposed to e.g. the initial command given on tmux's command line.
+    pub fn from_this_client(&self) -> bool {
+        self.flags & 1 != 0
+    }
+
+    /// The lines joined with `\n`: the error message for `%error` replies.
+    pub fn message(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+/// One item of control-mode output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A complete reply block.
+    Reply(Reply),
+    /// An asynchronous notification.
+    Notification(Notification),
+    /// A non-empty line outside any block that is not a `%` line.
+    Stray(String),
+    /// A line outside a block exceeded [`MAX_LINE_BYTES`] and was dropped.
+    LineTooLong {
+        /// Its full length in bytes.
+        bytes: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Block {
+    time: u64,
+    number: u64,
+    flags: u32,
+    lines: Vec<String>,
+    bytes: usize,
+    overflow: bool,
+}
+
+/// Incremental control-mode parser; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Parser {
+    line: Vec<u8>,
+    /// Bytes of the current line beyond what was kept in `line`.
+    dropped: usize,
+    block: Option<Block>,
+}
+
+impl Parser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the parser is inside an unfinished reply block.
+    pub fn in_block(&self) -> bool {
+        self.block.is_some()
+    }
+
+    /// Consumes `data` and returns the events completed by it.
+    pub fn feed(&mut self, mut data: &[u8]) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(i) = data.iter().position(|&b| b == b'\n') {
+            self.push_bytes(&data[..i]);
+            data = &data[i + 1..];
+            self.finish_line(&mut out);
+        }
+        self.push_bytes(data);
+        out
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.line.len());
+        let keep = room.min(bytes.len());
+        self.line.extend_from_slice(&bytes[..keep]);
+        self.dropped += bytes.len() - keep;
+    }
+
+    fn finish_line(&mut self, out: &mut Vec<Event>) {
+        let mut line = std::mem::take(&mut self.line);
+        let dropped = std::mem::take(&mut self.dropped);
+        // tmux writes LF; a tty in between may turn that into CRLF.
+        if dropped == 0 && line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        match self.block.take() {
+            Some(block) => self.block_line(block, line, dropped, out),
+            None if dropped > 0 => out.push(Event::LineTooLong { bytes: line.len() + dropped }),
+            None => self.top_line(&line, out),
+        }
+    }
+
+    fn block_line(
+        &mut self,
+        mut block: Block,
+        line: Vec<u8>,
+        dropped: usize,
+        out: &mut Vec<Event>,
+    ) {
+        if dropped == 0 {
+            if let Some(kind) = guard_kind(&line, &block) {
+                let lines = if block.overflow {
+                    vec![format!("tmux reply exceeded {MAX_BLOCK_BYTES} bytes")]
+                } else {
+                    block.lines
+                };
+                out.push(Event::Reply(Reply {
+                    time: block.time,
+                    number: block.number,
+                    flags: block.flags,
+                    kind: if block.overflow { ReplyKind::TooLarge } else { kind },
+                    lines,
+                }));
+                return;
+            }
+        }
+        let len = line.len() + dropped + 1;
+        if block.overflow || dropped > 0 || block.bytes + len > MAX_BLOCK_BYTES {
+            block.overflow = true;
+            block.lines = Vec::new();
+        } else {
+            block.bytes += len;
+            block.lines.push(String::from_utf8_lossy(&line).into_owned());
+        }
+        self.block = Some(block);
+    }
+
+    fn top_line(&mut self, line: &[u8], out: &mut Vec<Event>) {
+        if let Some(rest) = line.strip_prefix(b"%begin ") {
+            if let Some((time, number, flags)) = guard_fields(rest) {
+                self.block = Some(Block {
+                    time,
+                    number,
+                    flags,
+                    lines: Vec::new(),
+                    bytes: 0,
+                    overflow: false,
+                });
+                return;
+            }
+        }
+        if line.first() == Some(&b'%') {
+            out.push(Event::Notification(parse_notification(line)));
+        } else if !line.is_empty() {
+            out.push(Event::Stray(String::from_utf8_lossy(line).into_owned()));
+        }
+    }
+}
+
+/// If `line` is the `%end`/`%error` closing `block` (same time and number),
+/// the reply kind it ends with. Anything else is block content, so a pane's
+/// text that merely looks like a guard cannot end a block early.
+fn guard_kind(line: &[u8], block: &Block) -> Option<ReplyKind> {
+    let (kind, rest) = if let Some(rest) = line.strip_prefix(b"%end ") {
+        (ReplyKind::Ok, rest)
+    } else if let Some(rest) = line.strip_prefix(b"%error ") {
+        (ReplyKind::Error, rest)
+    } else {
+        return None;
+    };
+    let (time, number, _flags) = guard_fields(rest)?;
+    (time == block.time && number == block.number).then_some(kind)
+}
+
+fn guard_fields(rest: &[u8]) -> Option<(u64, u64, u32)> {
+    let text = std::str::from_utf8(rest).ok()?;
+    let mut it = text.split(' ');
+    let time = it.next()?.parse().ok()?;
+    let number = it.next()?.parse().ok()?;
+    let flags = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((time, number, flags))
+}
+
+#[cfg(test)]
+#[path = "control_tests.rs"]
+mod tests;
