@@ -25,7 +25,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod rpc;
 pub mod server;
-pub mod shutdown;
 pub mod sessions;
+pub mod shutdown;
 pub mod systemd;
 pub mod tmux;

@@ -27,8 +27,17 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 10_000;
 /// Environment variables a spawned tmux must not inherit: systemd's
 /// notification and socket-activation variables belong to the daemon, and
 /// `TMUX`/`TMUX_PANE` would make tmux think it is nested.
-pub const SCRUBBED_ENV: &[&str] =
-    &["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "TMUX", "TMUX_PANE"];
+pub const SCRUBBED_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "INVOCATION_ID",
+    "TMUX",
+    "TMUX_PANE",
+];
 const INSTALL_HINT: &str = "install it with `apt-get install tmux`";
 const TERMINFO_DIRS: &[&str] = &["/usr/share/terminfo", "/lib/terminfo", "/etc/terminfo"];
 
