@@ -26,6 +26,8 @@ use crate::tmux::{
 /// client `%paste-buffer-changed` at once, so exits are seen immediately
 /// instead of at the next periodic refresh.
 const PANE_DIED_BUFFER: &str = "ccm_pane_died";
+/// How soon to look again at a pane that died before tmux had its status.
+const EXIT_STATUS_RECHECK: Duration = Duration::from_millis(100);
 /// Upper bound on the pause between attempts to bring tmux back.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -233,8 +235,9 @@ impl Sessions {
     }
 
     /// One refresh from tmux; adopts sessions it did not know (fetching
-    /// their metadata only then).
-    pub async fn refresh(&self) -> crate::error::Result<()> {
+    /// their metadata only then). Returns whether a dead pane still waits for
+    /// its exit status.
+    pub async fn refresh(&self) -> crate::error::Result<bool> {
         let panes = self.list_panes().await?;
         let unknown = {
             let records = self.records();
@@ -250,7 +253,7 @@ impl Sessions {
         if self.snapshot() != before {
             self.persist();
         }
-        Ok(())
+        Ok(panes.iter().any(|p| p.dead && p.exit_status().is_none()))
     }
 
     /// Marks every session lost (the server they lived in is gone).
@@ -354,8 +357,10 @@ pub async fn run(
     config: impl Fn() -> Arc<Config>,
     mut shutdown: ShutdownListener,
 ) {
+    // The periodic refresh runs on its own deadline, so a stream of
+    // unrelated notifications can never starve it.
+    let mut next = tokio::time::Instant::now() + config().health.interval.0;
     loop {
-        let interval = config().health.interval.0;
         let client = sessions.client().ok();
         let closed = async {
             match &client {
@@ -366,7 +371,7 @@ pub async fn run(
         let refresh = tokio::select! {
             _ = shutdown.wait() => return,
             _ = closed => false,
-            _ = tokio::time::sleep(interval) => true,
+            _ = tokio::time::sleep_until(next) => true,
             n = rx.recv() => match n {
                 Some(Notification::SessionsChanged | Notification::WindowClose { .. } | Notification::UnlinkedWindowClose { .. }) => true,
                 Some(Notification::PasteBufferChanged { name }) => name == PANE_DIED_BUFFER,
@@ -375,8 +380,12 @@ pub async fn run(
             },
         };
         if refresh && sessions.client().is_ok() {
-            if let Err(e) = sessions.refresh().await {
-                tracing::warn!(error = %e, "refreshing sessions from tmux failed");
+            next = tokio::time::Instant::now() + config().health.interval.0;
+            match sessions.refresh().await {
+                // tmux saw a pane die but has not reaped it yet: look again soon.
+                Ok(true) => next = next.min(tokio::time::Instant::now() + EXIT_STATUS_RECHECK),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "refreshing sessions from tmux failed"),
             }
             continue;
         }
