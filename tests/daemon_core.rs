@@ -396,7 +396,9 @@ fn socket_activation_is_used_and_never_unlinked() {
     // SAFETY: dup2 is async-signal-safe; the fd stays open in the parent.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            // dup2 onto itself keeps FD_CLOEXEC, so clear it explicitly then.
+            let rc = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if rc < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -412,6 +414,7 @@ fn socket_activation_is_used_and_never_unlinked() {
                 break v;
             }
         }
+        assert!(child.try_wait().unwrap().is_none(), "activated daemon exited early");
         assert!(Instant::now() < deadline, "activated daemon did not answer");
         std::thread::sleep(Duration::from_millis(20));
     };
