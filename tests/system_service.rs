@@ -323,3 +323,174 @@ fn sessions_survive_restart_stop_kill_and_upgrade_without_failed_requests() {
     assert_ne!(main_pid(&sb), pid, "the upgrade did not restart the daemon");
     assert_same(&sb, "upgrade", &before, &tmux);
 }
+
+/// The daemon's journal entries (JSON) since boot.
+fn journal_json(sb: &SysBox) -> Vec<Value> {
+    sb.sh_ok("journalctl -b --no-pager -o json -u ccmanagerd.service")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn field<'a>(e: &'a Value, name: &str) -> &'a str {
+    e.get(name).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+/// Proof 5: a daemon that stops answering (SIGSTOP) is restarted by systemd
+/// within WatchdogSec; the sessions survive.
+#[test]
+fn watchdog_restarts_a_hung_daemon_and_sessions_survive() {
+    let name = "watchdog_restarts_a_hung_daemon_and_sessions_survive";
+    let Some(sb) = setup(name) else { return };
+    sb.write_file(
+        Path::new("/etc/systemd/system/ccmanagerd.service.d/watchdog.conf"),
+        b"[Service]\nWatchdogSec=3s\nTimeoutAbortSec=2s\n",
+        0o644,
+    )
+    .unwrap();
+    sb.sh_ok("systemctl daemon-reload && systemctl restart ccmanagerd.service");
+    assert_eq!(sb.sh_ok("systemctl show -P WatchdogUSec ccmanagerd.service").trim(), "3s");
+    wait_active(&sb);
+    let n0: u32 =
+        sb.sh_ok("systemctl show -P NRestarts ccmanagerd.service").trim().parse().unwrap();
+    // Fed often enough: no restart while it runs normally.
+    std::thread::sleep(Duration::from_secs(4));
+    let n: u32 = sb.sh_ok("systemctl show -P NRestarts ccmanagerd.service").trim().parse().unwrap();
+    assert_eq!(n, n0, "restarted while healthy\n{}", journal(&sb));
+    new_session(&sb);
+    new_session(&sb);
+    let before = sessions(&sb);
+    let tmux = tmux_pid(&sb);
+    let pid = main_pid(&sb);
+    let t0 = Instant::now();
+    sb.sh_ok(&format!("kill -STOP {pid}"));
+    wait_new_main_pid(&sb, &pid, Duration::from_secs(10));
+    let took = t0.elapsed();
+    report(&format!("system_service: SIGSTOPped daemon replaced after {took:?} (WatchdogSec=3s)"));
+    assert!(took < Duration::from_secs(7), "restart took {took:?}");
+    // The box's PID 1 logs to nowhere (sysbox --log-target=null): the proof
+    // that systemd, not the daemon, acted is a stopped process replaced and
+    // counted as an automatic restart.
+    let n: u32 = sb.sh_ok("systemctl show -P NRestarts ccmanagerd.service").trim().parse().unwrap();
+    assert!(n > n0, "not an automatic restart: NRestarts {n0} -> {n}\n{}", journal(&sb));
+    assert_same(&sb, "a watchdog restart", &before, &tmux);
+}
+
+/// Proof 6: journald has the daemon's structured events: the session id of
+/// a created session, method and peer uid of a request, priorities from levels.
+#[test]
+fn journal_has_structured_fields() {
+    let name = "journal_has_structured_fields";
+    let Some(sb) = setup(name) else { return };
+    let id = new_session(&sb);
+    let o = sb.sh("ccmanagerctl show nosuchsession");
+    assert!(!o.status.success(), "{}", describe(&o));
+    sb.sh_ok("journalctl --sync || true");
+    let t0 = Instant::now();
+    let (created, failed) = loop {
+        let j = journal_json(&sb);
+        let created = j.iter().find(|e| field(e, "SESSION_ID") == id).cloned();
+        let failed = j
+            .iter()
+            .find(|e| field(e, "METHOD") == "session.get" && !field(e, "PEER_UID").is_empty())
+            .cloned();
+        if let (Some(c), Some(f)) = (&created, &failed) {
+            break (c.clone(), f.clone());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "created: {created:?}\nfailed request: {failed:?}\n{}",
+            journal(&sb)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    report(&format!("system_service: journal entry of a created session: {created}"));
+    report(&format!("system_service: journal entry of a failed request: {failed}"));
+    // tracing-journald: ERROR 3, WARN 4, INFO 5, DEBUG 6, TRACE 7.
+    assert_eq!(field(&created, "PRIORITY"), "5", "INFO -> 5: {created}");
+    assert_eq!(field(&failed, "PEER_UID"), "0");
+    assert_eq!(field(&failed, "_SYSTEMD_UNIT"), "ccmanagerd.service");
+    let j = journal_json(&sb);
+    for e in &j {
+        let p = field(e, "PRIORITY");
+        assert!(["3", "4", "5", "6", "7"].contains(&p), "priority {p}: {e}");
+    }
+}
+
+/// Proof 7: `systemctl reload` applies a changed setting without a restart;
+/// an invalid config is rejected, logged, and the old one kept.
+#[test]
+fn reload_applies_changes_and_rejects_an_invalid_config() {
+    let name = "reload_applies_changes_and_rejects_an_invalid_config";
+    let Some(sb) = setup(name) else { return };
+    let conf = Path::new("/etc/ccmanagerd/config.toml");
+    let example = std::fs::read_to_string(repo_root().join("config.example.toml")).unwrap();
+    assert!(example.contains("max_sessions = 200"));
+    sb.write_file(conf, example.as_bytes(), 0o644).unwrap();
+    sb.sh_ok("systemctl restart ccmanagerd.service");
+    let pid = main_pid(&sb);
+
+    let changed = example.replace("max_sessions = 200", "max_sessions = 7");
+    sb.write_file(conf, changed.as_bytes(), 0o644).unwrap();
+    sb.sh_ok("systemctl reload ccmanagerd.service");
+    let t0 = Instant::now();
+    loop {
+        let j = journal_json(&sb);
+        if j.iter().any(|e| {
+            field(e, "MESSAGE").contains("config reloaded")
+                && field(e, "APPLIED").contains("limits.max_sessions")
+        }) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no 'config reloaded' with limits.max_sessions\n{}",
+            journal(&sb)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(main_pid(&sb), pid, "reload restarted the daemon");
+    // Applied: the running config already has it (a second reload changes nothing).
+    let r = ctl(&sb, "reload");
+    assert_eq!(r["applied"], serde_json::json!([]), "{r}");
+
+    // An invalid config: rejected, logged at error, daemon keeps running the old one.
+    sb.write_file(conf, b"[limits\nmax_sessions = \"many\"\n", 0o644).unwrap();
+    let o = sb.sh("systemctl reload ccmanagerd.service");
+    report(&format!(
+        "system_service: systemctl reload with an invalid config: {}",
+        describe(&o).replace('\n', " ")
+    ));
+    let t0 = Instant::now();
+    loop {
+        let j = journal_json(&sb);
+        if j.iter()
+            .any(|e| field(e, "MESSAGE").contains("reload rejected") && field(e, "PRIORITY") == "3")
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no 'reload rejected' error\n{}",
+            journal(&sb)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = sb.sh("ccmanagerctl reload");
+    assert!(
+        !o.status.success(),
+        "ccmanagerctl reload accepted an invalid config: {}",
+        describe(&o)
+    );
+    assert_eq!(sb.sh_ok("systemctl is-active ccmanagerd.service").trim(), "active");
+    assert_eq!(main_pid(&sb), pid);
+    ctl(&sb, "status");
+    // The old config (max_sessions = 7) is still the running one.
+    sb.write_file(conf, changed.as_bytes(), 0o644).unwrap();
+    let r = ctl(&sb, "reload");
+    assert_eq!(
+        r["applied"],
+        serde_json::json!([]),
+        "the running config is not the last valid one: {r}"
+    );
+}
