@@ -99,7 +99,11 @@ impl Sessions {
             let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
         }
         tmux::write_config(&self.paths.config, &settings)?;
-        let (info, launched) = tmux::ensure_running(&launcher(config), &self.paths).await?;
+        let launcher = launcher(config);
+        if let Launcher::SystemdUnit { user: Some(user), .. } = &launcher {
+            hand_to_server_user(user, &self.paths.config);
+        }
+        let (info, launched) = tmux::ensure_running(&launcher, &self.paths).await?;
         if launched {
             tracing::info!(pid = info.pid, "started a new tmux server");
         } else {
@@ -293,6 +297,25 @@ impl Sessions {
         let rx = self.bring_up(config).await?;
         self.refresh().await?;
         Ok(rx)
+    }
+}
+
+/// The tmux server runs as `user` but the daemon (root, UMask=0027) writes
+/// its config and may have created its socket directory: make the config
+/// readable (else tmux runs without exit-empty off / remain-on-exit on) and
+/// the directory the user's (else tmux cannot create its socket).
+fn hand_to_server_user(user: &str, config: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(Some(u)) = nix::unistd::User::from_name(user) else { return };
+    if let Err(e) = std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o644)) {
+        tracing::warn!(path = %config.display(), error = %e, "cannot make the tmux config readable");
+    }
+    let Some(dir) = config.parent() else { return };
+    // Only a directory the daemon created (root, 0700): never chown e.g. /run.
+    if std::fs::metadata(dir).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o777 == 0o700) {
+        if let Err(e) = nix::unistd::chown(dir, Some(u.uid), Some(u.gid)) {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot give the tmux socket directory to the session user");
+        }
     }
 }
 
