@@ -76,6 +76,9 @@ struct Shared {
     closed: watch::Sender<bool>,
     keeper_panes: Mutex<HashSet<String>>,
     dropped_notifications: AtomicU64,
+    /// Fired by the reader with the outcome of the attach command given on
+    /// tmux's command line (the first flags=0 reply).
+    attached: Mutex<Option<oneshot::Sender<Result<(), String>>>>,
 }
 
 impl Shared {
@@ -133,11 +136,13 @@ pub async fn connect(
         return Err(TmuxError::Unavailable("tmux child has no pipes".into()));
     };
     let (closed, _) = watch::channel(false);
+    let (attached_tx, attached_rx) = oneshot::channel();
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         closed,
         keeper_panes: Mutex::new(HashSet::new()),
         dropped_notifications: AtomicU64::new(0),
+        attached: Mutex::new(Some(attached_tx)),
     });
     let (notify_tx, notify_rx) = mpsc::channel(cfg.notification_capacity.max(1));
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
@@ -151,6 +156,7 @@ pub async fn connect(
         timeout: cfg.request_timeout,
         _shutdown: shutdown_tx,
     };
+    client.wait_attached(attached_rx).await?;
     let panes = Cmd::new("list-panes")
         .flag("-s")
         .opt("-t", format!("={KEEPER_SESSION}"))
@@ -162,6 +168,36 @@ pub async fn connect(
 }
 
 impl ControlClient {
+    /// tmux may run lines read from stdin before the attach command from its
+    /// command line; with no session yet they fail ("no current target"),
+    /// so nothing is sent until the attach has been answered.
+    async fn wait_attached(
+        &self,
+        rx: oneshot::Receiver<Result<(), String>>,
+    ) -> Result<(), TmuxError> {
+        let waited = tokio::time::timeout(self.timeout, async {
+            tokio::select! {
+                r = rx => r.ok(),
+                _ = self.closed() => None,
+            }
+        })
+        .await;
+        match waited {
+            Ok(Some(Ok(()))) => Ok(()),
+            Ok(Some(Err(message))) => Err(TmuxError::Unavailable(format!(
+                "attaching to {KEEPER_SESSION} failed: {message}"
+            ))),
+            // The sender is only dropped when the connection dies.
+            Ok(None) => Err(TmuxError::Unavailable(
+                self.dead_reason().unwrap_or_else(|| "control connection closed".into()),
+            )),
+            Err(_) => Err(TmuxError::Unavailable(format!(
+                "tmux did not attach the control client within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
     /// Runs one command and returns its output lines. `%error` gives
     /// [`TmuxError::Command`]; a dead or stuck connection gives
     /// [`TmuxError::Unavailable`]. Concurrent calls are pipelined.
@@ -327,7 +363,12 @@ async fn read_loop(
 fn deliver_reply(shared: &Shared, reply: Reply) {
     if !reply.from_this_client() {
         // e.g. the attach command from tmux's command line, or the config.
-        if reply.kind != ReplyKind::Ok {
+        let first = shared.attached.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(tx) = first {
+            let outcome =
+                (reply.kind == ReplyKind::Ok).then_some(()).ok_or_else(|| reply.message());
+            let _ = tx.send(outcome);
+        } else if reply.kind != ReplyKind::Ok {
             tracing::warn!(message = %reply.message(), "tmux reported an error not caused by our requests");
         }
         return;
@@ -357,7 +398,7 @@ fn forward(
     }
     if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n) {
         let total = shared.dropped_notifications.fetch_add(1, Ordering::Relaxed) + 1;
-        if last_warning.is_none_or(|t| t.elapsed() >= DROP_WARN_INTERVAL) {
+        if last_warning.map_or(true, |t| t.elapsed() >= DROP_WARN_INTERVAL) {
             *last_warning = Some(Instant::now());
             tracing::warn!(total, "tmux notification channel full; dropping notifications");
         }

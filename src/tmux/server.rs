@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
+use tokio::sync::oneshot;
 
 use super::TmuxError;
 
@@ -67,7 +68,7 @@ impl Version {
 
     /// Whether this version is at least [`MIN_VERSION`].
     pub fn is_supported(&self) -> bool {
-        self.number.is_none_or(|n| n >= MIN_VERSION)
+        self.number.map_or(true, |n| n >= MIN_VERSION)
     }
 }
 
@@ -223,8 +224,18 @@ pub fn systemd_run_argv(
 
 /// Starts the server; does not wait for it to answer (see [`ensure_running`]).
 pub async fn launch(launcher: &Launcher, paths: &ServerPaths) -> Result<(), TmuxError> {
+    launch_watched(launcher, paths).await.map(drop)
+}
+
+/// Like [`launch`]; for [`Launcher::Detached`] also yields the server's exit
+/// status should it exit while we wait for it, so a failed start is reported
+/// at once instead of after [`START_TIMEOUT`].
+async fn launch_watched(
+    launcher: &Launcher,
+    paths: &ServerPaths,
+) -> Result<Option<oneshot::Receiver<std::process::ExitStatus>>, TmuxError> {
     match launcher {
-        Launcher::Detached => launch_detached(paths),
+        Launcher::Detached => launch_detached(paths).map(Some),
         Launcher::SystemdUnit { unit, user, properties } => {
             let argv = systemd_run_argv(unit, user.as_deref(), properties, paths);
             let mut cmd = Command::new(&argv[0]);
@@ -243,14 +254,16 @@ pub async fn launch(launcher: &Launcher, paths: &ServerPaths) -> Result<(), Tmux
                     String::from_utf8_lossy(&out.stderr).trim()
                 )));
             }
-            Ok(())
+            Ok(None)
         }
     }
 }
 
 /// We keep the server as our child only so a task can reap it if it exits
 /// while we live (no zombie); once we exit it is reparented and lives on.
-fn launch_detached(paths: &ServerPaths) -> Result<(), TmuxError> {
+fn launch_detached(
+    paths: &ServerPaths,
+) -> Result<oneshot::Receiver<std::process::ExitStatus>, TmuxError> {
     let argv = server_argv(paths);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -268,13 +281,17 @@ fn launch_detached(paths: &ServerPaths) -> Result<(), TmuxError> {
     let mut child = cmd
         .spawn()
         .map_err(|e| TmuxError::Launch(format!("cannot run {}: {e}", paths.tmux_bin.display())))?;
+    let (exit_tx, exit_rx) = oneshot::channel();
     tokio::spawn(async move {
         match child.wait().await {
-            Ok(status) => tracing::info!(%status, "detached tmux server exited"),
+            Ok(status) => {
+                tracing::info!(%status, "detached tmux server exited");
+                let _ = exit_tx.send(status);
+            }
             Err(e) => tracing::warn!(error = %e, "waiting for detached tmux server"),
         }
     });
-    Ok(())
+    Ok(exit_rx)
 }
 
 /// A server found answering on its socket.
@@ -319,12 +336,22 @@ pub async fn ensure_running(
         tracing::info!(pid = info.pid, socket = %paths.socket.display(), "adopting running tmux server");
         return Ok((info, false));
     }
-    launch(launcher, paths).await?;
+    let mut exited = launch_watched(launcher, paths).await?;
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         if let Some(info) = probe(&paths.tmux_bin, &paths.socket).await {
             tracing::info!(pid = info.pid, socket = %paths.socket.display(), "tmux server started");
             return Ok((info, true));
+        }
+        if let Some(Ok(status)) = exited.as_mut().map(|rx| rx.try_recv()) {
+            // Probe once more: a server that forked away could still answer.
+            if let Some(info) = probe(&paths.tmux_bin, &paths.socket).await {
+                return Ok((info, true));
+            }
+            return Err(TmuxError::Launch(format!(
+                "tmux server for {} exited ({status}) without answering",
+                paths.socket.display()
+            )));
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(TmuxError::Launch(format!(

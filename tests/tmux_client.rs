@@ -1,0 +1,176 @@
+//! ControlClient against a real private tmux server.
+
+mod common;
+
+use std::time::Duration;
+
+use ccmanagerd::tmux::{
+    connect, ClientConfig, Cmd, ControlClient, Notification, TmuxError, KEEPER_SESSION,
+};
+use common::TestServer;
+use tokio::sync::mpsc::Receiver;
+
+/// Generous: these tests run on a loaded 2-core machine.
+const QUICK: Duration = Duration::from_secs(15);
+
+async fn client(server: &TestServer) -> (ControlClient, Receiver<Notification>) {
+    connect(&ClientConfig::new(common::TMUX, server.socket())).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_correlated() {
+    let server = TestServer::start().await;
+    let (client, _notes) = client(&server).await;
+    let client = std::sync::Arc::new(client);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let text = format!("reply-{i}-'\"; $x");
+                let got =
+                    client.run(&Cmd::new("display-message").flag("-p").arg(text.as_str())).await;
+                (text, got)
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (text, got) = t.await.unwrap();
+        assert_eq!(got.unwrap(), vec![text]);
+    }
+    assert!(client.is_alive());
+    assert!(client.pid().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_map_to_command() {
+    let server = TestServer::start().await;
+    let (client, _notes) = client(&server).await;
+    match client.run(&Cmd::new("no-such-command")).await {
+        Err(TmuxError::Command(msg)) => assert!(msg.contains("unknown command"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    match client.run(&Cmd::new("kill-session").opt("-t", "=does_not_exist")).await {
+        Err(TmuxError::Command(msg)) => assert!(msg.contains("does_not_exist"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // The connection stays usable after errors.
+    assert_eq!(
+        client.run(&Cmd::new("display-message").flag("-p").arg("ok")).await.unwrap(),
+        ["ok"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_death_fails_pending_and_later_calls() {
+    let server = TestServer::start().await;
+    let (client, _notes) = client(&server).await;
+    let client = std::sync::Arc::new(client);
+    // In control mode `wait-for` is answered at once but blocks this
+    // client's command queue until signalled (never), so the next request
+    // stays pending. (run-shell does not block anything.)
+    client.run(&Cmd::new("wait-for").arg("ccm_never")).await.unwrap();
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(
+            async move { client.run(&Cmd::new("display-message").flag("-p").arg("x")).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGKILL, so the server cannot answer the pending request on its way out
+    // (kill-server would complete run-shell first).
+    let pid = nix::unistd::Pid::from_raw(server.info.pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let res = tokio::time::timeout(QUICK, slow).await.expect("pending call hung").unwrap();
+    assert!(matches!(res, Err(TmuxError::Unavailable(_))), "{res:?}");
+    tokio::time::timeout(QUICK, client.closed()).await.expect("closed() hung");
+    assert!(!client.is_alive());
+    let later = tokio::time::timeout(QUICK, client.run(&Cmd::new("list-sessions"))).await.unwrap();
+    assert!(matches!(later, Err(TmuxError::Unavailable(_))), "{later:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_without_server_is_unavailable() {
+    let (_dir, paths) = TestServer::paths();
+    let res = connect(&ClientConfig::new(common::TMUX, &paths.socket)).await;
+    match res {
+        Err(TmuxError::Unavailable(msg)) => {
+            assert!(msg.contains("no server running") || msg.contains("error connecting"), "{msg}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected without a server"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeper_session_is_reused_and_not_a_shell() {
+    let server = TestServer::start().await;
+    let (a, _na) = client(&server).await;
+    let (b, _nb) = client(&server).await;
+    let sessions = server.tmux(&["list-sessions", "-F", "#{session_name}"]);
+    assert_eq!(sessions.trim(), KEEPER_SESSION);
+    let cmd = server.tmux(&["list-panes", "-t", KEEPER_SESSION, "-F", "#{pane_current_command}"]);
+    assert_eq!(cmd.trim(), "sleep");
+    drop(a);
+    assert_eq!(
+        b.run(&Cmd::new("display-message").flag("-p").arg("still")).await.unwrap(),
+        ["still"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_and_exit_behaviour() {
+    let server = TestServer::start().await;
+    let (client, mut notes) = client(&server).await;
+    client
+        .run(&Cmd::new("new-session").flag("-d").opt("-s", "ccmanager_sess_n").args([
+            "sh",
+            "-c",
+            "echo hi; exit 3",
+        ]))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + QUICK;
+    loop {
+        let dead = client
+            .run(
+                &Cmd::new("display-message")
+                    .flag("-p")
+                    .opt("-t", "=ccmanager_sess_n:")
+                    .arg("#{pane_dead} #{pane_dead_status}"),
+            )
+            .await
+            .unwrap();
+        if dead == ["1 3"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{dead:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.run(&Cmd::new("kill-session").opt("-t", "=ccmanager_sess_n")).await.unwrap();
+    client.run(&Cmd::new("display-message").flag("-p").arg("sync")).await.unwrap();
+    while let Ok(n) = notes.try_recv() {
+        seen.push(n);
+    }
+    assert!(seen.contains(&Notification::SessionsChanged), "{seen:?}");
+    assert!(seen.iter().any(|n| matches!(n, Notification::UnlinkedWindowAdd { .. })), "{seen:?}");
+    assert!(!seen.iter().any(|n| matches!(n, Notification::Output { .. })), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_server_times_out_as_unavailable() {
+    let server = TestServer::start().await;
+    let mut cfg = ClientConfig::new(common::TMUX, server.socket());
+    cfg.request_timeout = Duration::from_secs(2);
+    let (client, _notes) = connect(&cfg).await.unwrap();
+    client.run(&Cmd::new("wait-for").arg("ccm_stuck")).await.unwrap();
+    let res = client.run(&Cmd::new("display-message").flag("-p").arg("x")).await;
+    match res {
+        Err(TmuxError::Unavailable(msg)) => assert!(msg.contains("did not answer"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // Once unblocked, the late reply is consumed by the timed-out slot and
+    // correlation stays right for the next caller.
+    server.tmux(&["wait-for", "-S", "ccm_stuck"]);
+    assert_eq!(client.run(&Cmd::new("display-message").flag("-p").arg("y")).await.unwrap(), ["y"]);
+}
