@@ -19,6 +19,9 @@ use crate::protocol::envelope::{self, failure, success, Call, Item, Message, Rpc
 use crate::protocol::Request;
 use crate::rpc::{dispatch, Ctx};
 
+/// During shutdown, how long a connection may stay silent before it is
+/// closed (requests already on the wire are still served).
+const DRAIN_READ_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Replies queued for the writer before request tasks wait.
 const REPLY_QUEUE: usize = 64;
 
@@ -85,16 +88,22 @@ pub async fn serve_connection(
         let inflight = Arc::new(Semaphore::new(config.daemon.max_inflight_per_connection));
         let mut tasks = JoinSet::new();
         let mut shutdown = daemon.shutdown.listener();
+        // On shutdown a connection is drained, not cut: requests the client
+        // already sent are still read and answered.
+        let mut draining = false;
         loop {
             let config = daemon.config();
-            let idle = config.daemon.idle_timeout.0;
+            let idle = if draining { DRAIN_READ_GRACE } else { config.daemon.idle_timeout.0 };
             let line = tokio::select! {
-                _ = shutdown.wait() => break,
+                _ = shutdown.wait(), if !draining => {
+                    draining = true;
+                    continue;
+                }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 read = tokio::time::timeout(idle, read_line(&mut reader, config.daemon.max_message_bytes)) => read,
             };
             let bytes = match line {
-                Err(_) if !tasks.is_empty() => continue,
+                Err(_) if !tasks.is_empty() && !draining => continue,
                 Err(_) => {
                     tracing::debug!("closing idle connection");
                     break;
