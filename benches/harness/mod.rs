@@ -195,6 +195,9 @@ pub struct Report {
     pub throughput: Vec<ThroughputRow>,
     /// Scale figures.
     pub scale: Scale,
+    /// Sessions still listed (state lost/exited) after a successful
+    /// `session.kill` of all of them: a daemon race, removed before the scale part.
+    pub killed_but_listed: usize,
     /// Whole run, s.
     pub total_s: f64,
 }
@@ -787,7 +790,10 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
         .map(|a| a.iter().filter_map(|s| s["id"].as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     if !ghosts.is_empty() {
-        b.note(&format!("{} killed session(s) still listed, removing: {leftovers}", ghosts.len()));
+        b.note(&format!(
+            "{} killed session(s) still listed (lost/exited), removing: {ghosts:?}",
+            ghosts.len()
+        ));
         for id in &ghosts {
             let _ = call(&mut b.d, "session.kill", json!({"id": id}));
         }
@@ -902,6 +908,7 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
         ops,
         throughput,
         scale,
+        killed_but_listed: ghosts.len(),
         total_s: t0.elapsed().as_secs_f64(),
     })
 }
@@ -913,6 +920,14 @@ fn fmt_us(us: f64) -> String {
         format!("{:.2} ms", us / 1000.0)
     } else {
         format!("{us:.0} µs")
+    }
+}
+
+fn faster_slower(ratio: f64) -> String {
+    if ratio <= 1.0 {
+        format!("{:.1}× faster", 1.0 / ratio.max(f64::MIN_POSITIVE))
+    } else {
+        format!("{ratio:.1}× slower")
     }
 }
 
@@ -935,7 +950,7 @@ pub fn render(r: &Report) -> String {
     for o in &r.ops {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} ({:.1}× faster) | {:.2}× |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.3} ({}) | {:.2}× |",
             o.op,
             o.daemon.n,
             fmt_us(o.daemon.p50_us),
@@ -945,7 +960,7 @@ pub fn render(r: &Report) -> String {
             fmt_us(o.control_mode.p50_us),
             fmt_us(o.control_mode.p99_us),
             o.ratio_daemon_per_command,
-            1.0 / o.ratio_daemon_per_command.max(f64::MIN_POSITIVE),
+            faster_slower(o.ratio_daemon_per_command),
             o.ratio_daemon_control_mode,
         );
     }
@@ -1012,6 +1027,11 @@ pub fn render(r: &Report) -> String {
         sc.readopted, sc.readopted_s
     );
     let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "killed sessions still listed afterwards (daemon race): {}",
+        r.killed_but_listed
+    );
     let _ = writeln!(s, "total run time: {:.1} s", r.total_s);
     s
 }
