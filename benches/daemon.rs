@@ -13,6 +13,20 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Interrupted: Drop guards do not run, so kill what the harness made.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .expect("signal handler");
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("[bench] signal {sig}: cleaning up");
+            harness::cleanup_now();
+            std::process::exit(128 + sig);
+        }
+    });
     let bin = Path::new(env!("CARGO_BIN_EXE_ccmanagerd"));
     match harness::run(bin, &opts, true) {
         Ok(report) => {

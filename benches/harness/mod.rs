@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -204,6 +204,49 @@ pub struct Report {
 
 // ---------------------------------------------------------------- processes
 
+/// What is alive right now (tmux sockets, daemon pids), for [`cleanup_now`]
+/// when the process is interrupted and Drop guards will not run.
+type Live = (Vec<PathBuf>, Vec<i32>, Vec<i32>);
+static LIVE: Mutex<Live> = Mutex::new((Vec::new(), Vec::new(), Vec::new()));
+
+fn live() -> std::sync::MutexGuard<'static, Live> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Kills everything still registered (for a SIGINT/SIGTERM handler).
+pub fn cleanup_now() {
+    let (sockets, pids, servers) = std::mem::take(&mut *live());
+    for pid in pids.into_iter().filter(|&p| p > 1) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let socket_list = sockets.clone();
+    for socket in sockets {
+        kill_tmux_server(&socket);
+    }
+    // A server whose control-mode client is blocked (our runtime is not
+    // being polled) does not finish exiting on kill-server: make sure.
+    std::thread::sleep(Duration::from_millis(100));
+    for pid in servers.into_iter().filter(|&p| p > 1) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    for socket in &socket_list {
+        // Our temp dirs hold the sockets; remove them (only ours).
+        if let Some(dir) = socket.parent() {
+            let ours =
+                dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ccm-bench-"));
+            if ours {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
 /// The daemon under test; SIGTERM (then SIGKILL) and its tmux server killed on drop.
 pub struct DaemonGuard {
     bin: PathBuf,
@@ -215,6 +258,7 @@ pub struct DaemonGuard {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    tmux_pid: i32,
 }
 
 impl DaemonGuard {
@@ -251,8 +295,11 @@ exited_grace = "off"
             config,
             dir,
             child: None,
+            tmux_pid: -1,
         };
         d.start_ready(Duration::from_secs(30))?;
+        d.tmux_pid = tmux_server_pid(&d.tmux_socket);
+        live().2.push(d.tmux_pid);
         Ok(d)
     }
 
@@ -294,6 +341,10 @@ exited_grace = "off"
             .stderr(log)
             .spawn()
             .with_context(|| format!("spawning {}", self.bin.display()))?;
+        live().1.push(child.id() as i32);
+        if !live().0.contains(&self.tmux_socket) {
+            live().0.push(self.tmux_socket.clone());
+        }
         self.child = Some(child);
         Ok(())
     }
@@ -335,6 +386,7 @@ exited_grace = "off"
     /// SIGTERM and wait (bounded; SIGKILL after 20 s).
     fn stop(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
+            live().1.retain(|&p| p != child.id() as i32);
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -358,6 +410,9 @@ impl Drop for DaemonGuard {
     fn drop(&mut self) {
         let _ = self.stop();
         kill_tmux_server(&self.tmux_socket);
+        let mut l = live();
+        l.0.retain(|s| s != &self.tmux_socket);
+        l.2.retain(|&p| p != self.tmux_pid);
         if std::env::var_os("CCM_BENCH_SHOW_LOG").is_some() {
             eprintln!("--- daemon log ---\n{}", self.log_text());
         }
@@ -366,6 +421,7 @@ impl Drop for DaemonGuard {
 
 /// The baseline tmux server; killed on drop.
 pub struct TmuxGuard {
+    server_pid: i32,
     _dir: tempfile::TempDir,
     /// Its socket.
     pub socket: PathBuf,
@@ -375,8 +431,13 @@ impl TmuxGuard {
     fn start() -> Result<TmuxGuard> {
         let dir = tempfile::Builder::new().prefix("ccm-bench-tmux-").tempdir_in("/tmp")?;
         let socket = dir.path().join("t.sock");
-        let g = TmuxGuard { _dir: dir, socket };
+        live().0.push(socket.clone());
+        let g = TmuxGuard { _dir: dir, socket, server_pid: -1 };
         tmux(&g.socket, &["-f", "/dev/null", "new-session", "-d", "-s", "keep"])?;
+        let pid = tmux_server_pid(&g.socket);
+        live().2.push(pid);
+        let mut g = g;
+        g.server_pid = pid;
         tmux(&g.socket, &["set-option", "-g", "history-limit", "10000"])?;
         Ok(g)
     }
@@ -385,6 +446,9 @@ impl TmuxGuard {
 impl Drop for TmuxGuard {
     fn drop(&mut self) {
         kill_tmux_server(&self.socket);
+        let mut l = live();
+        l.0.retain(|s| s != &self.socket);
+        l.2.retain(|&p| p != self.server_pid);
     }
 }
 
