@@ -606,57 +606,38 @@ impl Bench<'_> {
         }
     }
 
-    /// create then kill, `reps` of each, through each path.
+    /// create then kill, `reps` of each, through each path. The paths take
+    /// turns (one create each, round after round; then the kills likewise)
+    /// so that load drift on a shared machine hits all three alike.
     fn create_kill(&mut self, argv: &[&str]) -> Result<(OpRow, OpRow)> {
         let reps = self.opts.reps(200);
         let warm = self.opts.warmup();
         let (mut dc, mut dk, mut pc, mut pk, mut cc, mut ck) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
-        // Daemon.
         let mut made = vec![];
         for i in 0..warm + reps {
-            let (t, s) = time(|| d_create(&mut self.d, argv))?;
-            if i >= warm {
-                dc.push(t);
-            }
-            made.push(s);
-        }
-        for (i, s) in made.drain(..).enumerate() {
-            let (t, _) = time(|| call(&mut self.d, "session.kill", json!({"id": s.name})))?;
-            if i >= warm {
-                dk.push(t);
-            }
-        }
-        // Per command.
-        for i in 0..warm + reps {
+            let (td, d) = time(|| d_create(&mut self.d, argv))?;
             let name = self.name();
-            let (t, s) = time(|| p_create(&self.base.socket, &name, argv))?;
-            if i >= warm {
-                pc.push(t);
-            }
-            made.push(s);
-        }
-        for (i, s) in made.drain(..).enumerate() {
-            let target = format!("={}", s.name);
-            let (t, _) = time(|| tmux(&self.base.socket, &["kill-session", "-t", &target]))?;
-            if i >= warm {
-                pk.push(t);
-            }
-        }
-        // Control mode.
-        for i in 0..warm + reps {
+            let (tp, p) = time(|| p_create(&self.base.socket, &name, argv))?;
             let name = self.name();
-            let (t, s) = time(|| c_create(&self.ctl, &name, argv))?;
+            let (tc, c) = time(|| c_create(&self.ctl, &name, argv))?;
             if i >= warm {
-                cc.push(t);
+                dc.push(td);
+                pc.push(tp);
+                cc.push(tc);
             }
-            made.push(s);
+            made.push((d, p, c));
         }
-        for (i, s) in made.drain(..).enumerate() {
-            let cmd = Cmd::new("kill-session").opt("-t", format!("={}", s.name));
-            let (t, _) = time(|| self.ctl.run(&cmd))?;
+        for (i, (d, p, c)) in made.into_iter().enumerate() {
+            let (td, _) = time(|| call(&mut self.d, "session.kill", json!({"id": d.name})))?;
+            let target = format!("={}", p.name);
+            let (tp, _) = time(|| tmux(&self.base.socket, &["kill-session", "-t", &target]))?;
+            let cmd = Cmd::new("kill-session").opt("-t", format!("={}", c.name));
+            let (tc, _) = time(|| self.ctl.run(&cmd))?;
             if i >= warm {
-                ck.push(t);
+                dk.push(td);
+                pk.push(tp);
+                ck.push(tc);
             }
         }
         Ok((
@@ -665,7 +646,7 @@ impl Bench<'_> {
         ))
     }
 
-    /// Runs `d`, `p`, `c` each `reps` times after warm-up.
+    /// Runs `d`, `p`, `c` each `reps` times after warm-up, taking turns.
     fn measure3(
         &mut self,
         op: &str,
@@ -675,25 +656,15 @@ impl Bench<'_> {
         mut c: impl FnMut(&Control) -> Result<()>,
     ) -> Result<OpRow> {
         let warm = self.opts.warmup();
-        let mut ds = vec![];
-        let mut ps = vec![];
-        let mut cs = vec![];
+        let (mut ds, mut ps, mut cs) = (vec![], vec![], vec![]);
         for i in 0..warm + reps {
-            let (t, _) = time(|| d(&mut self.d))?;
+            let (td, _) = time(|| d(&mut self.d))?;
+            let (tp, _) = time(|| p(&self.base.socket))?;
+            let (tc, _) = time(|| c(&self.ctl))?;
             if i >= warm {
-                ds.push(t);
-            }
-        }
-        for i in 0..warm + reps {
-            let (t, _) = time(|| p(&self.base.socket))?;
-            if i >= warm {
-                ps.push(t);
-            }
-        }
-        for i in 0..warm + reps {
-            let (t, _) = time(|| c(&self.ctl))?;
-            if i >= warm {
-                cs.push(t);
+                ds.push(td);
+                ps.push(tp);
+                cs.push(tc);
             }
         }
         Ok(OpRow::new(op, Stats::of(ds), Stats::of(ps), Stats::of(cs)))
