@@ -30,12 +30,18 @@ pub struct Options {
     pub quick: bool,
     /// Also print JSON.
     pub json: bool,
+    /// The three paths take turns every repetition instead of running in
+    /// blocks (steady state, the default): fairer under load drift on a
+    /// shared machine, but each path then runs with caches and scheduler
+    /// state disturbed by the others (and by the daemon's background
+    /// refresh after a create).
+    pub interleave: bool,
 }
 
 impl Options {
     /// Parses `[--sessions N] [--json] [--quick]`; cargo's own `--bench` is ignored.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options> {
-        let mut o = Options { sessions: 1000, quick: false, json: false };
+        let mut o = Options { sessions: 1000, quick: false, json: false, interleave: false };
         let mut sessions_given = false;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -46,8 +52,11 @@ impl Options {
                 }
                 "--json" => o.json = true,
                 "--quick" => o.quick = true,
+                "--interleave" => o.interleave = true,
                 "--bench" => {}
-                other => bail!("unknown argument {other:?} (use --sessions N, --json, --quick)"),
+                other => bail!(
+                    "unknown argument {other:?} (use --sessions N, --json, --quick, --interleave)"
+                ),
             }
         }
         if o.quick && !sessions_given {
@@ -189,6 +198,8 @@ pub struct Report {
     pub tmux_version: String,
     /// Quick (smoke) mode.
     pub quick: bool,
+    /// The paths took turns every repetition (`--interleave`).
+    pub interleave: bool,
     /// Latency table.
     pub ops: Vec<OpRow>,
     /// Throughput table.
@@ -606,10 +617,79 @@ impl Bench<'_> {
         }
     }
 
+    /// create then kill through each path; see [`Options::interleave`].
+    fn create_kill(&mut self, argv: &[&str]) -> Result<(OpRow, OpRow)> {
+        if self.opts.interleave {
+            self.create_kill_interleaved(argv)
+        } else {
+            self.create_kill_blocks(argv)
+        }
+    }
+
+    /// create then kill, `reps` of each, through each path in turn (all
+    /// daemon creates and kills, then per-command, then control mode).
+    fn create_kill_blocks(&mut self, argv: &[&str]) -> Result<(OpRow, OpRow)> {
+        let reps = self.opts.reps(200);
+        let warm = self.opts.warmup();
+        let (mut dc, mut dk, mut pc, mut pk, mut cc, mut ck) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        // Daemon.
+        let mut made = vec![];
+        for i in 0..warm + reps {
+            let (t, s) = time(|| d_create(&mut self.d, argv))?;
+            if i >= warm {
+                dc.push(t);
+            }
+            made.push(s);
+        }
+        for (i, s) in made.drain(..).enumerate() {
+            let (t, _) = time(|| call(&mut self.d, "session.kill", json!({"id": s.name})))?;
+            if i >= warm {
+                dk.push(t);
+            }
+        }
+        // Per command.
+        for i in 0..warm + reps {
+            let name = self.name();
+            let (t, s) = time(|| p_create(&self.base.socket, &name, argv))?;
+            if i >= warm {
+                pc.push(t);
+            }
+            made.push(s);
+        }
+        for (i, s) in made.drain(..).enumerate() {
+            let target = format!("={}", s.name);
+            let (t, _) = time(|| tmux(&self.base.socket, &["kill-session", "-t", &target]))?;
+            if i >= warm {
+                pk.push(t);
+            }
+        }
+        // Control mode.
+        for i in 0..warm + reps {
+            let name = self.name();
+            let (t, s) = time(|| c_create(&self.ctl, &name, argv))?;
+            if i >= warm {
+                cc.push(t);
+            }
+            made.push(s);
+        }
+        for (i, s) in made.drain(..).enumerate() {
+            let cmd = Cmd::new("kill-session").opt("-t", format!("={}", s.name));
+            let (t, _) = time(|| self.ctl.run(&cmd))?;
+            if i >= warm {
+                ck.push(t);
+            }
+        }
+        Ok((
+            OpRow::new("create", Stats::of(dc), Stats::of(pc), Stats::of(cc)),
+            OpRow::new("kill", Stats::of(dk), Stats::of(pk), Stats::of(ck)),
+        ))
+    }
+
     /// create then kill, `reps` of each, through each path. The paths take
     /// turns (one create each, round after round; then the kills likewise)
     /// so that load drift on a shared machine hits all three alike.
-    fn create_kill(&mut self, argv: &[&str]) -> Result<(OpRow, OpRow)> {
+    fn create_kill_interleaved(&mut self, argv: &[&str]) -> Result<(OpRow, OpRow)> {
         let reps = self.opts.reps(200);
         let warm = self.opts.warmup();
         let (mut dc, mut dk, mut pc, mut pk, mut cc, mut ck) =
@@ -646,7 +726,8 @@ impl Bench<'_> {
         ))
     }
 
-    /// Runs `d`, `p`, `c` each `reps` times after warm-up, taking turns.
+    /// Runs `d`, `p`, `c` each `reps` times after warm-up (taking turns
+    /// with `--interleave`).
     fn measure3(
         &mut self,
         op: &str,
@@ -655,6 +736,9 @@ impl Bench<'_> {
         mut p: impl FnMut(&Path) -> Result<()>,
         mut c: impl FnMut(&Control) -> Result<()>,
     ) -> Result<OpRow> {
+        if !self.opts.interleave {
+            return self.measure3_blocks(op, reps, d, p, c);
+        }
         let warm = self.opts.warmup();
         let (mut ds, mut ps, mut cs) = (vec![], vec![], vec![]);
         for i in 0..warm + reps {
@@ -665,6 +749,40 @@ impl Bench<'_> {
                 ds.push(td);
                 ps.push(tp);
                 cs.push(tc);
+            }
+        }
+        Ok(OpRow::new(op, Stats::of(ds), Stats::of(ps), Stats::of(cs)))
+    }
+
+    /// [`Bench::measure3`] in blocks: all daemon reps, then per-command, then control mode.
+    fn measure3_blocks(
+        &mut self,
+        op: &str,
+        reps: usize,
+        mut d: impl FnMut(&mut Client) -> Result<()>,
+        mut p: impl FnMut(&Path) -> Result<()>,
+        mut c: impl FnMut(&Control) -> Result<()>,
+    ) -> Result<OpRow> {
+        let warm = self.opts.warmup();
+        let mut ds = vec![];
+        let mut ps = vec![];
+        let mut cs = vec![];
+        for i in 0..warm + reps {
+            let (t, _) = time(|| d(&mut self.d))?;
+            if i >= warm {
+                ds.push(t);
+            }
+        }
+        for i in 0..warm + reps {
+            let (t, _) = time(|| p(&self.base.socket))?;
+            if i >= warm {
+                ps.push(t);
+            }
+        }
+        for i in 0..warm + reps {
+            let (t, _) = time(|| c(&self.ctl))?;
+            if i >= warm {
+                cs.push(t);
             }
         }
         Ok(OpRow::new(op, Stats::of(ds), Stats::of(ps), Stats::of(cs)))
@@ -940,6 +1058,7 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
         cores: cores(),
         tmux_version,
         quick: opts.quick,
+        interleave: opts.interleave,
         ops,
         throughput,
         scale,
@@ -971,9 +1090,10 @@ pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "ccmanagerd benchmark — {} cores, {}{}",
+        "ccmanagerd benchmark — {} cores, {}, paths measured {}{}",
         r.cores,
         r.tmux_version,
+        if r.interleave { "interleaved" } else { "in blocks" },
         if r.quick { " (QUICK mode: tiny counts, figures are not meaningful)" } else { "" }
     );
     let _ = writeln!(s);
