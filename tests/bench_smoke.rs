@@ -1,0 +1,44 @@
+//! Runs the benchmark harness in `--quick` mode so it cannot rot; the real
+//! benchmark is `cargo bench --bench daemon` (too slow and noisy for CI).
+
+#[path = "../benches/harness/mod.rs"]
+mod harness;
+
+use std::path::Path;
+
+#[test]
+fn bench_harness_quick_mode_reports_every_figure() {
+    let opts = harness::Options::parse(["--quick".to_string()]).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_ccmanagerd"));
+    let r = harness::run(bin, &opts, false).expect("quick benchmark run");
+    let table = harness::render(&r);
+    println!("{table}");
+    assert!(r.cores >= 1);
+    assert!(r.tmux_version.starts_with("tmux"), "{}", r.tmux_version);
+    let ops: Vec<&str> = r.ops.iter().map(|o| o.op.as_str()).collect();
+    for op in ["create", "capture visible", "capture 1000 lines", "send", "list 10", "kill"] {
+        assert!(ops.contains(&op), "missing {op} in {ops:?}");
+    }
+    for o in &r.ops {
+        for (path, s) in
+            [("daemon", &o.daemon), ("per-command", &o.per_command), ("control", &o.control_mode)]
+        {
+            assert!(s.n > 0 && s.p50_us > 0.0 && s.p99_us >= s.p50_us, "{} {path}: {s:?}", o.op);
+        }
+        assert!(o.ratio_daemon_per_command > 0.0 && o.ratio_daemon_control_mode > 0.0);
+    }
+    assert_eq!(r.throughput.len(), 6);
+    for t in &r.throughput {
+        assert!(t.requests > 0 && t.rps > 0.0 && t.p99_us > 0.0, "{t:?}");
+    }
+    let sc = &r.scale;
+    assert_eq!(sc.sessions, 10);
+    assert!(sc.create_all_s > 0.0 && sc.create_all_control_mode_s > 0.0);
+    assert!(sc.rss.iter().any(|x| x.sessions == 0) && sc.rss.iter().any(|x| x.sessions == 10));
+    assert!(sc.rss.iter().all(|x| x.daemon_rss_kib > 0 && x.tmux_rss_kib > 0), "{:?}", sc.rss);
+    assert!(sc.idle_cpu_percent >= 0.0);
+    assert!(sc.ready_s > 0.0 && sc.readopted_s >= sc.ready_s);
+    assert_eq!(sc.readopted, 10);
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["ops"].as_array().is_some_and(|a| !a.is_empty()));
+}
