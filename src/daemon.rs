@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::cleanup::Reaper;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::error::Error;
 use crate::logging::LogHandle;
@@ -88,6 +89,8 @@ pub struct Daemon {
     reload_lock: tokio::sync::Mutex<()>,
     /// The session registry and the handle on tmux.
     pub sessions: Arc<Sessions>,
+    /// The cleanup pass and its memory between runs.
+    pub reaper: Reaper,
 }
 
 impl Daemon {
@@ -108,6 +111,7 @@ impl Daemon {
             shutdown,
             reload_lock: tokio::sync::Mutex::new(()),
             sessions,
+            reaper: Reaper::default(),
         }
     }
 
@@ -194,19 +198,36 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
 /// Starts tmux and reconciles the sessions (before READY), then serves on
 /// `listener` until shutdown; returns after in-flight requests finished (or
 /// the shutdown timeout passed) and the state file is written.
-pub async fn start_and_run(config: Config, options: Options, listener: Listener) -> anyhow::Result<()> {
+pub async fn start_and_run(
+    config: Config,
+    options: Options,
+    listener: Listener,
+) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir())
         .with_context(|| format!("opening the state directory {}", config.state_dir().display()))?;
     let (sessions, notifications) = supervise::start(&config, store.clone()).await?;
     let shutdown = Shutdown::new();
-    let daemon = Arc::new(Daemon::new(config, options, listener.path.clone(), shutdown.clone(), sessions.clone()));
+    let daemon = Arc::new(Daemon::new(
+        config,
+        options,
+        listener.path.clone(),
+        shutdown.clone(),
+        sessions.clone(),
+    ));
     let watcher = {
         let d = daemon.clone();
-        tokio::spawn(supervise::run(sessions.clone(), notifications, move || d.config(), shutdown.listener()))
+        tokio::spawn(supervise::run(
+            sessions.clone(),
+            notifications,
+            move || d.config(),
+            shutdown.listener(),
+        ))
     };
     let persister = tokio::spawn(supervise::persist_loop(sessions, store, shutdown.listener()));
+    let reaper = tokio::spawn(crate::cleanup::reaper_loop(daemon.clone()));
     let result = run(daemon, listener).await;
     watcher.abort();
+    reaper.abort();
     let _ = persister.await;
     result
 }

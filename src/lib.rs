@@ -10,10 +10,12 @@
 //! - [`tmux`]: the tmux server's lifecycle and the one control-mode connection.
 //! - [`sessions`]: the session registry, reconcile, refresh, the state file.
 //! - [`limits`]: rlimit and cgroup caps, the exec-wrapper.
+//! - [`cleanup`]: the periodic reaper behind `cleanup.run`.
 //! - [`health`], [`metrics`]: checks, watchdog, Prometheus text.
 //! - [`systemd`], [`logging`], [`shutdown`]: the service-manager plumbing.
 //! - [`client`]: a small blocking JSON-RPC client (CLI and tests).
 
+pub mod cleanup;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -25,7 +27,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod rpc;
 pub mod server;
-pub mod shutdown;
 pub mod sessions;
+pub mod shutdown;
 pub mod systemd;
 pub mod tmux;

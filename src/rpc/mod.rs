@@ -1,6 +1,7 @@
 //! Request dispatch: one exhaustive `match` over [`Request`], each arm a
 //! one-line call into the method family's file.
 
+pub mod cleanup;
 pub mod daemon;
 pub mod sessions;
 
@@ -42,7 +43,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Value> {
         Request::SessionCapture(p) => json(sessions::capture(ctx, p).await?),
         Request::SessionResize(p) => json(sessions::resize(ctx, p).await?),
         Request::SessionAttach(p) => json(sessions::attach(ctx, p)?),
-        Request::CleanupRun(_) => Err(not_yet("cleanup.run")),
+        Request::CleanupRun(p) => json(cleanup::run(ctx, p).await),
         #[cfg(feature = "test-hooks")]
         Request::DebugFail(_) => Err(Error::Internal("debug.fail was called".into())),
         #[cfg(feature = "test-hooks")]
