@@ -198,30 +198,15 @@ fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
 /// Starts tmux and reconciles the sessions (before READY), then serves on
 /// `listener` until shutdown; returns after in-flight requests finished (or
 /// the shutdown timeout passed) and the state file is written.
-pub async fn start_and_run(
-    config: Config,
-    options: Options,
-    listener: Listener,
-) -> anyhow::Result<()> {
+pub async fn start_and_run(config: Config, options: Options, listener: Listener) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir())
         .with_context(|| format!("opening the state directory {}", config.state_dir().display()))?;
     let (sessions, notifications) = supervise::start(&config, store.clone()).await?;
     let shutdown = Shutdown::new();
-    let daemon = Arc::new(Daemon::new(
-        config,
-        options,
-        listener.path.clone(),
-        shutdown.clone(),
-        sessions.clone(),
-    ));
+    let daemon = Arc::new(Daemon::new(config, options, listener.path.clone(), shutdown.clone(), sessions.clone()));
     let watcher = {
         let d = daemon.clone();
-        tokio::spawn(supervise::run(
-            sessions.clone(),
-            notifications,
-            move || d.config(),
-            shutdown.listener(),
-        ))
+        tokio::spawn(supervise::run(sessions.clone(), notifications, move || d.config(), shutdown.listener()))
     };
     let persister = tokio::spawn(supervise::persist_loop(sessions, store, shutdown.listener()));
     let reaper = tokio::spawn(crate::cleanup::reaper_loop(daemon.clone()));

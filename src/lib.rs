@@ -27,7 +27,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod rpc;
 pub mod server;
-pub mod sessions;
 pub mod shutdown;
+pub mod sessions;
 pub mod systemd;
 pub mod tmux;

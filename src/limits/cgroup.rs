@@ -44,16 +44,9 @@ async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 /// Moves `pid` into a new scope `unit` with the cgroup caps of `limits`.
 pub async fn place(unit: &str, pid: u32, limits: &Limits) -> Result<(), String> {
     let mut props: Vec<String> = vec![
-        "PIDs".into(),
-        "au".into(),
-        "1".into(),
-        pid.to_string(),
-        "Slice".into(),
-        "s".into(),
-        SLICE.into(),
-        "CollectMode".into(),
-        "s".into(),
-        "inactive-or-failed".into(),
+        "PIDs".into(), "au".into(), "1".into(), pid.to_string(),
+        "Slice".into(), "s".into(), SLICE.into(),
+        "CollectMode".into(), "s".into(), "inactive-or-failed".into(),
     ];
     if let Some(m) = limits.memory_max {
         props.extend(["MemoryMax".into(), "t".into(), m.0.to_string()]);
@@ -63,35 +56,21 @@ pub async fn place(unit: &str, pid: u32, limits: &Limits) -> Result<(), String> 
     }
     if let Some(q) = limits.cpu_quota {
         // CPUQuota=N% is CPUQuotaPerSecUSec = N * 10000 µs per second.
-        props.extend([
-            "CPUQuotaPerSecUSec".into(),
-            "t".into(),
-            (u64::from(q.0) * 10_000).to_string(),
-        ]);
+        props.extend(["CPUQuotaPerSecUSec".into(), "t".into(), (u64::from(q.0) * 10_000).to_string()]);
     }
     // Every property is name, signature, value; PIDs carries one more word.
     let count = (props.len() - 1) / 3;
     let mut cmd = Command::new("busctl");
-    cmd.args([
-        "call",
-        "--quiet",
-        "org.freedesktop.systemd1",
-        "/org/freedesktop/systemd1",
-        "org.freedesktop.systemd1.Manager",
-        "StartTransientUnit",
-        "ssa(sv)a(sa(sv))",
-        unit,
-        "fail",
-    ])
-    .arg(count.to_string())
-    .args(&props)
-    .arg("0");
+    cmd.args(["call", "--quiet", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+        "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail"])
+        .arg(count.to_string())
+        .args(&props)
+        .arg("0");
     run(&mut cmd, &format!("creating {unit}")).await
 }
 
 /// Kills every process of the scope and stops it.
 pub async fn stop(unit: &str) -> Result<(), String> {
-    let _ =
-        run(Command::new("systemctl").args(["kill", "--signal=SIGKILL", unit]), "killing").await;
+    let _ = run(Command::new("systemctl").args(["kill", "--signal=SIGKILL", unit]), "killing").await;
     run(Command::new("systemctl").args(["stop", unit]), &format!("stopping {unit}")).await
 }

@@ -41,13 +41,10 @@ pub fn rlimit_args(limits: &Limits) -> Vec<(&'static str, String)> {
         .into_iter()
         .filter_map(|(name, v)| {
             v.map(|v| {
-                (
-                    name,
-                    match v {
-                        Rlim::Value(n) => n.to_string(),
-                        Rlim::Unlimited => "unlimited".to_string(),
-                    },
-                )
+                (name, match v {
+                    Rlim::Value(n) => n.to_string(),
+                    Rlim::Unlimited => "unlimited".to_string(),
+                })
             })
         })
         .collect()
@@ -82,14 +79,10 @@ pub fn main(args: Vec<OsString>) -> ! {
                 let spec = it.next().unwrap_or_default();
                 let spec = spec.to_string_lossy();
                 let (name, value) = spec.split_once('=').unwrap_or((&spec, ""));
-                let res = resource(name).unwrap_or_else(|| {
-                    fail(EXIT_SETUP_FAILED, &format!("unknown rlimit {name:?}"))
-                });
+                let res = resource(name).unwrap_or_else(|| fail(EXIT_SETUP_FAILED, &format!("unknown rlimit {name:?}")));
                 let v = match value {
                     "unlimited" => RLIM_INFINITY,
-                    n => n.parse().unwrap_or_else(|_| {
-                        fail(EXIT_SETUP_FAILED, &format!("bad rlimit value {spec:?}"))
-                    }),
+                    n => n.parse().unwrap_or_else(|_| fail(EXIT_SETUP_FAILED, &format!("bad rlimit value {spec:?}"))),
                 };
                 if let Err(e) = setrlimit(res, v, v) {
                     fail(EXIT_SETUP_FAILED, &format!("cannot set rlimit {name} to {value}: {e}"));
@@ -108,23 +101,13 @@ pub fn main(args: Vec<OsString>) -> ! {
                 break;
             }
             if Instant::now() > deadline {
-                fail(
-                    EXIT_SETUP_FAILED,
-                    &format!(
-                        "not placed in {} within {:?}; refusing to run uncapped",
-                        unit.to_string_lossy(),
-                        SCOPE_WAIT
-                    ),
-                );
+                fail(EXIT_SETUP_FAILED, &format!("not placed in {} within {:?}; refusing to run uncapped", unit.to_string_lossy(), SCOPE_WAIT));
             }
             std::thread::sleep(SCOPE_POLL);
         }
     }
     let argv: Vec<CString> = it
-        .map(|a| {
-            CString::new(a.as_bytes())
-                .unwrap_or_else(|_| fail(EXIT_SETUP_FAILED, "argument contains NUL"))
-        })
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| fail(EXIT_SETUP_FAILED, "argument contains NUL")))
         .collect();
     let Some(program) = argv.first() else { fail(EXIT_SETUP_FAILED, "no command given") };
     for var in crate::systemd::PRIVATE_ENV {

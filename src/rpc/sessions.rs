@@ -5,9 +5,7 @@ use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::error::Result;
-use crate::protocol::methods::{
-    SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionSend,
-};
+use crate::protocol::methods::{SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionSend};
 use crate::protocol::types::Session;
 
 /// `session.create`.

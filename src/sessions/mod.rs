@@ -85,14 +85,10 @@ fn new_id(taken: &BTreeMap<String, Record>) -> String {
         let mut bytes = [0u8; ID_LEN];
         if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
             // Extremely unlikely; fall back to time-derived bytes.
-            let n = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
+            let n = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
             bytes = (n as u64).to_le_bytes();
         }
-        let id: String =
-            bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+        let id: String = bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
         if !taken.contains_key(&id) {
             return id;
         }
@@ -129,9 +125,7 @@ impl Sessions {
     pub fn client(&self) -> Result<Arc<ControlClient>> {
         match &*self.client.read().unwrap_or_else(|e| e.into_inner()) {
             Some(c) if c.is_alive() => Ok(c.clone()),
-            _ => {
-                Err(Error::TmuxUnavailable("the tmux control connection is down; retrying".into()))
-            }
+            _ => Err(Error::TmuxUnavailable("the tmux control connection is down; retrying".into())),
         }
     }
 
@@ -215,13 +209,7 @@ impl Sessions {
     }
 
     /// `session.create`.
-    pub async fn create(
-        &self,
-        peer: &Peer,
-        config: &Config,
-        p: SessionCreate,
-        on_reject: impl Fn(&str),
-    ) -> Result<Session> {
+    pub async fn create(&self, peer: &Peer, config: &Config, p: SessionCreate, on_reject: impl Fn(&str)) -> Result<Session> {
         validate::command(&p.command)?;
         if let Some(n) = &p.name {
             validate::name(n)?;
@@ -252,8 +240,7 @@ impl Sessions {
                     config.limits.max_sessions
                 )));
             }
-            let mine =
-                records.values().filter(live).filter(|r| r.session.owner_uid == peer.uid).count();
+            let mine = records.values().filter(live).filter(|r| r.session.owner_uid == peer.uid).count();
             if mine >= config.limits.max_sessions_per_owner {
                 on_reject("max_sessions_per_owner");
                 return Err(Error::LimitReached(format!(
@@ -281,14 +268,7 @@ impl Sessions {
                 rows: Some(rows),
                 env: p.env.clone(),
             };
-            let record = Record {
-                session: session.clone(),
-                tmux_id: None,
-                window: None,
-                pane: None,
-                scope: None,
-                last_input: None,
-            };
+            let record = Record { session: session.clone(), tmux_id: None, window: None, pane: None, scope: None, last_input: None };
             records.insert(id, record);
             session
         };
@@ -312,8 +292,7 @@ impl Sessions {
     /// exec'ing the session's argv. Always several arguments, so tmux execs
     /// it directly, never through a shell.
     fn wrapper_argv(&self, session: &Session, limits: &Limits, scope: Option<&str>) -> Vec<String> {
-        let mut argv =
-            vec![self.wrapper.display().to_string(), crate::limits::wrapper::MODE.to_string()];
+        let mut argv = vec![self.wrapper.display().to_string(), crate::limits::wrapper::MODE.to_string()];
         for (name, value) in crate::limits::wrapper::rlimit_args(limits) {
             argv.push("--rlimit".into());
             argv.push(format!("{name}={value}"));
@@ -327,14 +306,8 @@ impl Sessions {
         argv
     }
 
-    async fn spawn_in_tmux(
-        &self,
-        client: &ControlClient,
-        session: &Session,
-        limits: &Limits,
-    ) -> Result<Record> {
-        let scope_unit = (self.cgroups && limits.has_cgroup_caps())
-            .then(|| crate::limits::cgroup::scope_name(&session.id));
+    async fn spawn_in_tmux(&self, client: &ControlClient, session: &Session, limits: &Limits) -> Result<Record> {
+        let scope_unit = (self.cgroups && limits.has_cgroup_caps()).then(|| crate::limits::cgroup::scope_name(&session.id));
         let mut cmd = Cmd::new("new-session")
             .flag("-d")
             .opt("-s", session.tmux_session.clone())
@@ -365,8 +338,7 @@ impl Sessions {
             last_input: None,
         };
         record.session.pid = pid;
-        let meta =
-            serde_json::to_string(&record.stored()).map_err(|e| Error::Internal(e.to_string()))?;
+        let meta = serde_json::to_string(&record.stored()).map_err(|e| Error::Internal(e.to_string()))?;
         let set_meta = Cmd::new("set-option").opt("-t", f[0]).arg(META_OPTION).arg(meta);
         let placed = async {
             client.run(&set_meta).await.map_err(tmux_err)?;
@@ -400,13 +372,9 @@ impl Sessions {
                     tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
                 }
             }
-            let tree =
-                record.session.pid.map(|pid| procs::tree(&procs::all(), pid)).unwrap_or_default();
+            let tree = record.session.pid.map(|pid| procs::tree(&procs::all(), pid)).unwrap_or_default();
             procs::kill_all(&tree);
-            let target = record
-                .tmux_id
-                .clone()
-                .unwrap_or_else(|| format!("={}", record.session.tmux_session));
+            let target = record.tmux_id.clone().unwrap_or_else(|| format!("={}", record.session.tmux_session));
             match self.tmux(Cmd::new("kill-session").opt("-t", target)).await {
                 Ok(_) => {}
                 // Already gone from tmux: fine, we are removing it anyway.
@@ -414,13 +382,7 @@ impl Sessions {
                 Err(e) => return Err(e),
             }
             // Processes that forked between the scan and the kill.
-            procs::kill_all(
-                &tree
-                    .iter()
-                    .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-                    .copied()
-                    .collect(),
-            );
+            procs::kill_all(&tree.iter().filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists()).copied().collect());
         }
         self.records().remove(id);
         self.persist();
@@ -428,24 +390,14 @@ impl Sessions {
         Ok(())
     }
 
-    fn live_pane(
-        &self,
-        peer: &Peer,
-        config: &Config,
-        id: &str,
-        need_running: bool,
-    ) -> Result<Record> {
+    fn live_pane(&self, peer: &Peer, config: &Config, id: &str, need_running: bool) -> Result<Record> {
         let r = self.find(peer, config, id)?;
         match r.session.state {
-            SessionState::Lost => {
-                Err(Error::InvalidState(format!("session {id} is lost (its tmux session is gone)")))
-            }
+            SessionState::Lost => Err(Error::InvalidState(format!("session {id} is lost (its tmux session is gone)"))),
             SessionState::Exited if need_running => {
                 Err(Error::InvalidState(format!("session {id} has exited; it takes no input")))
             }
-            _ if r.pane.is_none() => {
-                Err(Error::InvalidState(format!("session {id} has no pane yet")))
-            }
+            _ if r.pane.is_none() => Err(Error::InvalidState(format!("session {id} has no pane yet"))),
             _ => Ok(r),
         }
     }
@@ -459,8 +411,7 @@ impl Sessions {
         let r = self.live_pane(peer, config, &p.id, true)?;
         let pane = r.pane.clone().unwrap_or_default();
         if let Some(t) = p.text.filter(|t| !t.is_empty()) {
-            self.tmux(Cmd::new("send-keys").opt("-t", pane.clone()).flag("-l").arg("--").arg(t))
-                .await?;
+            self.tmux(Cmd::new("send-keys").opt("-t", pane.clone()).flag("-l").arg("--").arg(t)).await?;
         }
         if !p.keys.is_empty() {
             self.tmux(Cmd::new("send-keys").opt("-t", pane.clone()).args(p.keys)).await?;
@@ -480,10 +431,7 @@ impl Sessions {
     pub async fn capture(&self, peer: &Peer, config: &Config, p: SessionCapture) -> Result<String> {
         let history = config.tmux.history_limit;
         if p.lines > history {
-            return Err(Error::InvalidParams(format!(
-                "lines: {} is more than tmux.history_limit = {history}",
-                p.lines
-            )));
+            return Err(Error::InvalidParams(format!("lines: {} is more than tmux.history_limit = {history}", p.lines)));
         }
         let r = self.live_pane(peer, config, &p.id, false)?;
         let mut cmd = Cmd::new("capture-pane").flag("-p").opt("-t", r.pane.unwrap_or_default());
@@ -500,32 +448,13 @@ impl Sessions {
     }
 
     /// `session.resize`.
-    pub async fn resize(
-        &self,
-        peer: &Peer,
-        config: &Config,
-        id: &str,
-        cols: u16,
-        rows: u16,
-    ) -> Result<Session> {
+    pub async fn resize(&self, peer: &Peer, config: &Config, id: &str, cols: u16, rows: u16) -> Result<Session> {
         validate::size(Some(cols), Some(rows))?;
         let r = self.live_pane(peer, config, id, false)?;
         let window = r.window.clone().unwrap_or_default();
-        self.tmux(
-            Cmd::new("resize-window")
-                .opt("-t", window)
-                .opt("-x", cols.to_string())
-                .opt("-y", rows.to_string()),
-        )
-        .await?;
-        let out = self
-            .tmux(
-                Cmd::new("display-message")
-                    .flag("-p")
-                    .opt("-t", r.pane.unwrap_or_default())
-                    .arg("#{pane_width} #{pane_height}"),
-            )
+        self.tmux(Cmd::new("resize-window").opt("-t", window).opt("-x", cols.to_string()).opt("-y", rows.to_string()))
             .await?;
+        let out = self.tmux(Cmd::new("display-message").flag("-p").opt("-t", r.pane.unwrap_or_default()).arg("#{pane_width} #{pane_height}")).await?;
         let mut records = self.records();
         let rec = records.get_mut(id).ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
         if let Some((w, h)) = out.first().and_then(|l| l.split_once(' ')) {

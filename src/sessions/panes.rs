@@ -77,16 +77,14 @@ mod tests {
 
     #[test]
     fn parses_live_and_dead_panes() {
-        let live =
-            parse_line("%3 4242 0   1700000000 80 24 @2 $1 1699999999 ccmanager_sess_ab").unwrap();
+        let live = parse_line("%3 4242 0   1700000000 80 24 @2 $1 1699999999 ccmanager_sess_ab").unwrap();
         assert_eq!(live.pane, "%3");
         assert_eq!(live.pid, Some(4242));
         assert!(!live.dead);
         assert_eq!(live.exit_status(), None);
         assert_eq!((live.width, live.height), (Some(80), Some(24)));
         assert_eq!(live.session_name, "ccmanager_sess_ab");
-        let dead =
-            parse_line("%4 99 1 3  1700000000 80 24 @3 $2 1699999999 ccmanager_sess_cd").unwrap();
+        let dead = parse_line("%4 99 1 3  1700000000 80 24 @3 $2 1699999999 ccmanager_sess_cd").unwrap();
         assert_eq!(dead.exit_status(), Some(3));
         let signalled = parse_line("%5 99 1  9 1700000000 80 24 @3 $2 1 x").unwrap();
         assert_eq!(signalled.exit_status(), Some(137));

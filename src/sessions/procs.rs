@@ -71,10 +71,7 @@ pub fn cpu_ticks(procs: &[ProcStat], pids: &BTreeSet<u32>) -> u64 {
 /// SIGKILL every pid in `pids`; errors (already gone) are ignored.
 pub fn kill_all(pids: &BTreeSet<u32>) {
     for pid in pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -92,14 +89,7 @@ mod tests {
     #[test]
     fn tree_includes_descendants_and_session_members() {
         let p = |pid, ppid, sid| ProcStat { pid, ppid, sid, cpu_ticks: 0 };
-        let procs = vec![
-            p(10, 1, 10),
-            p(11, 10, 10),
-            p(12, 11, 10),
-            p(13, 1, 10),
-            p(14, 1, 14),
-            p(15, 14, 14),
-        ];
+        let procs = vec![p(10, 1, 10), p(11, 10, 10), p(12, 11, 10), p(13, 1, 10), p(14, 1, 14), p(15, 14, 14)];
         let t = tree(&procs, 10);
         assert_eq!(t.into_iter().collect::<Vec<_>>(), vec![10, 11, 12, 13]);
     }

@@ -18,9 +18,7 @@ use super::{rfc3339, Record, Sessions, META_OPTION};
 use crate::config::{Config, LauncherKind};
 use crate::protocol::types::{Session, SessionState, SESSION_PREFIX};
 use crate::shutdown::ShutdownListener;
-use crate::tmux::{
-    self, ClientConfig, Cmd, Launcher, Notification, ServerPaths, TmuxServerSettings,
-};
+use crate::tmux::{self, ClientConfig, Cmd, Launcher, Notification, ServerPaths, TmuxServerSettings};
 
 /// The paste buffer the `pane-died` hook touches: tmux tells every control
 /// client `%paste-buffer-changed` at once, so exits are seen immediately
@@ -57,16 +55,12 @@ pub fn launcher(config: &Config) -> Launcher {
 
 /// Checks tmux, starts or adopts the server, connects, and reconciles the
 /// saved sessions. Returns the registry and the notification stream.
-pub async fn start(
-    config: &Config,
-    store: Arc<Store>,
-) -> anyhow::Result<(Arc<Sessions>, mpsc::Receiver<Notification>)> {
+pub async fn start(config: &Config, store: Arc<Store>) -> anyhow::Result<(Arc<Sessions>, mpsc::Receiver<Notification>)> {
     let bin = config.tmux.binary.clone();
     let version = tmux::check_version(&bin).await?;
     let socket = config.tmux_socket_path();
     let dir = socket.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
-    let paths =
-        ServerPaths { tmux_bin: bin, socket: socket.clone(), config: dir.join("tmux.conf") };
+    let paths = ServerPaths { tmux_bin: bin, socket: socket.clone(), config: dir.join("tmux.conf") };
     let cgroups = match crate::limits::cgroup::available() {
         Ok(()) => true,
         Err(why) => {
@@ -74,8 +68,7 @@ pub async fn start(
             false
         }
     };
-    let exe =
-        std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
+    let exe = std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
     let sessions = Arc::new(Sessions::new(paths, store.clone(), exe, cgroups));
     let rx = sessions.bring_up(config).await?;
     tracing::info!(version = %version.raw, socket = %socket.display(), "tmux ready");
@@ -90,8 +83,7 @@ fn unix_time(secs: u64) -> SystemTime {
 impl Sessions {
     /// Starts or adopts the server and connects the control client.
     async fn bring_up(&self, config: &Config) -> anyhow::Result<mpsc::Receiver<Notification>> {
-        let settings =
-            TmuxServerSettings { history_limit: config.tmux.history_limit, ..Default::default() };
+        let settings = TmuxServerSettings { history_limit: config.tmux.history_limit, ..Default::default() };
         if let Some(dir) = self.paths.config.parent() {
             use std::os::unix::fs::DirBuilderExt;
             let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
@@ -103,15 +95,11 @@ impl Sessions {
         } else {
             tracing::info!(pid = info.pid, "adopted the running tmux server");
         }
-        let (client, rx) =
-            tmux::connect(&ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket)).await?;
+        let (client, rx) = tmux::connect(&ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket)).await?;
         let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
         let setup = [
             Cmd::new("set-hook").flag("-g").arg("pane-died").arg(hook),
-            Cmd::new("set-option")
-                .flag("-g")
-                .arg("history-limit")
-                .arg(config.tmux.history_limit.to_string()),
+            Cmd::new("set-option").flag("-g").arg("history-limit").arg(config.tmux.history_limit.to_string()),
         ];
         for cmd in setup {
             client.run(&cmd).await?;
@@ -138,44 +126,21 @@ impl Sessions {
             let mut records = self.records();
             for s in saved {
                 let id = s.session.id.clone();
-                records.insert(
-                    id,
-                    Record {
-                        session: s.session,
-                        tmux_id: None,
-                        window: None,
-                        pane: None,
-                        scope: s.scope,
-                        last_input: None,
-                    },
-                );
+                records.insert(id, Record { session: s.session, tmux_id: None, window: None, pane: None, scope: s.scope, last_input: None });
             }
         }
         let panes = self.list_panes().await?;
         let metas = self.metas().await.unwrap_or_default();
         let (adopted, lost) = self.apply(&panes, &metas);
         let c = self.counts();
-        tracing::info!(
-            total = c.total,
-            running = c.running,
-            exited = c.exited,
-            lost = c.lost,
-            adopted_without_state = adopted,
-            newly_lost = lost,
-            "sessions reconciled"
-        );
+        tracing::info!(total = c.total, running = c.running, exited = c.exited, lost = c.lost, adopted_without_state = adopted, newly_lost = lost, "sessions reconciled");
         self.persist();
         Ok(())
     }
 
     /// `@ccm_meta` of every session, by session name.
     async fn metas(&self) -> crate::error::Result<HashMap<String, Stored>> {
-        let lines = self
-            .tmux(
-                Cmd::new("list-sessions")
-                    .opt("-F", format!("#{{session_name}} #{{{META_OPTION}}}")),
-            )
-            .await?;
+        let lines = self.tmux(Cmd::new("list-sessions").opt("-F", format!("#{{session_name}} #{{{META_OPTION}}}"))).await?;
         Ok(lines
             .iter()
             .filter_map(|l| l.split_once(' '))
@@ -232,11 +197,7 @@ impl Sessions {
         let panes = self.list_panes().await?;
         let unknown = {
             let records = self.records();
-            panes.iter().any(|p| {
-                p.session_name
-                    .strip_prefix(SESSION_PREFIX)
-                    .is_some_and(|id| !records.contains_key(id))
-            })
+            panes.iter().any(|p| p.session_name.strip_prefix(SESSION_PREFIX).is_some_and(|id| !records.contains_key(id)))
         };
         let metas = if unknown { self.metas().await.unwrap_or_default() } else { HashMap::new() };
         let before = self.snapshot();
@@ -267,16 +228,10 @@ impl Sessions {
         let now = tmux::probe(&self.paths.tmux_bin, &self.paths.socket).await;
         match (&old, &now) {
             (Some(o), Some(n)) if o.pid == n.pid => {
-                tracing::warn!(
-                    pid = n.pid,
-                    "tmux control connection lost; reconnecting to the same server"
-                );
+                tracing::warn!(pid = n.pid, "tmux control connection lost; reconnecting to the same server");
             }
             _ => {
-                tracing::error!(
-                    old_pid = old.as_ref().map(|o| o.pid),
-                    "the tmux server died; starting a new one"
-                );
+                tracing::error!(old_pid = old.as_ref().map(|o| o.pid), "the tmux server died; starting a new one");
                 self.set_server(None);
                 self.mark_all_lost();
             }
@@ -383,9 +338,7 @@ pub async fn run(
                         _ = shutdown.wait() => return,
                         _ = tokio::time::sleep(pause) => {}
                     }
-                    pause = (pause * 2)
-                        .min(MAX_RETRY)
-                        .min(config().health.interval.0.max(Duration::from_millis(200)));
+                    pause = (pause * 2).min(MAX_RETRY).min(config().health.interval.0.max(Duration::from_millis(200)));
                 }
             }
         }
@@ -394,11 +347,7 @@ pub async fn run(
 
 /// Writes the state file whenever the registry changed, until shutdown
 /// (then once more).
-pub async fn persist_loop(
-    sessions: Arc<Sessions>,
-    store: Arc<Store>,
-    mut shutdown: ShutdownListener,
-) {
+pub async fn persist_loop(sessions: Arc<Sessions>, store: Arc<Store>, mut shutdown: ShutdownListener) {
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,

@@ -62,9 +62,7 @@ pub fn command(argv: &[String]) -> Result<(), Error> {
             return Err(invalid(format!("command[{i}]: longer than {MAX_ARG_BYTES} bytes")));
         }
         if has_control(arg) {
-            return Err(invalid(format!(
-                "command[{i}]: contains a control character (newline, NUL, ...)"
-            )));
+            return Err(invalid(format!("command[{i}]: contains a control character (newline, NUL, ...)")));
         }
     }
     Ok(())
@@ -108,9 +106,7 @@ pub fn env(env: &BTreeMap<String, String>) -> Result<(), Error> {
         let mut chars = k.chars();
         let ok_first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
         if !ok_first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(invalid(format!(
-                "env: {k:?} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"
-            )));
+            return Err(invalid(format!("env: {k:?} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")));
         }
         if v.len() > MAX_ARG_BYTES || has_control(v) {
             return Err(invalid(format!("env.{k}: value has a control character or is too long")));
@@ -155,14 +151,9 @@ pub fn keys(keys: &[String]) -> Result<(), Error> {
     for (i, k) in keys.iter().enumerate() {
         let ok = !k.is_empty()
             && k.len() <= 32
-            && k.chars().all(|c| {
-                c.is_ascii_graphic()
-                    && !matches!(c, '\'' | '"' | '\\' | ';' | '#' | '$' | '~' | '{' | '}')
-            });
+            && k.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '\'' | '"' | '\\' | ';' | '#' | '$' | '~' | '{' | '}'));
         if !ok {
-            return Err(invalid(format!(
-                "keys[{i}]: {k:?} is not a tmux key name (e.g. \"C-c\", \"Enter\", \"Up\")"
-            )));
+            return Err(invalid(format!("keys[{i}]: {k:?} is not a tmux key name (e.g. \"C-c\", \"Enter\", \"Up\")")));
         }
     }
     Ok(())
@@ -186,10 +177,7 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert!(
-            command(&argv(&["sh", "-c", "$(touch /tmp/x)"])).is_ok(),
-            "metacharacters are literal, not rejected"
-        );
+        assert!(command(&argv(&["sh", "-c", "$(touch /tmp/x)"])).is_ok(), "metacharacters are literal, not rejected");
         assert!(command(&[]).is_err());
         assert!(command(&argv(&[""])).is_err());
         assert!(command(&argv(&["a", "b\nc"])).is_err());
