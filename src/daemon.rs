@@ -232,12 +232,14 @@ pub async fn run(daemon: Arc<Daemon>, listener: Listener) -> anyhow::Result<()> 
         }))
     };
     let watchdog = tokio::spawn(crate::health::feed_watchdog(daemon.clone()));
+    let monitor = tokio::spawn(crate::health::monitor(daemon.clone()));
     tracing::info!(socket = %listener.path.display(), activated = listener.activated, pid = std::process::id(), "ccmanagerd ready");
     crate::systemd::ready(&daemon.status_line());
     let result =
         crate::server::serve(daemon.clone(), listener).await.context("serving the control socket");
     crate::systemd::stopping();
     watchdog.abort();
+    monitor.abort();
     signals.abort();
     tracing::info!("ccmanagerd stopped");
     result

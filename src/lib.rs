@@ -11,7 +11,7 @@
 //! - [`sessions`]: the session registry, reconcile, refresh, the state file.
 //! - [`limits`]: rlimit and cgroup caps, the exec-wrapper.
 //! - [`cleanup`]: the periodic reaper behind `cleanup.run`.
-//! - [`health`], [`metrics`]: checks, watchdog, Prometheus text.
+//! - [`health`], [`metrics`], [`gauges`]: checks, watchdog, Prometheus text.
 //! - [`systemd`], [`logging`], [`shutdown`]: the service-manager plumbing.
 //! - [`client`]: a small blocking JSON-RPC client (CLI and tests).
 
@@ -20,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod gauges;
 pub mod health;
 pub mod limits;
 pub mod logging;

@@ -3,6 +3,7 @@
 
 pub mod cleanup;
 pub mod daemon;
+pub mod health;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Value> {
         Request::DaemonStatus(_) => json(daemon::status(ctx).await?),
         Request::DaemonReload(_) => json(daemon::reload(ctx).await?),
         Request::DaemonMetrics(_) => json(daemon::metrics(ctx).await?),
-        Request::HealthCheck(_) => Err(not_yet("health.check")),
+        Request::HealthCheck(_) => json(health::check(ctx).await),
         Request::SessionCreate(p) => json(sessions::create(ctx, p).await?),
         Request::SessionList(p) => json(sessions::list(ctx, p)),
         Request::SessionGet(p) => json(sessions::get(ctx, p)?),
@@ -49,8 +50,4 @@ pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Value> {
         #[cfg(feature = "test-hooks")]
         Request::DebugSleep(p) => json(daemon::debug_sleep(p.ms).await),
     }
-}
-
-fn not_yet(method: &str) -> Error {
-    Error::TmuxUnavailable(format!("{method}: the tmux server is not available"))
 }
