@@ -89,7 +89,7 @@ impl Reaper {
                     let used = procs::cpu_ticks(&procs, &procs::tree(&procs, pid));
                     seen.insert(s.id.clone(), used);
                     // First sight: unknown, so not idle (never reap live work on a guess).
-                    ticks.get(&s.id).is_none_or(|before| used > *before)
+                    ticks.get(&s.id).map_or(true, |before| used > *before)
                 }
                 _ => false,
             };

@@ -239,7 +239,7 @@ pub async fn feed_watchdog(daemon: Arc<Daemon>) {
         let up = daemon.sessions.client().is_ok();
         down_since = if up { None } else { down_since.or(Some(Instant::now())) };
         let grace = daemon.config().health.interval.0;
-        if down_since.is_none_or(|t| t.elapsed() <= grace) {
+        if down_since.map_or(true, |t| t.elapsed() <= grace) {
             crate::systemd::watchdog();
         } else {
             tracing::error!("tmux control connection down for more than one health interval; not feeding the watchdog");

@@ -273,7 +273,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &st
     let s = scrape
         .samples
         .iter()
-        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .find(|s| s.metric == name && label.map_or(true, |(k, v)| s.labels.get(k) == Some(v)))
         .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
     match s.value {
         prometheus_parse::Value::Gauge(v)
