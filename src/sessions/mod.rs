@@ -196,7 +196,7 @@ impl Sessions {
             .records()
             .values()
             .filter(|r| Self::visible(peer, config, r))
-            .filter(|r| state.is_none_or(|s| r.session.state == s))
+            .filter(|r| state.map_or(true, |s| r.session.state == s))
             .map(|r| r.session.clone())
             .collect();
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));

@@ -357,7 +357,7 @@ fn forward(
     }
     if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(n) {
         let total = shared.dropped_notifications.fetch_add(1, Ordering::Relaxed) + 1;
-        if last_warning.is_none_or(|t| t.elapsed() >= DROP_WARN_INTERVAL) {
+        if last_warning.map_or(true, |t| t.elapsed() >= DROP_WARN_INTERVAL) {
             *last_warning = Some(Instant::now());
             tracing::warn!(total, "tmux notification channel full; dropping notifications");
         }

@@ -58,7 +58,7 @@ impl Version {
 
     /// Whether this version is at least [`MIN_VERSION`].
     pub fn is_supported(&self) -> bool {
-        self.number.is_none_or(|n| n >= MIN_VERSION)
+        self.number.map_or(true, |n| n >= MIN_VERSION)
     }
 }
 

@@ -5,4 +5,5 @@ pub mod daemon;
 pub mod sysbox;
 pub mod tmux;
 
+#[allow(unused_imports)]
 pub use tmux::*;
