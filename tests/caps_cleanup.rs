@@ -181,7 +181,9 @@ fn exited_sessions_go_after_their_grace() {
         let s = d.call("session.get", json!({"id": id})).ok()?;
         (s["state"] == "exited").then(Instant::now)
     });
-    assert_eq!(d.ok("session.get", json!({"id": id}))["exit_status"], json!(3));
+    wait_for("the exit status", &d, || {
+        (d.ok("session.get", json!({"id": id}))["exit_status"] == json!(3)).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(1500));
     assert!(exists(&d, &id), "still readable within the grace");
     wait_for("the exited session to be reaped", &d, || (!exists(&d, &id)).then_some(()));

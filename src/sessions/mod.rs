@@ -372,7 +372,13 @@ impl Sessions {
                     tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
                 }
             }
-            let tree = record.session.pid.map(|pid| procs::tree(&procs::all(), pid)).unwrap_or_default();
+            // An exited pane's pid was reaped by tmux: if it exists again it
+            // belongs to someone else (pid reuse) and must not be the root.
+            let reused = |pid: &u32| {
+                record.session.state == SessionState::Exited && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            };
+            let root = record.session.pid.filter(|pid| !reused(pid));
+            let tree = root.map(|pid| procs::tree(&procs::all(), pid)).unwrap_or_default();
             procs::kill_all(&tree);
             let target = record.tmux_id.clone().unwrap_or_else(|| format!("={}", record.session.tmux_session));
             match self.tmux(Cmd::new("kill-session").opt("-t", target)).await {

@@ -283,6 +283,10 @@ fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime) {
             s.ended_at.get_or_insert_with(|| rfc3339(now));
             tracing::info!(session_id = %s.id, exit_status = s.exit_status, "session program exited");
         }
+        // tmux may show the pane dead a moment before its exit status.
+        if s.exit_status.is_none() {
+            s.exit_status = p.exit_status();
+        }
         s.state = SessionState::Exited;
     } else {
         s.state = SessionState::Running;
