@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::cleanup::Reaper;
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use crate::error::Error;
 use crate::logging::LogHandle;
@@ -88,6 +89,8 @@ pub struct Daemon {
     reload_lock: tokio::sync::Mutex<()>,
     /// The session registry and the handle on tmux.
     pub sessions: Arc<Sessions>,
+    /// The cleanup pass and its memory between runs.
+    pub reaper: Reaper,
 }
 
 impl Daemon {
@@ -108,6 +111,7 @@ impl Daemon {
             shutdown,
             reload_lock: tokio::sync::Mutex::new(()),
             sessions,
+            reaper: Reaper::default(),
         }
     }
 
@@ -220,8 +224,10 @@ pub async fn start_and_run(
         ))
     };
     let persister = tokio::spawn(supervise::persist_loop(sessions, store, shutdown.listener()));
+    let reaper = tokio::spawn(crate::cleanup::reaper_loop(daemon.clone()));
     let result = run(daemon, listener).await;
     watcher.abort();
+    reaper.abort();
     let _ = persister.await;
     result
 }
@@ -241,12 +247,14 @@ pub async fn run(daemon: Arc<Daemon>, listener: Listener) -> anyhow::Result<()> 
         }))
     };
     let watchdog = tokio::spawn(crate::health::feed_watchdog(daemon.clone()));
+    let monitor = tokio::spawn(crate::health::monitor(daemon.clone()));
     tracing::info!(socket = %listener.path.display(), activated = listener.activated, pid = std::process::id(), "ccmanagerd ready");
     crate::systemd::ready(&daemon.status_line());
     let result =
         crate::server::serve(daemon.clone(), listener).await.context("serving the control socket");
     crate::systemd::stopping();
     watchdog.abort();
+    monitor.abort();
     signals.abort();
     tracing::info!("ccmanagerd stopped");
     result

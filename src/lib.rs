@@ -10,14 +10,17 @@
 //! - [`tmux`]: the tmux server's lifecycle and the one control-mode connection.
 //! - [`sessions`]: the session registry, reconcile, refresh, the state file.
 //! - [`limits`]: rlimit and cgroup caps, the exec-wrapper.
-//! - [`health`], [`metrics`]: checks, watchdog, Prometheus text.
+//! - [`cleanup`]: the periodic reaper behind `cleanup.run`.
+//! - [`health`], [`metrics`], [`gauges`]: checks, watchdog, Prometheus text.
 //! - [`systemd`], [`logging`], [`shutdown`]: the service-manager plumbing.
 //! - [`client`]: a small blocking JSON-RPC client (CLI and tests).
 
+pub mod cleanup;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod gauges;
 pub mod health;
 pub mod limits;
 pub mod logging;

@@ -20,7 +20,7 @@ pub async fn status(ctx: &Ctx) -> Result<Status> {
         uptime_s: d.started.elapsed().as_secs(),
         tmux: tmux_status(ctx),
         sessions: d.sessions.counts(),
-        health: "ok".to_string(),
+        health: crate::health::evaluate_cheap(d).status,
         socket: Some(d.socket_path.clone()),
     })
 }
@@ -44,9 +44,7 @@ pub async fn reload(ctx: &Ctx) -> Result<ReloadResult> {
 
 /// `daemon.metrics`: Prometheus text.
 pub async fn metrics(ctx: &Ctx) -> Result<Value> {
-    let mut text = String::new();
-    ctx.daemon.metrics.render(&mut text);
-    Ok(json!({ "text": text }))
+    Ok(json!({ "text": crate::gauges::exposition(&ctx.daemon) }))
 }
 
 /// `debug.sleep` (test builds only): answers after `ms` milliseconds.

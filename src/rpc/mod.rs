@@ -1,7 +1,9 @@
 //! Request dispatch: one exhaustive `match` over [`Request`], each arm a
 //! one-line call into the method family's file.
 
+pub mod cleanup;
 pub mod daemon;
+pub mod health;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -33,7 +35,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Value> {
         Request::DaemonStatus(_) => json(daemon::status(ctx).await?),
         Request::DaemonReload(_) => json(daemon::reload(ctx).await?),
         Request::DaemonMetrics(_) => json(daemon::metrics(ctx).await?),
-        Request::HealthCheck(_) => Err(not_yet("health.check")),
+        Request::HealthCheck(_) => json(health::check(ctx).await),
         Request::SessionCreate(p) => json(sessions::create(ctx, p).await?),
         Request::SessionList(p) => json(sessions::list(ctx, p)),
         Request::SessionGet(p) => json(sessions::get(ctx, p)?),
@@ -42,14 +44,10 @@ pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Value> {
         Request::SessionCapture(p) => json(sessions::capture(ctx, p).await?),
         Request::SessionResize(p) => json(sessions::resize(ctx, p).await?),
         Request::SessionAttach(p) => json(sessions::attach(ctx, p)?),
-        Request::CleanupRun(_) => Err(not_yet("cleanup.run")),
+        Request::CleanupRun(p) => json(cleanup::run(ctx, p).await),
         #[cfg(feature = "test-hooks")]
         Request::DebugFail(_) => Err(Error::Internal("debug.fail was called".into())),
         #[cfg(feature = "test-hooks")]
         Request::DebugSleep(p) => json(daemon::debug_sleep(p.ms).await),
     }
-}
-
-fn not_yet(method: &str) -> Error {
-    Error::TmuxUnavailable(format!("{method}: the tmux server is not available"))
 }

@@ -67,6 +67,10 @@ pub struct Sessions {
     wrapper: PathBuf,
     /// Whether per-session cgroup scopes can be used.
     pub cgroups: bool,
+    /// Bumped (under the records lock) whenever create or remove adds or
+    /// drops a record, so a refresh whose tmux listing predates the change
+    /// does not apply it (it would re-adopt a session just removed).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// RFC 3339 UTC, seconds precision.
@@ -118,11 +122,22 @@ impl Sessions {
             store,
             wrapper,
             cgroups,
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Record>> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// See the `epoch` field; call with the records lock held.
+    fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The current epoch (see the `epoch` field).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The live control connection, or `tmux_unavailable`.
@@ -290,18 +305,27 @@ impl Sessions {
                 last_input: None,
             };
             records.insert(id, record);
+            self.bump_epoch();
             session
         };
         match self.spawn_in_tmux(&client, &session, &limits).await {
             Ok(record) => {
                 let out = record.session.clone();
-                self.records().insert(session.id.clone(), record);
+                {
+                    let mut records = self.records();
+                    records.insert(session.id.clone(), record);
+                    self.bump_epoch();
+                }
                 self.persist();
                 tracing::info!(session_id = %out.id, pid = out.pid, owner_uid = peer.uid, command = ?out.command, "session created");
                 Ok(out)
             }
             Err(e) => {
-                self.records().remove(&session.id);
+                {
+                    let mut records = self.records();
+                    records.remove(&session.id);
+                    self.bump_epoch();
+                }
                 tracing::warn!(session_id = %session.id, error = %e, "session create failed; nothing left behind");
                 Err(e)
             }
@@ -400,8 +424,14 @@ impl Sessions {
                     tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
                 }
             }
-            let tree =
-                record.session.pid.map(|pid| procs::tree(&procs::all(), pid)).unwrap_or_default();
+            // An exited pane's pid was reaped by tmux: if it exists again it
+            // belongs to someone else (pid reuse) and must not be the root.
+            let reused = |pid: &u32| {
+                record.session.state == SessionState::Exited
+                    && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            };
+            let root = record.session.pid.filter(|pid| !reused(pid));
+            let tree = root.map(|pid| procs::tree(&procs::all(), pid)).unwrap_or_default();
             procs::kill_all(&tree);
             let target = record
                 .tmux_id
@@ -422,7 +452,11 @@ impl Sessions {
                     .collect(),
             );
         }
-        self.records().remove(id);
+        {
+            let mut records = self.records();
+            records.remove(id);
+            self.bump_epoch();
+        }
         self.persist();
         tracing::info!(session_id = %id, reason, "session removed");
         Ok(())

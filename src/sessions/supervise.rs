@@ -30,6 +30,9 @@ const PANE_DIED_BUFFER: &str = "ccm_pane_died";
 const EXIT_STATUS_RECHECK: Duration = Duration::from_millis(100);
 /// Upper bound on the pause between attempts to bring tmux back.
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// A refresh whose listing went stale (a create or remove ran meanwhile) is
+/// retried this many times in all.
+const REFRESH_ATTEMPTS: usize = 3;
 
 /// How the server is started, from the config.
 pub fn launcher(config: &Config) -> Launcher {
@@ -165,7 +168,7 @@ impl Sessions {
         }
         let panes = self.list_panes().await?;
         let metas = self.metas().await.unwrap_or_default();
-        let (adopted, lost) = self.apply(&panes, &metas);
+        let (adopted, lost) = self.apply(&panes, &metas, None).unwrap_or_default();
         let c = self.counts();
         tracing::info!(
             total = c.total,
@@ -196,10 +199,20 @@ impl Sessions {
             .collect())
     }
 
-    /// Brings the registry in line with `panes`; returns (adopted, lost) counts.
-    fn apply(&self, panes: &[PaneInfo], metas: &HashMap<String, Stored>) -> (usize, usize) {
+    /// Brings the registry in line with `panes`; returns (adopted, lost)
+    /// counts, or `None` when a create or remove happened since `epoch`
+    /// (the listing is stale and nothing was applied).
+    fn apply(
+        &self,
+        panes: &[PaneInfo],
+        metas: &HashMap<String, Stored>,
+        epoch: Option<u64>,
+    ) -> Option<(usize, usize)> {
         let now = SystemTime::now();
         let mut records = self.records();
+        if epoch.is_some_and(|e| e != self.epoch()) {
+            return None;
+        }
         let mut adopted = 0;
         let mut present = std::collections::HashSet::new();
         for p in panes {
@@ -235,29 +248,37 @@ impl Sessions {
                 lost += 1;
             }
         }
-        (adopted, lost)
+        Some((adopted, lost))
     }
 
     /// One refresh from tmux; adopts sessions it did not know (fetching
     /// their metadata only then). Returns whether a dead pane still waits for
     /// its exit status.
     pub async fn refresh(&self) -> crate::error::Result<bool> {
-        let panes = self.list_panes().await?;
-        let unknown = {
-            let records = self.records();
-            panes.iter().any(|p| {
-                p.session_name
-                    .strip_prefix(SESSION_PREFIX)
-                    .is_some_and(|id| !records.contains_key(id))
-            })
-        };
-        let metas = if unknown { self.metas().await.unwrap_or_default() } else { HashMap::new() };
-        let before = self.snapshot();
-        self.apply(&panes, &metas);
-        if self.snapshot() != before {
-            self.persist();
+        for _ in 0..REFRESH_ATTEMPTS {
+            let epoch = self.epoch();
+            let panes = self.list_panes().await?;
+            let unknown = {
+                let records = self.records();
+                panes.iter().any(|p| {
+                    p.session_name
+                        .strip_prefix(SESSION_PREFIX)
+                        .is_some_and(|id| !records.contains_key(id))
+                })
+            };
+            let metas =
+                if unknown { self.metas().await.unwrap_or_default() } else { HashMap::new() };
+            let before = self.snapshot();
+            let applied = self.apply(&panes, &metas, Some(epoch)).is_some();
+            if self.snapshot() != before {
+                self.persist();
+            }
+            if applied {
+                return Ok(panes.iter().any(|p| p.dead && p.exit_status().is_none()));
+            }
         }
-        Ok(panes.iter().any(|p| p.dead && p.exit_status().is_none()))
+        tracing::debug!("sessions kept changing during refresh; the next one will catch up");
+        Ok(true)
     }
 
     /// Marks every session lost (the server they lived in is gone).

@@ -22,6 +22,10 @@ use super::TmuxError;
 pub const KEEPER_SESSION: &str = "ccmanager_control";
 /// The keeper's harmless program: never exits, never prints, not a shell.
 pub const KEEPER_COMMAND: &[&str] = &["sleep", "infinity"];
+/// How long [`connect`] waits for the control client to be attached.
+const KEEPER_ATTACH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between checks of [`KEEPER_ATTACH_TIMEOUT`].
+const KEEPER_ATTACH_RETRY: Duration = Duration::from_millis(10);
 /// Keeper window size; it is never displayed.
 pub const KEEPER_COLS: u16 = 80;
 /// Keeper window height.
@@ -161,7 +165,19 @@ pub async fn connect(
         .flag("-s")
         .opt("-t", format!("={KEEPER_SESSION}"))
         .opt("-F", "#{pane_id}");
-    let keeper = client.run(&panes).await?;
+    // tmux (3.3a seen) may run commands read from stdin before the
+    // command-line `new-session -A` has attached the client, answering
+    // "no current target": retry briefly until the client is attached.
+    let deadline = tokio::time::Instant::now() + KEEPER_ATTACH_TIMEOUT;
+    let keeper = loop {
+        match client.run(&panes).await {
+            Err(TmuxError::Command(m)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %m, "control client not attached yet; retrying");
+                tokio::time::sleep(KEEPER_ATTACH_RETRY).await;
+            }
+            other => break other?,
+        }
+    };
     *client.shared.keeper_panes.lock().unwrap_or_else(|e| e.into_inner()) =
         keeper.into_iter().collect();
     Ok((client, notify_rx))

@@ -1,0 +1,202 @@
+//! The periodic reaper: removes sessions older than `cleanup.max_age`, idle
+//! longer than `cleanup.max_idle` (no pane output, no input, and no CPU used
+//! by the session's process tree since the last run), and `exited`/`lost`
+//! sessions whose `ended_at` is older than `cleanup.exited_grace`. Sessions
+//! created with `keep: true`, or named with `cleanup.keep_label_prefix`, are
+//! exempt. The same pass serves `cleanup.run` (optionally as a dry run).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::CleanupConfig;
+use crate::daemon::Daemon;
+use crate::protocol::types::{CleanupReport, Removal, Session, SessionState};
+use crate::sessions::{parse_time, procs};
+
+/// The first run comes at most this long after start (sooner when the
+/// interval is shorter), so a daemon that restarts often still reaps.
+pub const FIRST_RUN_MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// Removal reason: older than `cleanup.max_age`.
+pub const REASON_MAX_AGE: &str = "max_age";
+/// Removal reason: idle longer than `cleanup.max_idle`.
+pub const REASON_IDLE: &str = "idle";
+/// Removal reason: exited or lost longer than `cleanup.exited_grace`.
+pub const REASON_EXITED: &str = "exited";
+
+/// What the reaper remembers between runs.
+#[derive(Default)]
+pub struct Reaper {
+    /// CPU ticks of each session's process tree at the last (real) run.
+    /// Also serialises runs (the loop and `cleanup.run` may race).
+    ticks: tokio::sync::Mutex<HashMap<String, u64>>,
+}
+
+/// Whether the reaper must leave `s` alone.
+pub fn exempt(s: &Session, cfg: &CleanupConfig) -> bool {
+    let prefix = cfg.keep_label_prefix.as_str();
+    s.keep || (!prefix.is_empty() && s.name.as_deref().is_some_and(|n| n.starts_with(prefix)))
+}
+
+fn older_than(stamp: Option<&str>, limit: Option<Duration>, now: SystemTime) -> bool {
+    match (stamp.and_then(parse_time), limit) {
+        (Some(t), Some(limit)) => now.duration_since(t).is_ok_and(|age| age >= limit),
+        _ => false,
+    }
+}
+
+/// Why `s` should go now, if it should. `busy`: its process tree used CPU
+/// since the last run (or that is not known yet), so it is not idle.
+pub fn verdict(
+    s: &Session,
+    cfg: &CleanupConfig,
+    now: SystemTime,
+    busy: bool,
+) -> Option<&'static str> {
+    if exempt(s, cfg) {
+        return None;
+    }
+    if older_than(Some(&s.created_at), cfg.max_age.0, now) {
+        return Some(REASON_MAX_AGE);
+    }
+    match s.state {
+        SessionState::Exited | SessionState::Lost => {
+            older_than(s.ended_at.as_deref(), cfg.exited_grace.0, now).then_some(REASON_EXITED)
+        }
+        SessionState::Running => {
+            let idle = older_than(s.last_activity_at.as_deref(), cfg.max_idle.0, now);
+            (idle && !busy).then_some(REASON_IDLE)
+        }
+    }
+}
+
+impl Reaper {
+    /// One pass. A dry run reports what would go and changes nothing (not
+    /// even the CPU baselines used to tell busy from idle).
+    pub async fn run(&self, daemon: &Daemon, dry_run: bool) -> CleanupReport {
+        let mut ticks = self.ticks.lock().await;
+        let cfg = daemon.config().cleanup.clone();
+        let records = daemon.sessions.all_records();
+        let procs = if cfg.max_idle.0.is_some() { procs::all() } else { Vec::new() };
+        let now = SystemTime::now();
+        let mut seen = HashMap::new();
+        let mut removed = Vec::new();
+        for record in records {
+            let s = &record.session;
+            let busy = match (s.state, s.pid, cfg.max_idle.0) {
+                (SessionState::Running, Some(pid), Some(_)) => {
+                    let used = procs::cpu_ticks(&procs, &procs::tree(&procs, pid));
+                    seen.insert(s.id.clone(), used);
+                    // First sight: unknown, so not idle (never reap live work on a guess).
+                    ticks.get(&s.id).is_none_or(|before| used > *before)
+                }
+                _ => false,
+            };
+            let Some(reason) = verdict(s, &cfg, now, busy) else { continue };
+            if dry_run {
+                tracing::info!(session_id = %s.id, reason, "cleanup dry run: would remove");
+                removed.push(Removal { id: s.id.clone(), reason: reason.to_string() });
+                continue;
+            }
+            tracing::info!(session_id = %s.id, reason, "cleanup: removing session");
+            match daemon.sessions.remove(&record, reason).await {
+                Ok(()) => {
+                    daemon.metrics.reaped(reason);
+                    seen.remove(&s.id);
+                    removed.push(Removal { id: s.id.clone(), reason: reason.to_string() });
+                }
+                Err(e) => {
+                    tracing::warn!(session_id = %s.id, reason, error = %e, "cleanup: removal failed; will retry")
+                }
+            }
+        }
+        if !dry_run {
+            *ticks = seen;
+        }
+        CleanupReport { removed, dry_run }
+    }
+}
+
+/// Runs the reaper soon after start, then every `cleanup.interval` (re-read
+/// each time, so a reload applies), until shutdown.
+pub async fn reaper_loop(daemon: Arc<Daemon>) {
+    let mut shutdown = daemon.shutdown.listener();
+    let mut pause = daemon.config().cleanup.interval.0.min(FIRST_RUN_MAX_DELAY);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        let report = daemon.reaper.run(&daemon, false).await;
+        if !report.removed.is_empty() {
+            tracing::info!(removed = report.removed.len(), "cleanup pass done");
+        }
+        pause = daemon.config().cleanup.interval.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OptDuration;
+    use crate::sessions::rfc3339;
+
+    fn session(age_s: u64, state: SessionState) -> Session {
+        let now = SystemTime::now();
+        let t = rfc3339(now - Duration::from_secs(age_s));
+        serde_json::from_value(serde_json::json!({
+            "id": "a1", "name": null, "tmux_session": "ccmanager_sess_a1", "command": ["sh"],
+            "cwd": null, "state": state, "exit_status": null, "pid": null, "created_at": t,
+            "last_activity_at": t, "ended_at": if state == SessionState::Running { None } else { Some(t) },
+            "owner_uid": 0, "limits": {}, "keep": false
+        }))
+        .unwrap()
+    }
+
+    fn cfg(max_age: u64, idle: Option<u64>, grace: u64) -> CleanupConfig {
+        CleanupConfig {
+            max_age: OptDuration(Some(Duration::from_secs(max_age))),
+            max_idle: OptDuration(idle.map(Duration::from_secs)),
+            exited_grace: OptDuration(Some(Duration::from_secs(grace))),
+            ..CleanupConfig::default()
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        let now = SystemTime::now();
+        let c = cfg(100, Some(50), 30);
+        assert_eq!(verdict(&session(10, SessionState::Running), &c, now, false), None);
+        assert_eq!(
+            verdict(&session(200, SessionState::Running), &c, now, true),
+            Some(REASON_MAX_AGE)
+        );
+        assert_eq!(verdict(&session(60, SessionState::Running), &c, now, false), Some(REASON_IDLE));
+        assert_eq!(
+            verdict(&session(60, SessionState::Running), &c, now, true),
+            None,
+            "busy is not idle"
+        );
+        assert_eq!(
+            verdict(&session(40, SessionState::Exited), &c, now, false),
+            Some(REASON_EXITED)
+        );
+        assert_eq!(verdict(&session(40, SessionState::Lost), &c, now, false), Some(REASON_EXITED));
+        assert_eq!(verdict(&session(20, SessionState::Exited), &c, now, false), None);
+    }
+
+    #[test]
+    fn exemptions() {
+        let now = SystemTime::now();
+        let c = cfg(1, None, 1);
+        let mut s = session(200, SessionState::Running);
+        s.keep = true;
+        assert_eq!(verdict(&s, &c, now, false), None);
+        s.keep = false;
+        s.name = Some("keep-me".into());
+        assert_eq!(verdict(&s, &c, now, false), None);
+        s.name = Some("other".into());
+        assert_eq!(verdict(&s, &c, now, false), Some(REASON_MAX_AGE));
+    }
+}
