@@ -47,6 +47,8 @@ pub struct Record {
     pub scope: Option<String>,
     /// Last input sent through the daemon.
     pub last_input: Option<SystemTime>,
+    /// When tmux first showed the pane dead without an exit status yet.
+    pub dead_seen: Option<SystemTime>,
 }
 
 impl Record {
@@ -303,6 +305,7 @@ impl Sessions {
                 pane: None,
                 scope: None,
                 last_input: None,
+                dead_seen: None,
             };
             records.insert(id, record);
             self.bump_epoch();
@@ -387,6 +390,7 @@ impl Sessions {
             pane: Some(f[2].to_string()),
             scope: None,
             last_input: None,
+            dead_seen: None,
         };
         record.session.pid = pid;
         let meta =

@@ -26,6 +26,9 @@ use crate::tmux::{
 /// client `%paste-buffer-changed` at once, so exits are seen immediately
 /// instead of at the next periodic refresh.
 const PANE_DIED_BUFFER: &str = "ccm_pane_died";
+/// How long a pane may show dead without an exit status before the session
+/// is reported `exited` with an unknown status.
+const DEAD_STATUS_GRACE: Duration = Duration::from_secs(3);
 /// How soon to look again at a pane that died before tmux had its status.
 const EXIT_STATUS_RECHECK: Duration = Duration::from_millis(100);
 /// Upper bound on the pause between attempts to bring tmux back.
@@ -162,6 +165,7 @@ impl Sessions {
                         pane: None,
                         scope: s.scope,
                         last_input: None,
+                        dead_seen: None,
                     },
                 );
             }
@@ -233,7 +237,7 @@ impl Sessions {
                         (bare_session(id, p), None)
                     }
                 };
-                Record { session, tmux_id: None, window: None, pane: None, scope, last_input: None }
+                Record { session, tmux_id: None, window: None, pane: None, scope, last_input: None, dead_seen: None, }
             });
             update_from_pane(rec, p, now);
         }
@@ -375,9 +379,16 @@ fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime) {
     if let Some(a) = activity {
         s.last_activity_at = Some(rfc3339(a));
     }
-    // Exited only once tmux has the exit status, so an `exited` session
-    // always carries it.
-    if p.dead && p.exit_status().is_some() {
+    // Exited once tmux has the exit status (so `exited` carries it), or once
+    // the pane has shown dead without one for DEAD_STATUS_GRACE: tmux 3.3
+    // can take a while to reap, and a session must not stay `running` forever.
+    let dead_long = p.dead
+        && rec.dead_seen.get_or_insert(now).elapsed().unwrap_or_default() >= DEAD_STATUS_GRACE;
+    if !p.dead {
+        rec.dead_seen = None;
+    }
+    let s = &mut rec.session;
+    if p.dead && (p.exit_status().is_some() || dead_long) {
         // tmux marks the pane dead when its pty closes and fills in the
         // status once it has reaped the process: take the status whenever
         // it appears.
