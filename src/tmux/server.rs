@@ -25,20 +25,15 @@ pub const START_POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub const SOCKET_DIR_MODE: u32 = 0o700;
 /// Scrollback lines per pane unless configured otherwise.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 10_000;
-/// Environment variables a spawned tmux must not inherit: systemd's
-/// notification and socket-activation variables belong to the daemon, and
-/// `TMUX`/`TMUX_PANE` would make tmux think it is nested.
-pub const SCRUBBED_ENV: &[&str] = &[
-    "NOTIFY_SOCKET",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "INVOCATION_ID",
-    "TMUX",
-    "TMUX_PANE",
-];
+/// Variables that would make a spawned tmux think it is nested.
+const NESTED_ENV: [&str; 2] = ["TMUX", "TMUX_PANE"];
+
+/// Environment variables a spawned tmux must not inherit: the daemon's own
+/// systemd variables (notify socket, socket activation, watchdog) and the
+/// nesting markers.
+pub fn scrubbed_env() -> impl Iterator<Item = &'static str> {
+    crate::systemd::PRIVATE_ENV.into_iter().chain(NESTED_ENV)
+}
 const INSTALL_HINT: &str = "install it with `apt-get install tmux`";
 const TERMINFO_DIRS: &[&str] = &["/usr/share/terminfo", "/lib/terminfo", "/etc/terminfo"];
 
@@ -240,7 +235,7 @@ async fn launch_watched(
             let argv = systemd_run_argv(unit, user.as_deref(), properties, paths);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]).stdin(Stdio::null());
-            for var in SCRUBBED_ENV {
+            for var in scrubbed_env() {
                 cmd.env_remove(var);
             }
             let out = cmd
@@ -271,7 +266,7 @@ fn launch_detached(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(false);
-    for var in SCRUBBED_ENV {
+    for var in scrubbed_env() {
         cmd.env_remove(var);
     }
     // SAFETY: setsid is async-signal-safe and touches no memory of ours.
@@ -368,7 +363,7 @@ pub async fn ensure_running(
 pub(crate) fn tmux_command(tmux_bin: &Path) -> Command {
     let mut cmd = Command::new(tmux_bin);
     cmd.stdin(Stdio::null()).kill_on_drop(true);
-    for var in SCRUBBED_ENV {
+    for var in scrubbed_env() {
         cmd.env_remove(var);
     }
     cmd
