@@ -278,7 +278,15 @@ impl Sessions {
                 self.persist();
             }
             if applied {
-                return Ok(panes.iter().any(|p| p.dead && p.exit_status().is_none()));
+                let records = self.records();
+                let waiting =
+                    panes.iter().filter(|p| p.dead && p.exit_status().is_none()).any(|p| {
+                        p.session_name
+                            .strip_prefix(SESSION_PREFIX)
+                            .and_then(|id| records.get(id))
+                            .is_some_and(|r| r.session.state != SessionState::Exited)
+                    });
+                return Ok(waiting);
             }
         }
         tracing::debug!("sessions kept changing during refresh; the next one will catch up");
@@ -382,18 +390,23 @@ fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime) {
     // Exited once tmux has the exit status (so `exited` carries it), or once
     // the pane has shown dead without one for DEAD_STATUS_GRACE: tmux 3.3
     // can take a while to reap, and a session must not stay `running` forever.
+    // tmux 3.3 sometimes shows a pane dead long before it reaps the
+    // process; the zombie's own exit code is then the status.
+    let status = p
+        .exit_status()
+        .or_else(|| p.dead.then(|| p.pid.and_then(super::procs::zombie_exit_status)).flatten());
     let dead_long = p.dead
         && rec.dead_seen.get_or_insert(now).elapsed().unwrap_or_default() >= DEAD_STATUS_GRACE;
     if !p.dead {
         rec.dead_seen = None;
     }
     let s = &mut rec.session;
-    if p.dead && (p.exit_status().is_some() || dead_long) {
+    if p.dead && (status.is_some() || dead_long) {
         // tmux marks the pane dead when its pty closes and fills in the
         // status once it has reaped the process: take the status whenever
         // it appears.
-        if s.exit_status.is_none() && p.exit_status().is_some() {
-            s.exit_status = p.exit_status();
+        if s.exit_status.is_none() && status.is_some() {
+            s.exit_status = status;
             tracing::info!(session_id = %s.id, exit_status = s.exit_status, "session program exited");
         }
         s.ended_at.get_or_insert_with(|| rfc3339(now));
