@@ -153,7 +153,7 @@ fn memory_max_kills_only_the_session_over_its_cap() {
     let unit = scope(&hog);
     let limit = sb.sh_ok(&format!("systemctl show -P MemoryMax,MemoryLimit {unit}"));
     report(&format!("system_cgroups: {unit} MemoryMax/MemoryLimit: {}", limit.replace('\n', " ")));
-    let hog_pid = show(&sb, &hog)["pid"].as_u64().unwrap_or(0);
+    let hog_pid = pane_pid(&sb, &hog);
     // The OOM kill in the scope's memory cgroup, from the kernel log (when
     // the box can read it).
     let oom_line = |sb: &SysBox| -> Option<String> {
@@ -200,7 +200,15 @@ fn memory_max_kills_only_the_session_over_its_cap() {
             "the hog was neither reported exited nor OOM-killed: {last}\n{}",
             journal(&sb)
         );
-        assert!(!alive(&sb, &hog_pid.to_string()), "the hog {hog_pid} still runs");
+        let diag = sb.sh(&format!(
+            "grep -H . /proc/{hog_pid}/cgroup /proc/{hog_pid}/wchan /proc/{hog_pid}/stack; grep -H '^State\\|^PPid' /proc/{hog_pid}/status; \
+             T=$(systemctl show -P MainPID ccmanagerd-tmux.service); grep -H '^Sig\\|^Shd' /proc/$T/status; cat /proc/$T/wchan; echo; kill -CHLD $T; sleep 1; tmux -S /run/ccmanagerd-tmux/tmux.sock list-panes -a -F '#{{session_name}} #{{pane_pid}} dead=#{{pane_dead}} status=#{{pane_dead_status}} signal=#{{pane_dead_signal}}'; find /sys/fs/cgroup -path '*{unit}*' -name 'memory.oom_control' -exec grep -H . {{}} +"
+        ));
+        assert!(
+            !alive(&sb, &hog_pid.to_string()),
+            "the hog {hog_pid} still runs: {}",
+            describe(&diag)
+        );
     }
     assert_unaffected(&sb, &other, other_pid, &tmux, &daemon);
 }
