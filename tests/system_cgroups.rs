@@ -153,6 +153,7 @@ fn memory_max_kills_only_the_session_over_its_cap() {
     let unit = scope(&hog);
     let limit = sb.sh_ok(&format!("systemctl show -P MemoryMax,MemoryLimit {unit}"));
     report(&format!("system_cgroups: {unit} MemoryMax/MemoryLimit: {}", limit.replace('\n', " ")));
+    assert_eq!(limit.lines().next(), Some("67108864"), "MemoryMax of {unit}: {limit}");
     let hog_pid = pane_pid(&sb, &hog);
     // The OOM kill in the scope's memory cgroup, from the kernel log (when
     // the box can read it).
