@@ -418,6 +418,19 @@ fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime) {
     }
 }
 
+/// tmux (seen with 3.3a) can miss the SIGCHLD of a pane whose pty closed
+/// before the program was reaped (an OOM-killed program in its scope, on a
+/// busy host): the pane stays dead without a status, the program a zombie,
+/// and the session `running` forever. A spare SIGCHLD makes tmux run its
+/// `waitpid` loop again; it is harmless when nothing is waiting.
+fn nudge_reaper(server_pid: Option<u32>) {
+    let Some(pid) = server_pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) else {
+        return;
+    };
+    let _ =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGCHLD);
+}
+
 /// Keeps the registry current until shutdown.
 pub async fn run(
     sessions: Arc<Sessions>,
@@ -451,7 +464,10 @@ pub async fn run(
             next = tokio::time::Instant::now() + config().health.interval.0;
             match sessions.refresh().await {
                 // tmux saw a pane die but has not reaped it yet: look again soon.
-                Ok(true) => next = next.min(tokio::time::Instant::now() + EXIT_STATUS_RECHECK),
+                Ok(true) => {
+                    nudge_reaper(sessions.server().map(|s| s.pid));
+                    next = next.min(tokio::time::Instant::now() + EXIT_STATUS_RECHECK);
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "refreshing sessions from tmux failed"),
             }
