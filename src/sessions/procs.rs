@@ -31,17 +31,18 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// The exit status of `pid` if it is a zombie nobody has reaped yet, read
+/// The exit status of `pid` if it is a zombie child of `parent` nobody has
+/// reaped yet (the parent check keeps a reused pid from answering), read
 /// from `/proc/PID/stat` (`exit_code`, field 52, Linux >= 3.5): the code, or
 /// 128 + signal, as shells report it.
-pub fn zombie_exit_status(pid: u32) -> Option<i32> {
+pub fn zombie_exit_status(pid: u32, parent: u32) -> Option<i32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_zombie_status(&text)
+    parse_zombie_status(&text, parent)
 }
 
-fn parse_zombie_status(text: &str) -> Option<i32> {
+fn parse_zombie_status(text: &str, parent: u32) -> Option<i32> {
     let f: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
-    if f.first() != Some(&"Z") {
+    if f.first() != Some(&"Z") || f.get(1)?.parse::<u32>().ok()? != parent {
         return None;
     }
     // Fields after the name start at field 3 (state); exit_code is field 52.
@@ -125,12 +126,11 @@ mod tests {
     #[test]
     fn zombie_status_decodes_exit_codes_and_signals() {
         let base = "7 (sh) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0";
-        assert_eq!(parse_zombie_status(&format!("{base} {}", 7 << 8)), Some(7));
-        assert_eq!(parse_zombie_status(&format!("{base} 9")), Some(137));
-        assert_eq!(
-            parse_zombie_status(&format!("{} {}", base.replace(") Z", ") S"), 7 << 8)),
-            None
-        );
+        assert_eq!(parse_zombie_status(&format!("{base} {}", 7 << 8), 1), Some(7));
+        assert_eq!(parse_zombie_status(&format!("{base} 9"), 1), Some(137));
+        assert_eq!(parse_zombie_status(&format!("{base} 9"), 2), None, "another parent's zombie");
+        let running = base.replace(") Z", ") S");
+        assert_eq!(parse_zombie_status(&format!("{running} {}", 7 << 8), 1), None);
     }
 
     #[test]
