@@ -7,64 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::sysbox::{describe, install_files, skip, skip_unless_root, SysBox};
+use ccmanagerd::limits::cgroup::scope_name;
+use common::service::{ctl, journal, main_pid, report, setup, tmux_pid, wait_for};
+use common::sysbox::{describe, SysBox};
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Prints on the real stderr (libtest captures `eprintln!` of passing tests).
-fn report(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Boots a box with the test-built daemon installed and active. `None`: skipped.
-fn setup(test: &str) -> Option<SysBox> {
-    if skip_unless_root(test) {
-        return None;
-    }
-    if !Path::new("/usr/bin/tmux").exists() {
-        skip(test, "needs /usr/bin/tmux");
-        return None;
-    }
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ccmanagerd"));
-    let bin_dir = bin.parent().unwrap().to_path_buf();
-    assert!(bin_dir.join("ccmanagerctl").exists(), "ccmanagerctl not built next to ccmanagerd");
-    let sb = SysBox::boot().expect("boot");
-    install_files(&sb, &repo_root(), &bin_dir).expect("install_files");
-    wait_for(&sb, "ccmanagerd.service active", Duration::from_secs(10), |sb| {
-        sb.sh("systemctl is-active ccmanagerd.service").status.success()
-    });
-    Some(sb)
-}
-
-fn journal(sb: &SysBox) -> String {
-    String::from_utf8_lossy(
-        &sb.sh("journalctl -b --no-pager -o short-monotonic -u ccmanagerd -u ccmanagerd-tmux | tail -60").stdout,
-    )
-    .into_owned()
-}
-
-fn wait_for(sb: &SysBox, what: &str, within: Duration, mut ok: impl FnMut(&SysBox) -> bool) {
-    let t0 = Instant::now();
-    while !ok(sb) {
-        assert!(t0.elapsed() < within, "not {what} after {within:?}\n{}", journal(sb));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `ccmanagerctl --json ARGS` in the box, parsed.
-fn ctl(sb: &SysBox, args: &str) -> Value {
-    let o = sb.sh(&format!("ccmanagerctl --json {args}"));
-    assert!(o.status.success(), "ccmanagerctl {args}: {}\n{}", describe(&o), journal(sb));
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("ccmanagerctl {args}: {e}: {}", describe(&o)))
-}
 
 fn session(v: &Value) -> Value {
     v.get("session").unwrap_or(v).clone()
@@ -90,15 +38,11 @@ fn pane_pid(sb: &SysBox, id: &str) -> u64 {
     pid
 }
 
-fn scope(id: &str) -> String {
-    format!("ccmanager-sess-{id}.scope")
-}
-
 /// The session's program runs in its scope (in ccmanager.slice): checked on
 /// the program itself (the wrapper execs it only once placed).
 fn assert_in_scope(sb: &SysBox, id: &str, pid: u64) {
     let cg = sb.sh_ok(&format!("cat /proc/{pid}/cgroup"));
-    let unit = scope(id);
+    let unit = scope_name(id);
     assert!(
         cg.lines().any(|l| l.contains(&format!("ccmanager.slice/{unit}"))),
         "pid {pid} of session {id} is not in {unit}:\n{cg}\n{}",
@@ -106,14 +50,6 @@ fn assert_in_scope(sb: &SysBox, id: &str, pid: u64) {
     );
     let comm = sb.sh_ok(&format!("cat /proc/{pid}/comm"));
     assert_ne!(comm.trim(), "ccmanagerd", "pid {pid} is still the wrapper");
-}
-
-fn tmux_pid(sb: &SysBox) -> String {
-    sb.sh_ok("systemctl show -P MainPID ccmanagerd-tmux.service").trim().to_string()
-}
-
-fn main_pid(sb: &SysBox) -> String {
-    sb.sh_ok("systemctl show -P MainPID ccmanagerd.service").trim().to_string()
 }
 
 fn alive(sb: &SysBox, pid: &str) -> bool {
@@ -150,7 +86,7 @@ fn memory_max_kills_only_the_session_over_its_cap() {
         "--limit memory_max=64M",
         "python3 -c 'b=bytearray(500*1024*1024); import time; time.sleep(100)'",
     );
-    let unit = scope(&hog);
+    let unit = scope_name(&hog);
     let limit = sb.sh_ok(&format!("systemctl show -P MemoryMax,MemoryLimit {unit}"));
     report(&format!("system_cgroups: {unit} MemoryMax/MemoryLimit: {}", limit.replace('\n', " ")));
     assert_eq!(limit.lines().next(), Some("67108864"), "MemoryMax of {unit}: {limit}");
@@ -218,7 +154,7 @@ fn memory_max_kills_only_the_session_over_its_cap() {
 
 /// Counts the processes/threads in a session's scope.
 fn tasks(sb: &SysBox, id: &str) -> (u64, String) {
-    let unit = scope(id);
+    let unit = scope_name(id);
     let current = sb.sh_ok(&format!("systemctl show -P TasksCurrent {unit}")).trim().to_string();
     (current.parse().unwrap_or(u64::MAX), current)
 }
@@ -242,7 +178,7 @@ fn tasks_max_caps_a_fork_loop() {
     );
     let pid = pane_pid(&sb, &forker);
     assert_in_scope(&sb, &forker, pid);
-    let unit = scope(&forker);
+    let unit = scope_name(&forker);
     assert_eq!(sb.sh_ok(&format!("systemctl show -P TasksMax {unit}")).trim(), "32");
     // Let the loop run to its end (100 forks are quick), sampling as it goes.
     let mut max = 0;
@@ -314,7 +250,7 @@ fn kill_leaves_no_process_behind_even_a_daemonised_one() {
         t0.elapsed()
     ));
     assert!(left.trim().is_empty(), "processes left behind after kill: {left}\n{}", journal(&sb));
-    let state = sb.sh(&format!("systemctl is-active {}", scope(&id)));
+    let state = sb.sh(&format!("systemctl is-active {}", scope_name(&id)));
     assert!(!state.status.success(), "scope still active: {}", describe(&state));
     assert_unaffected(&sb, &other, other_pid, &tmux, &daemon);
 }

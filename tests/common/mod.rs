@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod service;
 pub mod sysbox;
 pub mod tmux;
 
