@@ -31,25 +31,6 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// The exit status of `pid` if it is a zombie child of `parent` nobody has
-/// reaped yet (the parent check keeps a reused pid from answering), read
-/// from `/proc/PID/stat` (`exit_code`, field 52, Linux >= 3.5): the code, or
-/// 128 + signal, as shells report it.
-pub fn zombie_exit_status(pid: u32, parent: u32) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_zombie_status(&text, parent)
-}
-
-fn parse_zombie_status(text: &str, parent: u32) -> Option<i32> {
-    let f: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
-    if f.first() != Some(&"Z") || f.get(1)?.parse::<u32>().ok()? != parent {
-        return None;
-    }
-    // Fields after the name start at field 3 (state); exit_code is field 52.
-    let raw: i32 = f.get(52 - 3)?.parse().ok()?;
-    Some(if raw & 0x7f == 0 { (raw >> 8) & 0xff } else { 128 + (raw & 0x7f) })
-}
-
 /// Every process on the system.
 pub fn all() -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -121,16 +102,6 @@ mod tests {
         ];
         let t = tree(&procs, 10);
         assert_eq!(t.into_iter().collect::<Vec<_>>(), vec![10, 11, 12, 13]);
-    }
-
-    #[test]
-    fn zombie_status_decodes_exit_codes_and_signals() {
-        let base = "7 (sh) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0";
-        assert_eq!(parse_zombie_status(&format!("{base} {}", 7 << 8), 1), Some(7));
-        assert_eq!(parse_zombie_status(&format!("{base} 9"), 1), Some(137));
-        assert_eq!(parse_zombie_status(&format!("{base} 9"), 2), None, "another parent's zombie");
-        let running = base.replace(") Z", ") S");
-        assert_eq!(parse_zombie_status(&format!("{running} {}", 7 << 8), 1), None);
     }
 
     #[test]

@@ -213,7 +213,6 @@ impl Sessions {
         epoch: Option<u64>,
     ) -> Option<(usize, usize)> {
         let now = SystemTime::now();
-        let server_pid = self.server().map(|s| s.pid);
         let mut records = self.records();
         if epoch.is_some_and(|e| e != self.epoch()) {
             return None;
@@ -240,7 +239,7 @@ impl Sessions {
                 };
                 Record { session, tmux_id: None, window: None, pane: None, scope, last_input: None, dead_seen: None, }
             });
-            update_from_pane(rec, p, now, server_pid);
+            update_from_pane(rec, p, now);
         }
         let mut lost = 0;
         for (id, rec) in records.iter_mut() {
@@ -376,7 +375,7 @@ fn bare_session(id: &str, p: &PaneInfo) -> Session {
     }
 }
 
-fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime, server_pid: Option<u32>) {
+fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime) {
     rec.tmux_id = Some(p.session_id.clone());
     rec.window = Some(p.window.clone());
     rec.pane = Some(p.pane.clone());
@@ -391,13 +390,7 @@ fn update_from_pane(rec: &mut Record, p: &PaneInfo, now: SystemTime, server_pid:
     // Exited once tmux has the exit status (so `exited` carries it), or once
     // the pane has shown dead without one for DEAD_STATUS_GRACE: tmux 3.3
     // can take a while to reap, and a session must not stay `running` forever.
-    // tmux 3.3 sometimes shows a pane dead long before it reaps the
-    // process; the zombie's own exit code is then the status.
-    let status = p.exit_status().or_else(|| {
-        let zombie =
-            |pid| server_pid.and_then(|server| super::procs::zombie_exit_status(pid, server));
-        p.dead.then(|| p.pid.and_then(zombie)).flatten()
-    });
+    let status = p.exit_status();
     let dead_long = p.dead
         && rec.dead_seen.get_or_insert(now).elapsed().unwrap_or_default() >= DEAD_STATUS_GRACE;
     if !p.dead {
