@@ -6,6 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::protocol::RpcError;
@@ -48,8 +50,8 @@ impl Client {
         Ok(Client { reader: BufReader::new(stream), writer, next_id: 1 })
     }
 
-    /// Sends one raw line and reads one reply line.
-    pub fn raw(&mut self, line: &str) -> Result<Value, ClientError> {
+    /// Writes one line and reads one reply line.
+    fn exchange(&mut self, line: &str) -> Result<String, ClientError> {
         let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
         // A refused connection (permission, too many) gets one error reply and
         // is closed, possibly before our write: read that reply anyway.
@@ -61,27 +63,60 @@ impl Client {
             Ok(_) => {}
             Err(e) => return Err(io(e)),
         }
+        Ok(reply)
+    }
+
+    /// Sends one raw line and reads one reply line.
+    pub fn raw(&mut self, line: &str) -> Result<Value, ClientError> {
+        let reply = self.exchange(line)?;
         serde_json::from_str(&reply).map_err(|e| ClientError::Protocol(format!("bad reply: {e}")))
     }
 
     /// Calls `method` with `params` and returns the result.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.call_as(method, params)
+    }
+
+    /// Calls `method` with `params` and decodes the result straight into
+    /// `T` (e.g. `Vec<Session>` inside a list), without a `Value` tree.
+    pub fn call_as<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<T, ClientError> {
+        #[derive(Deserialize)]
+        #[serde(bound(deserialize = "T: Deserialize<'de>"))]
+        struct Reply<T> {
+            #[serde(default, deserialize_with = "present")]
+            id: Option<Value>,
+            #[serde(default, deserialize_with = "present")]
+            result: Option<T>,
+            error: Option<RpcError>,
+        }
+        /// A field that is there, even as `null`, is `Some`.
+        fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            T::deserialize(d).map(Some)
+        }
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
-        let mut reply = self.raw(&request.to_string())?;
-        let refused = reply.get("id") == Some(&Value::Null) && reply.get("error").is_some();
-        if reply.get("id") != Some(&json!(id)) && !refused {
-            return Err(ClientError::Protocol(format!("reply for another request: {reply}")));
+        let text = self.exchange(&request.to_string())?;
+        let reply: Reply<T> = serde_json::from_str(&text)
+            .map_err(|e| ClientError::Protocol(format!("bad reply: {e}: {}", text.trim_end())))?;
+        let refused = reply.id == Some(Value::Null) && reply.error.is_some();
+        if reply.id != Some(json!(id)) && !refused {
+            return Err(ClientError::Protocol(format!(
+                "reply for another request: {}",
+                text.trim_end()
+            )));
         }
-        if let Some(error) = reply.get_mut("error") {
-            let error: RpcError = serde_json::from_value(error.take())
-                .map_err(|e| ClientError::Protocol(format!("bad error object: {e}")))?;
+        if let Some(error) = reply.error {
             return Err(ClientError::Rpc(error));
         }
         reply
-            .get_mut("result")
-            .map(Value::take)
+            .result
             .ok_or_else(|| ClientError::Protocol("reply has neither result nor error".into()))
     }
 }

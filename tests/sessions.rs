@@ -115,6 +115,39 @@ fn exited_sessions_keep_status_and_output() {
 }
 
 #[test]
+fn list_returns_only_the_fields_asked_for() {
+    let d = TestDaemon::start("");
+    let a = create(&d, json!({"command": ["sleep", "1000"], "name": "a"}));
+    let b = create(&d, json!({"command": ["sleep", "1000"]}));
+    let whole = d.ok("session.list", json!({}))["sessions"].clone();
+    assert_eq!(whole.as_array().unwrap().len(), 2);
+    let rows =
+        d.ok("session.list", json!({"fields": ["state", "id", "name", "id"]}))["sessions"].clone();
+    let expected: Vec<Value> = whole
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!({"state": s["state"], "id": s["id"], "name": s["name"]}))
+        .collect();
+    assert_eq!(rows, json!(expected));
+    let ids: Vec<&Value> = rows.as_array().unwrap().iter().map(|r| &r["id"]).collect();
+    assert!(ids.len() == 2 && ids.contains(&&a["id"]) && ids.contains(&&b["id"]), "{rows}");
+    for (params, needle) in [
+        (json!({"fields": ["id", "nope"]}), "fields[1]"),
+        (json!({"fields": []}), "fields"),
+        (json!({"fields": "id"}), "fields"),
+    ] {
+        match d.call("session.list", params.clone()) {
+            Err(ccmanagerd::client::ClientError::Rpc(e)) => {
+                assert_eq!(e.code, -32602, "{params}: {e:?}");
+                assert!(e.message.contains(needle), "{params}: {}", e.message);
+            }
+            other => panic!("{params}: expected invalid params, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn shell_metacharacters_reach_the_program_literally() {
     let d = TestDaemon::start("");
     let marker = d.dir.path().join("pwned");

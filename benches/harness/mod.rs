@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use ccmanagerd::client::Client;
+use ccmanagerd::protocol::types::Session;
 use ccmanagerd::tmux::{ClientConfig, Cmd, ControlClient};
 
 /// The tmux binary (from PATH) used by the daemon and the baselines.
@@ -565,6 +566,33 @@ struct Target {
     pane: String,
 }
 
+/// The `session.list` result, decoded.
+#[derive(serde::Deserialize)]
+struct Listed<T> {
+    sessions: Vec<T>,
+}
+
+/// The daemon's counterpart of the five `list-sessions -F` fields.
+const ROW_FIELDS: [&str; 5] = ["id", "tmux_session", "created_at", "state", "pid"];
+
+/// A session as `session.list {"fields": ROW_FIELDS}` gives it.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // decoded to be paid for, not read
+struct Row {
+    id: String,
+    tmux_session: String,
+    created_at: String,
+    state: String,
+    pid: Option<u32>,
+}
+
+/// Splits `list-sessions -F` lines into their fields, as a per-command
+/// client must before it can use them.
+fn black_box_fields<'a>(lines: impl Iterator<Item = &'a str>) {
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(' ').collect()).collect();
+    std::hint::black_box(rows);
+}
+
 fn d_create(c: &mut Client, argv: &[&str]) -> Result<Target> {
     let s = call(c, "session.create", json!({"command": argv}))?;
     let id = s["id"].as_str().context("session.create: no id")?.to_string();
@@ -982,13 +1010,44 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
         let reps = if tier >= 500 { opts.reps(50) } else { opts.reps(200) };
         let fmt =
             "#{session_name} #{session_id} #{session_created} #{session_attached} #{pane_pid}";
+        // Each path ends with the records in the client's hands, as a
+        // client of it would: the same five fields from each (the daemon's
+        // `fields` projection, decoded into a struct; tmux's lines split).
         ops.push(b.measure3(
             &format!("list {tier}"),
             reps,
-            |c| call(c, "session.list", json!({})).map(drop),
-            |s| tmux(s, &["list-sessions", "-F", fmt]).map(drop),
-            |c| c.run(&Cmd::new("list-sessions").opt("-F", fmt)).map(drop),
+            |c| {
+                let listed: Listed<Row> =
+                    c.call_as("session.list", json!({"fields": ROW_FIELDS}))?;
+                std::hint::black_box(listed.sessions);
+                Ok(())
+            },
+            |s| tmux(s, &["list-sessions", "-F", fmt]).map(|out| black_box_fields(out.lines())),
+            |c| {
+                let out = c.run(&Cmd::new("list-sessions").opt("-F", fmt))?;
+                black_box_fields(out.iter().map(String::as_str));
+                Ok(())
+            },
         )?);
+        if tier == n {
+            // The same list with whole Session objects (17 fields, ~410
+            // bytes each): what a client pays that asks for everything.
+            ops.push(b.measure3(
+                &format!("list {tier}, whole sessions"),
+                reps,
+                |c| {
+                    let listed: Listed<Session> = c.call_as("session.list", json!({}))?;
+                    std::hint::black_box(listed.sessions);
+                    Ok(())
+                },
+                |s| tmux(s, &["list-sessions", "-F", fmt]).map(|out| black_box_fields(out.lines())),
+                |c| {
+                    let out = c.run(&Cmd::new("list-sessions").opt("-F", fmt))?;
+                    black_box_fields(out.iter().map(String::as_str));
+                    Ok(())
+                },
+            )?);
+        }
     }
     ops.push(kill);
     if rss.iter().all(|r| r.sessions != n) {

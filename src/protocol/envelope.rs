@@ -3,6 +3,7 @@
 //! plus the application's `data.kind`, and building replies.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// Invalid JSON was received.
@@ -202,14 +203,50 @@ fn classify(value: Value) -> Item {
     Item::Call(Call { id, method, params })
 }
 
-/// A success reply.
-pub fn success(id: Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "result": result, "id": id})
+/// A reply on the wire. Results arrive already serialised (see
+/// [`crate::rpc::dispatch`]), so a large result such as a list of 1000
+/// sessions is written once, straight from the daemon's own types, instead
+/// of going through `serde_json::Value` trees.
+#[derive(Serialize)]
+struct Reply<'a, R: Serialize + ?Sized> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a R>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a RpcError>,
+    id: &'a Value,
 }
 
-/// An error reply.
-pub fn failure(id: Value, error: &RpcError) -> Value {
-    json!({"jsonrpc": "2.0", "error": error, "id": id})
+fn encode<R: Serialize + ?Sized>(reply: &Reply<'_, R>) -> String {
+    // Serialising a RawValue, a Value id and an RpcError cannot fail.
+    serde_json::to_string(reply).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot encode a reply");
+        format!(r#"{{"jsonrpc":"2.0","error":{{"code":{INTERNAL_ERROR},"message":"internal error: cannot encode the reply"}},"id":null}}"#)
+    })
+}
+
+/// A success reply, as one JSON text.
+pub fn success(id: &Value, result: &RawValue) -> String {
+    encode(&Reply { jsonrpc: "2.0", result: Some(result), error: None, id })
+}
+
+/// An error reply, as one JSON text.
+pub fn failure(id: &Value, error: &RpcError) -> String {
+    encode::<RawValue>(&Reply { jsonrpc: "2.0", result: None, error: Some(error), id })
+}
+
+/// The replies of a batch, as one JSON array.
+pub fn batch(replies: &[String]) -> String {
+    let mut out = String::with_capacity(replies.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
+    out.push('[');
+    for (i, r) in replies.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r);
+    }
+    out.push(']');
+    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::envelope::{RpcError, METHOD_NOT_FOUND};
-use super::types::SessionState;
+use super::types::{SessionField, SessionState};
 use crate::limits::Limits;
 
 /// Methods that take no params (absent, null, `{}` or `[]`).
@@ -51,13 +51,17 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
-/// `session.list`: `{"state": "running"}` (optional filter).
+/// `session.list`: `{"state": "running", "fields": ["id", "state"]}` (both
+/// optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionList {
     /// Only sessions in this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<SessionState>,
+    /// Only these fields of each session (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<SessionField>>,
 }
 
 /// `{"id": "a1b2c3"}`: the params of `session.get`, `session.kill` and

@@ -95,6 +95,100 @@ pub struct Session {
     pub env: BTreeMap<String, String>,
 }
 
+/// A field of [`Session`], as `session.list {"fields": [...]}` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum SessionField {
+    Id,
+    Name,
+    TmuxSession,
+    Command,
+    Cwd,
+    State,
+    ExitStatus,
+    Pid,
+    CreatedAt,
+    LastActivityAt,
+    EndedAt,
+    OwnerUid,
+    Limits,
+    Keep,
+    Cols,
+    Rows,
+    Env,
+}
+
+impl SessionField {
+    /// Every field, in the order a full [`Session`] serialises them.
+    pub const ALL: [SessionField; 17] = [
+        SessionField::Id,
+        SessionField::Name,
+        SessionField::TmuxSession,
+        SessionField::Command,
+        SessionField::Cwd,
+        SessionField::State,
+        SessionField::ExitStatus,
+        SessionField::Pid,
+        SessionField::CreatedAt,
+        SessionField::LastActivityAt,
+        SessionField::EndedAt,
+        SessionField::OwnerUid,
+        SessionField::Limits,
+        SessionField::Keep,
+        SessionField::Cols,
+        SessionField::Rows,
+        SessionField::Env,
+    ];
+}
+
+/// A [`Session`] with only some of its fields, serialised without building
+/// the whole object (a dashboard polling 1000 sessions for their state
+/// should not pay for their commands, limits and environments).
+pub struct Projected<'a> {
+    /// The session.
+    pub session: &'a Session,
+    /// The fields to write, in this order (a repeated field is written once).
+    pub fields: &'a [SessionField],
+}
+
+impl Serialize for Projected<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let s = self.session;
+        let mut map = serializer.serialize_map(None)?;
+        for (i, field) in self.fields.iter().enumerate() {
+            if self.fields[..i].contains(field) {
+                continue;
+            }
+            match field {
+                SessionField::Id => map.serialize_entry("id", &s.id)?,
+                SessionField::Name => map.serialize_entry("name", &s.name)?,
+                SessionField::TmuxSession => {
+                    map.serialize_entry("tmux_session", &s.tmux_session)?
+                }
+                SessionField::Command => map.serialize_entry("command", &s.command)?,
+                SessionField::Cwd => map.serialize_entry("cwd", &s.cwd)?,
+                SessionField::State => map.serialize_entry("state", &s.state)?,
+                SessionField::ExitStatus => map.serialize_entry("exit_status", &s.exit_status)?,
+                SessionField::Pid => map.serialize_entry("pid", &s.pid)?,
+                SessionField::CreatedAt => map.serialize_entry("created_at", &s.created_at)?,
+                SessionField::LastActivityAt => {
+                    map.serialize_entry("last_activity_at", &s.last_activity_at)?
+                }
+                SessionField::EndedAt => map.serialize_entry("ended_at", &s.ended_at)?,
+                SessionField::OwnerUid => map.serialize_entry("owner_uid", &s.owner_uid)?,
+                SessionField::Limits => map.serialize_entry("limits", &s.limits)?,
+                SessionField::Keep => map.serialize_entry("keep", &s.keep)?,
+                SessionField::Cols => map.serialize_entry("cols", &s.cols)?,
+                SessionField::Rows => map.serialize_entry("rows", &s.rows)?,
+                SessionField::Env => map.serialize_entry("env", &s.env)?,
+            }
+        }
+        map.end()
+    }
+}
+
 /// `daemon.status` result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -196,4 +290,44 @@ pub struct CleanupReport {
     /// Whether this was a dry run.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Session {
+        serde_json::from_value(serde_json::json!({
+            "id": "a1", "name": "n", "tmux_session": "ccmanager_sess_a1",
+            "command": ["cat"], "cwd": "/tmp", "state": "exited", "exit_status": 3,
+            "pid": 7, "created_at": "2026-11-20T10:00:00Z",
+            "last_activity_at": "2026-11-20T10:05:00Z", "ended_at": "2026-11-20T10:06:00Z",
+            "owner_uid": 1000, "limits": {"nofile": 64}, "keep": true, "cols": 100,
+            "rows": 30, "env": {"A": "b"}
+        }))
+        .unwrap()
+    }
+
+    /// Adding a field to Session without a SessionField fails here.
+    #[test]
+    fn every_field_projects_exactly_as_the_whole_session() {
+        let s = sample();
+        let whole = serde_json::to_value(&s).unwrap();
+        let all =
+            serde_json::to_value(Projected { session: &s, fields: &SessionField::ALL }).unwrap();
+        assert_eq!(all, whole);
+        assert_eq!(
+            serde_json::to_string(&Projected { session: &s, fields: &SessionField::ALL }).unwrap(),
+            serde_json::to_string(&s).unwrap(),
+            "same order as the full object"
+        );
+        for f in SessionField::ALL {
+            let name = serde_json::to_value(f).unwrap();
+            let one = serde_json::to_value(Projected { session: &s, fields: &[f, f] }).unwrap();
+            let obj = one.as_object().unwrap();
+            assert_eq!(obj.len(), 1, "{name}");
+            let key = name.as_str().unwrap();
+            assert_eq!(obj[key], whole[key], "{key}");
+        }
+    }
 }

@@ -1,14 +1,15 @@
 //! `session.*` methods: thin adapters from params to the registry, with the
 //! caller's credentials for owner isolation.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::Ctx;
-use crate::error::Result;
+use super::{Ctx, Encoded};
+use crate::error::{Error, Result};
 use crate::protocol::methods::{
     SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionSend,
 };
-use crate::protocol::types::Session;
+use crate::protocol::types::{Session, SessionField};
 
 /// `session.create`.
 pub async fn create(ctx: &Ctx, p: SessionCreate) -> Result<Session> {
@@ -18,8 +19,14 @@ pub async fn create(ctx: &Ctx, p: SessionCreate) -> Result<Session> {
 }
 
 /// `session.list`.
-pub fn list(ctx: &Ctx, p: SessionList) -> Value {
-    json!({ "sessions": ctx.daemon.sessions.list(&ctx.peer, &ctx.daemon.config(), p.state) })
+pub fn list(ctx: &Ctx, p: SessionList) -> Result<Encoded> {
+    let fields = p.fields.as_deref().unwrap_or(&SessionField::ALL);
+    if fields.is_empty() {
+        return Err(Error::InvalidParams(
+            "fields: name at least one field, or leave it out".into(),
+        ));
+    }
+    ctx.daemon.sessions.list_encoded(&ctx.peer, &ctx.daemon.config(), p.state, fields)
 }
 
 /// `session.get`.
@@ -41,11 +48,18 @@ pub async fn send(ctx: &Ctx, p: SessionSend) -> Result<Value> {
     Ok(json!({ "id": id }))
 }
 
+/// `session.capture` result.
+#[derive(Serialize)]
+pub struct Captured {
+    id: String,
+    text: String,
+}
+
 /// `session.capture`.
-pub async fn capture(ctx: &Ctx, p: SessionCapture) -> Result<Value> {
+pub async fn capture(ctx: &Ctx, p: SessionCapture) -> Result<Captured> {
     let id = p.id.clone();
     let text = ctx.daemon.sessions.capture(&ctx.peer, &ctx.daemon.config(), p).await?;
-    Ok(json!({ "id": id, "text": text }))
+    Ok(Captured { id, text })
 }
 
 /// `session.resize`.

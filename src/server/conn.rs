@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::{ActiveGuard, Peer};
 use crate::daemon::Daemon;
-use crate::protocol::envelope::{self, failure, success, Call, Item, Message, RpcError};
+use crate::protocol::envelope::{self, batch, failure, success, Call, Item, Message, RpcError};
 use crate::protocol::Request;
 use crate::rpc::{dispatch, Ctx};
 
@@ -119,7 +119,7 @@ pub async fn serve_connection(
                     let err = RpcError::invalid_request(format!(
                         "invalid request: message exceeds daemon.max_message_bytes = {max} bytes"
                     ));
-                    let _ = tx.send(line_of(failure(Value::Null, &err))).await;
+                    let _ = tx.send(line_of(failure(&Value::Null, &err))).await;
                     break;
                 }
                 Ok(Ok(Line::Message(bytes))) => bytes,
@@ -145,45 +145,44 @@ pub async fn serve_connection(
     .await
 }
 
-fn line_of(v: Value) -> String {
-    let mut s = v.to_string();
-    s.push('\n');
-    s
+fn line_of(mut reply: String) -> String {
+    reply.push('\n');
+    reply
 }
 
 /// Serves one message (single or batch); `None` when nothing is to be sent.
-async fn handle_message(ctx: &Ctx, bytes: &[u8]) -> Option<Value> {
+async fn handle_message(ctx: &Ctx, bytes: &[u8]) -> Option<String> {
     match envelope::parse_message(bytes) {
         Message::Single(item) => handle_item(ctx, item).await,
         Message::Batch(items) => {
-            let replies: Vec<Value> =
+            let replies: Vec<String> =
                 futures::future::join_all(items.into_iter().map(|i| handle_item(ctx, i)))
                     .await
                     .into_iter()
                     .flatten()
                     .collect();
-            (!replies.is_empty()).then_some(Value::Array(replies))
+            (!replies.is_empty()).then(|| batch(&replies))
         }
     }
 }
 
-async fn handle_item(ctx: &Ctx, item: Item) -> Option<Value> {
+async fn handle_item(ctx: &Ctx, item: Item) -> Option<String> {
     match item {
         Item::Invalid { id, error } => {
             tracing::debug!(code = error.code, message = %error.message, "invalid message");
-            Some(failure(id, &error))
+            Some(failure(&id, &error))
         }
         Item::Call(call) => handle_call(ctx, call).await,
     }
 }
 
-async fn handle_call(ctx: &Ctx, call: Call) -> Option<Value> {
+async fn handle_call(ctx: &Ctx, call: Call) -> Option<String> {
     let Call { id, method, params } = call;
     let request = match Request::parse(&method, params) {
         Ok(r) => r,
         Err(error) => {
             tracing::debug!(method = %method, code = error.code, "rejected: {}", error.message);
-            return id.map(|id| failure(id, &error));
+            return id.map(|id| failure(&id, &error));
         }
     };
     let name = request.method();
@@ -205,8 +204,8 @@ async fn handle_call(ctx: &Ctx, call: Call) -> Option<Value> {
     }
     let id = id?;
     Some(match result {
-        Ok(value) => success(id, value),
-        Err(e) => failure(id, &RpcError::from(e)),
+        Ok(value) => success(&id, &value),
+        Err(e) => failure(&id, &RpcError::from(e)),
     })
 }
 

@@ -102,7 +102,7 @@ pub async fn serve(daemon: Arc<Daemon>, listener: Listener) -> std::io::Result<(
 
 /// Writes one error reply and closes.
 async fn refuse(mut stream: UnixStream, err: RpcError) {
-    let mut line = failure(serde_json::Value::Null, &err).to_string();
+    let mut line = failure(&serde_json::Value::Null, &err);
     line.push('\n');
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
         let _ = stream.write_all(line.as_bytes()).await;

@@ -18,7 +18,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::protocol::methods::{SessionCapture, SessionCreate, SessionSend};
-use crate::protocol::types::{Session, SessionCounts, SessionState, SESSION_PREFIX};
+use crate::protocol::types::{
+    Projected, Session, SessionCounts, SessionField, SessionState, SESSION_PREFIX,
+};
 use crate::server::Peer;
 use crate::tmux::{Cmd, ControlClient, ServerInfo, ServerPaths, TmuxError};
 use store::{Store, Stored};
@@ -213,17 +215,52 @@ impl Sessions {
             .ok_or_else(|| Error::SessionNotFound(id.to_string()))
     }
 
-    /// `session.list`.
-    pub fn list(&self, peer: &Peer, config: &Config, state: Option<SessionState>) -> Vec<Session> {
-        let mut out: Vec<Session> = self
-            .records()
+    /// Runs `f` on the sessions `peer` may see (all, or those in `state`),
+    /// oldest first, under the registry lock: no copies are made.
+    fn with_listed<R>(
+        &self,
+        peer: &Peer,
+        config: &Config,
+        state: Option<SessionState>,
+        f: impl FnOnce(&[&Session]) -> R,
+    ) -> R {
+        let records = self.records();
+        let mut listed: Vec<&Session> = records
             .values()
             .filter(|r| Self::visible(peer, config, r))
             .filter(|r| state.is_none_or(|s| r.session.state == s))
-            .map(|r| r.session.clone())
+            .map(|r| &r.session)
             .collect();
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        out
+        listed.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        f(&listed)
+    }
+
+    /// `session.list`, as values.
+    pub fn list(&self, peer: &Peer, config: &Config, state: Option<SessionState>) -> Vec<Session> {
+        self.with_listed(peer, config, state, |listed| {
+            listed.iter().map(|s| (*s).clone()).collect()
+        })
+    }
+
+    /// `session.list`, serialised straight from the registry (the result
+    /// `{"sessions": [...]}`, each session with only `fields`): 1000 whole
+    /// sessions are about 400 kB of JSON, and cloning them first would cost
+    /// more than writing them.
+    pub fn list_encoded(
+        &self,
+        peer: &Peer,
+        config: &Config,
+        state: Option<SessionState>,
+        fields: &[SessionField],
+    ) -> Result<crate::rpc::Encoded> {
+        #[derive(serde::Serialize)]
+        struct Listed<'a> {
+            sessions: Vec<Projected<'a>>,
+        }
+        self.with_listed(peer, config, state, |listed| {
+            let sessions = listed.iter().map(|session| Projected { session, fields }).collect();
+            crate::rpc::json(&Listed { sessions })
+        })
     }
 
     /// `session.get`.
@@ -376,7 +413,21 @@ impl Sessions {
             cmd = cmd.opt("-e", format!("{k}={v}"));
         }
         cmd = cmd.args(self.wrapper_argv(session, limits, scope_unit.as_deref()));
-        let out = client.run(&cmd).await.map_err(tmux_err)?;
+        // The metadata copy goes in the same round trip: both lines are
+        // written in this order before either reply is awaited (join polls
+        // new-session first, and the client's writer lock is FIFO), and tmux
+        // runs one client's commands in order. If new-session fails, so does
+        // set-option ("no such session") and new-session's error is reported.
+        // The pid is not in the copy; re-adoption reads it from tmux.
+        let meta =
+            serde_json::to_string(&Stored { session: session.clone(), scope: scope_unit.clone() })
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        let set_meta = Cmd::new("set-option")
+            .opt("-t", format!("={}:", session.tmux_session))
+            .arg(META_OPTION)
+            .arg(meta);
+        let (created, meta_set) = tokio::join!(client.run(&cmd), client.run(&set_meta));
+        let out = created.map_err(tmux_err)?;
         let line = out.first().cloned().unwrap_or_default();
         let f: Vec<&str> = line.split(' ').collect();
         if f.len() != 4 {
@@ -393,11 +444,8 @@ impl Sessions {
             dead_seen: None,
         };
         record.session.pid = pid;
-        let meta =
-            serde_json::to_string(&record.stored()).map_err(|e| Error::Internal(e.to_string()))?;
-        let set_meta = Cmd::new("set-option").opt("-t", f[0]).arg(META_OPTION).arg(meta);
         let placed = async {
-            client.run(&set_meta).await.map_err(tmux_err)?;
+            meta_set.map_err(tmux_err)?;
             if let (Some(unit), Some(pid)) = (&scope_unit, pid) {
                 crate::limits::cgroup::place(unit, pid, limits).await.map_err(Error::Internal)?;
                 record.scope = Some(unit.clone());
@@ -532,8 +580,11 @@ impl Sessions {
             cmd = cmd.opt("-S", format!("-{}", p.lines));
         }
         let lines = self.tmux(cmd).await?;
-        let mut text = lines.join("\n");
-        text.push('\n');
+        let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in &lines {
+            text.push_str(line);
+            text.push('\n');
+        }
         Ok(text)
     }
 

@@ -31,6 +31,10 @@ const PANE_DIED_BUFFER: &str = "ccm_pane_died";
 const DEAD_STATUS_GRACE: Duration = Duration::from_secs(3);
 /// How soon to look again at a pane that died before tmux had its status.
 const EXIT_STATUS_RECHECK: Duration = Duration::from_millis(100);
+/// A notification waits this long before its refresh, so a burst of them
+/// (1000 creates, a cleanup run) costs a few refreshes, not one each: a
+/// refresh lists every pane, so one per notification is quadratic.
+const REFRESH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Upper bound on the pause between attempts to bring tmux back.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 /// A refresh whose listing went stale (a create or remove ran meanwhile) is
@@ -427,6 +431,17 @@ fn nudge_reaper(server_pid: Option<u32>) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGCHLD);
 }
 
+/// Whether `n` may mean a session appeared, vanished or exited.
+fn triggers_refresh(n: &Notification) -> bool {
+    match n {
+        Notification::SessionsChanged
+        | Notification::WindowClose { .. }
+        | Notification::UnlinkedWindowClose { .. } => true,
+        Notification::PasteBufferChanged { name } => name == PANE_DIED_BUFFER,
+        _ => false,
+    }
+}
+
 /// Keeps the registry current until shutdown.
 pub async fn run(
     sessions: Arc<Sessions>,
@@ -450,8 +465,15 @@ pub async fn run(
             _ = closed => false,
             _ = tokio::time::sleep_until(next) => true,
             n = rx.recv() => match n {
-                Some(Notification::SessionsChanged | Notification::WindowClose { .. } | Notification::UnlinkedWindowClose { .. }) => true,
-                Some(Notification::PasteBufferChanged { name }) => name == PANE_DIED_BUFFER,
+                Some(n) if triggers_refresh(&n) => {
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        _ = tokio::time::sleep(REFRESH_DEBOUNCE) => {}
+                    }
+                    // The refresh below covers everything queued meanwhile.
+                    while rx.try_recv().is_ok() {}
+                    true
+                }
                 Some(_) => continue,
                 None => false,
             },

@@ -15,6 +15,10 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// [`ReplyKind::TooLarge`] and its lines are dropped.
 pub const MAX_BLOCK_BYTES: usize = 16 << 20;
 
+/// A line buffer grown past this (by a long `%output` line) is not kept for
+/// the next line.
+const REUSED_LINE_CAPACITY: usize = 64 << 10;
+
 /// How a reply block ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyKind {
@@ -121,6 +125,8 @@ impl Parser {
     }
 
     fn finish_line(&mut self, out: &mut Vec<Event>) {
+        // The line buffer is reused from line to line (a 1000-line capture
+        // would otherwise regrow it from nothing for every line).
         let mut line = std::mem::take(&mut self.line);
         let dropped = std::mem::take(&mut self.dropped);
         // tmux writes LF; a tty in between may turn that into CRLF.
@@ -128,21 +134,20 @@ impl Parser {
             line.pop();
         }
         match self.block.take() {
-            Some(block) => self.block_line(block, line, dropped, out),
+            Some(block) => self.block_line(block, &line, dropped, out),
             None if dropped > 0 => out.push(Event::LineTooLong { bytes: line.len() + dropped }),
             None => self.top_line(&line, out),
         }
+        line.clear();
+        if line.capacity() > REUSED_LINE_CAPACITY {
+            line = Vec::new();
+        }
+        self.line = line;
     }
 
-    fn block_line(
-        &mut self,
-        mut block: Block,
-        line: Vec<u8>,
-        dropped: usize,
-        out: &mut Vec<Event>,
-    ) {
+    fn block_line(&mut self, mut block: Block, line: &[u8], dropped: usize, out: &mut Vec<Event>) {
         if dropped == 0 {
-            if let Some(kind) = guard_kind(&line, &block) {
+            if let Some(kind) = guard_kind(line, &block) {
                 let lines = if block.overflow {
                     vec![format!("tmux reply exceeded {MAX_BLOCK_BYTES} bytes")]
                 } else {
@@ -164,7 +169,7 @@ impl Parser {
             block.lines = Vec::new();
         } else {
             block.bytes += len;
-            block.lines.push(String::from_utf8_lossy(&line).into_owned());
+            block.lines.push(String::from_utf8_lossy(line).into_owned());
         }
         self.block = Some(block);
     }
