@@ -35,7 +35,7 @@ async fn concurrent_requests_are_correlated() {
         .collect();
     for t in tasks {
         let (text, got) = t.await.unwrap();
-        assert_eq!(got.unwrap(), vec![text]);
+        assert_eq!(got.unwrap().lines().collect::<Vec<_>>(), vec![text.as_str()]);
     }
     assert!(client.is_alive());
     assert!(client.pid().is_some());

@@ -35,7 +35,7 @@ async fn nasty_values_round_trip_literally() {
             .unwrap_or_else(|e| panic!("set {value:?}: {e}"));
         let got =
             client.run(&Cmd::new("show-options").flag("-gv").arg(name.as_str())).await.unwrap();
-        assert_eq!(got, vec![value.to_string()], "value {value:?}");
+        assert_eq!(got, [*value], "value {value:?}");
         // Also through a one-off client, which parses argv not a line.
         assert_eq!(server.tmux(&["show-options", "-gv", &name]), format!("{value}\n"));
     }

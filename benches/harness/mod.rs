@@ -542,7 +542,7 @@ impl Control {
         Ok(Control { rt, client })
     }
 
-    fn run(&self, cmd: &Cmd) -> Result<Vec<String>> {
+    fn run(&self, cmd: &Cmd) -> Result<ccmanagerd::tmux::Output> {
         Ok(self.rt.block_on(self.client.run(cmd))?)
     }
 }
@@ -612,7 +612,7 @@ fn new_session_cmd(name: &str, argv: &[&str]) -> Cmd {
 
 fn c_create(ctl: &Control, name: &str, argv: &[&str]) -> Result<Target> {
     let out = ctl.run(&new_session_cmd(name, argv))?;
-    Ok(Target { name: name.into(), pane: out.first().cloned().unwrap_or_default() })
+    Ok(Target { name: name.into(), pane: out.first().unwrap_or_default().to_string() })
 }
 
 fn p_create(sock: &Path, name: &str, argv: &[&str]) -> Result<Target> {
@@ -1025,7 +1025,7 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
             |s| tmux(s, &["list-sessions", "-F", fmt]).map(|out| black_box_fields(out.lines())),
             |c| {
                 let out = c.run(&Cmd::new("list-sessions").opt("-F", fmt))?;
-                black_box_fields(out.iter().map(String::as_str));
+                black_box_fields(out.lines());
                 Ok(())
             },
         )?);
@@ -1043,7 +1043,7 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
                 |s| tmux(s, &["list-sessions", "-F", fmt]).map(|out| black_box_fields(out.lines())),
                 |c| {
                     let out = c.run(&Cmd::new("list-sessions").opt("-F", fmt))?;
-                    black_box_fields(out.iter().map(String::as_str));
+                    black_box_fields(out.lines());
                     Ok(())
                 },
             )?);

@@ -22,7 +22,7 @@ use crate::protocol::types::{
     Projected, Session, SessionCounts, SessionField, SessionState, SESSION_PREFIX,
 };
 use crate::server::Peer;
-use crate::tmux::{Cmd, ControlClient, ServerInfo, ServerPaths, TmuxError};
+use crate::tmux::{Cmd, ControlClient, Output, ServerInfo, ServerPaths, TmuxError};
 use store::{Store, Stored};
 
 /// Default pane size when a request names none.
@@ -168,7 +168,7 @@ impl Sessions {
     }
 
     /// Runs one tmux command over the control connection.
-    pub async fn tmux(&self, cmd: Cmd) -> Result<Vec<String>> {
+    pub async fn tmux(&self, cmd: Cmd) -> Result<Output> {
         self.client()?.run(&cmd).await.map_err(tmux_err)
     }
 
@@ -428,7 +428,7 @@ impl Sessions {
             .arg(meta);
         let (created, meta_set) = tokio::join!(client.run(&cmd), client.run(&set_meta));
         let out = created.map_err(tmux_err)?;
-        let line = out.first().cloned().unwrap_or_default();
+        let line = out.first().unwrap_or_default();
         let f: Vec<&str> = line.split(' ').collect();
         if f.len() != 4 {
             return Err(Error::Internal(format!("unexpected new-session output {line:?}")));
@@ -579,13 +579,7 @@ impl Sessions {
         if p.lines > 0 {
             cmd = cmd.opt("-S", format!("-{}", p.lines));
         }
-        let lines = self.tmux(cmd).await?;
-        let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-        for line in &lines {
-            text.push_str(line);
-            text.push('\n');
-        }
-        Ok(text)
+        Ok(self.tmux(cmd).await?.into_text())
     }
 
     /// `session.resize`.

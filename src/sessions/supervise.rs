@@ -147,8 +147,8 @@ impl Sessions {
         let lines = self.tmux(Cmd::new("list-panes").flag("-a").opt("-F", PANE_FORMAT)).await?;
         let mut seen = std::collections::HashSet::new();
         Ok(lines
-            .iter()
-            .filter_map(|l| parse_line(l))
+            .lines()
+            .filter_map(parse_line)
             .filter(|p| p.session_name.starts_with(SESSION_PREFIX))
             .filter(|p| seen.insert(p.session_name.clone()))
             .collect())
@@ -200,7 +200,7 @@ impl Sessions {
             )
             .await?;
         Ok(lines
-            .iter()
+            .lines()
             .filter_map(|l| l.split_once(' '))
             .filter(|(name, _)| name.starts_with(SESSION_PREFIX))
             .filter_map(|(name, meta)| Some((name.to_string(), serde_json::from_str(meta).ok()?)))

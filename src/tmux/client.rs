@@ -14,6 +14,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::command::Cmd;
+use super::control::Output;
 use super::control::{Event, Notification, Parser, Reply, ReplyKind};
 use super::server::tmux_command;
 use super::TmuxError;
@@ -67,7 +68,7 @@ impl ClientConfig {
     }
 }
 
-type ReplySender = oneshot::Sender<Result<Vec<String>, TmuxError>>;
+type ReplySender = oneshot::Sender<Result<Output, TmuxError>>;
 
 #[derive(Default)]
 struct State {
@@ -179,7 +180,7 @@ pub async fn connect(
         }
     };
     *client.shared.keeper_panes.lock().unwrap_or_else(|e| e.into_inner()) =
-        keeper.into_iter().collect();
+        keeper.lines().map(str::to_string).collect();
     Ok((client, notify_rx))
 }
 
@@ -217,7 +218,7 @@ impl ControlClient {
     /// Runs one command and returns its output lines. `%error` gives
     /// [`TmuxError::Command`]; a dead or stuck connection gives
     /// [`TmuxError::Unavailable`]. Concurrent calls are pipelined.
-    pub async fn run(&self, cmd: &Cmd) -> Result<Vec<String>, TmuxError> {
+    pub async fn run(&self, cmd: &Cmd) -> Result<Output, TmuxError> {
         let mut line = cmd.render()?.into_bytes();
         line.push(b'\n');
         let exchange = async {
@@ -240,7 +241,7 @@ impl ControlClient {
     async fn send_line(
         &self,
         line: &[u8],
-    ) -> Result<oneshot::Receiver<Result<Vec<String>, TmuxError>>, TmuxError> {
+    ) -> Result<oneshot::Receiver<Result<Output, TmuxError>>, TmuxError> {
         let mut writer = self.writer.lock().await;
         let (tx, rx) = oneshot::channel();
         {

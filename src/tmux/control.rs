@@ -43,7 +43,7 @@ pub struct Reply {
     /// How the block ended.
     pub kind: ReplyKind,
     /// Output lines, each decoded lossily after it was fully assembled.
-    pub lines: Vec<String>,
+    pub lines: Output,
 }
 
 impl Reply {
@@ -55,7 +55,64 @@ impl Reply {
 
     /// The lines joined with `\n`: the error message for `%error` replies.
     pub fn message(&self) -> String {
-        self.lines.join("\n")
+        self.lines.text().strip_suffix('\n').unwrap_or_default().to_string()
+    }
+}
+
+/// The output lines of one command, kept in one buffer, each line followed
+/// by `\n` (a line cannot contain one). One allocation per reply instead of
+/// one per line: a 1000-line capture is one growing buffer, handed to the
+/// requester as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    text: String,
+}
+
+impl Output {
+    fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    /// The lines, without their `\n`.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.text.split_terminator('\n')
+    }
+
+    /// The first line.
+    pub fn first(&self) -> Option<&str> {
+        self.lines().next()
+    }
+
+    /// Whether there is no line at all.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// All lines, each followed by `\n`.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// See [`Output::text`].
+    pub fn into_text(self) -> String {
+        self.text
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Output {
+    fn from_iter<I: IntoIterator<Item = S>>(lines: I) -> Output {
+        let mut out = Output::default();
+        for line in lines {
+            out.push(line.as_ref());
+        }
+        out
+    }
+}
+
+impl<const N: usize> PartialEq<[&str; N]> for Output {
+    fn eq(&self, other: &[&str; N]) -> bool {
+        self.lines().eq(other.iter().copied())
     }
 }
 
@@ -80,7 +137,7 @@ struct Block {
     time: u64,
     number: u64,
     flags: u32,
-    lines: Vec<String>,
+    lines: Output,
     bytes: usize,
     overflow: bool,
 }
@@ -133,10 +190,12 @@ impl Parser {
         if dropped == 0 && line.last() == Some(&b'\r') {
             line.pop();
         }
-        match self.block.take() {
-            Some(block) => self.block_line(block, &line, dropped, out),
-            None if dropped > 0 => out.push(Event::LineTooLong { bytes: line.len() + dropped }),
-            None => self.top_line(&line, out),
+        if self.block.is_some() {
+            self.block_line(&line, dropped, out);
+        } else if dropped > 0 {
+            out.push(Event::LineTooLong { bytes: line.len() + dropped });
+        } else {
+            self.top_line(&line, out);
         }
         line.clear();
         if line.capacity() > REUSED_LINE_CAPACITY {
@@ -145,11 +204,16 @@ impl Parser {
         self.line = line;
     }
 
-    fn block_line(&mut self, mut block: Block, line: &[u8], dropped: usize, out: &mut Vec<Event>) {
+    /// A line inside the current block (which exists). The block is worked
+    /// on in place: moving it out and back for every line was the parser's
+    /// main cost on large replies.
+    fn block_line(&mut self, line: &[u8], dropped: usize, out: &mut Vec<Event>) {
+        let Some(block) = self.block.as_mut() else { return };
         if dropped == 0 {
-            if let Some(kind) = guard_kind(line, &block) {
+            if let Some(kind) = guard_kind(line, block) {
+                let Some(block) = self.block.take() else { return };
                 let lines = if block.overflow {
-                    vec![format!("tmux reply exceeded {MAX_BLOCK_BYTES} bytes")]
+                    [format!("tmux reply exceeded {MAX_BLOCK_BYTES} bytes")].into_iter().collect()
                 } else {
                     block.lines
                 };
@@ -166,12 +230,11 @@ impl Parser {
         let len = line.len() + dropped + 1;
         if block.overflow || dropped > 0 || block.bytes + len > MAX_BLOCK_BYTES {
             block.overflow = true;
-            block.lines = Vec::new();
+            block.lines = Output::default();
         } else {
             block.bytes += len;
-            block.lines.push(String::from_utf8_lossy(line).into_owned());
+            block.lines.push(&String::from_utf8_lossy(line));
         }
-        self.block = Some(block);
     }
 
     fn top_line(&mut self, line: &[u8], out: &mut Vec<Event>) {
@@ -181,7 +244,7 @@ impl Parser {
                     time,
                     number,
                     flags,
-                    lines: Vec::new(),
+                    lines: Output::default(),
                     bytes: 0,
                     overflow: false,
                 });

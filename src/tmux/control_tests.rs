@@ -191,7 +191,7 @@ fn notifications_between_blocks_and_stray_lines() {
             number: 2,
             flags: 1,
             kind: ReplyKind::Ok,
-            lines: vec!["%window-add @2".into()]
+            lines: ["%window-add @2"].into_iter().collect()
         })
     );
 }
@@ -219,7 +219,7 @@ fn oversized_block_becomes_error_reply_and_parser_recovers() {
             number: 3,
             flags: 1,
             kind: ReplyKind::Ok,
-            lines: vec!["ok".into()]
+            lines: ["ok"].into_iter().collect()
         })
     );
 }

@@ -11,7 +11,7 @@ pub mod server;
 
 pub use client::{connect, ClientConfig, ControlClient, KEEPER_SESSION};
 pub use command::{Cmd, CommandError};
-pub use control::{Event, Notification, Parser, Reply, ReplyKind};
+pub use control::{Event, Notification, Output, Parser, Reply, ReplyKind};
 pub use server::{
     check_version, ensure_running, launch, probe, write_config, Launcher, ServerInfo, ServerPaths,
     TmuxServerSettings, Version,
