@@ -483,7 +483,14 @@ impl Sessions {
                     && std::path::Path::new(&format!("/proc/{pid}")).exists()
             };
             let root = record.session.pid.filter(|pid| !reused(pid));
-            let tree = root.map(|pid| procs::tree(&procs::all(), pid)).unwrap_or_default();
+            // Reading every /proc/PID/stat takes a millisecond or more on a
+            // busy host: not on a runtime worker.
+            let tree = match root {
+                Some(pid) => tokio::task::spawn_blocking(move || procs::tree(&procs::all(), pid))
+                    .await
+                    .unwrap_or_default(),
+                None => Default::default(),
+            };
             procs::kill_all(&tree);
             let target = record
                 .tmux_id

@@ -526,13 +526,20 @@ pub async fn persist_loop(
             _ = shutdown.wait() => break,
             _ = store.wait_dirty() => {}
         }
-        save(&sessions, &store);
+        save(&sessions, &store).await;
     }
-    save(&sessions, &store);
+    save(&sessions, &store).await;
 }
 
-fn save(sessions: &Sessions, store: &Store) {
-    if let Err(e) = store.save(sessions.snapshot()) {
+/// Serialising 1000 sessions and the fsync take milliseconds: they run on
+/// the blocking pool, not on a runtime worker serving requests.
+async fn save(sessions: &Sessions, store: &Arc<Store>) {
+    let snapshot = sessions.snapshot();
+    let writer = store.clone();
+    let result = tokio::task::spawn_blocking(move || writer.save(snapshot))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    if let Err(e) = result {
         tracing::error!(path = %store.path().display(), error = %e, "cannot write the state file");
     }
 }
