@@ -383,11 +383,18 @@ fn socket_activation_is_used_and_never_unlinked() {
     let path = dir.path().join("activated.sock");
     let listener = UnixListener::bind(&path).unwrap();
     let fd = listener.as_raw_fd();
+    // Its own state directory: never the host's /var/lib/ccmanagerd.
+    let config = dir.path().join("config.toml");
+    let state = dir.path().join("state");
+    std::fs::write(&config, format!("[daemon]\nstate_dir = {:?}\n", state.display().to_string()))
+        .unwrap();
     let mut cmd = Command::new("/bin/sh");
     // LISTEN_PID must be the daemon's pid: the shell's $$ survives its exec.
     cmd.arg("-c")
         .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
         .arg(bin("ccmanagerd"))
+        .arg("--config")
+        .arg(&config)
         .arg("--socket")
         .arg(dir.path().join("unused.sock"))
         .arg("--tmux-socket")
@@ -426,6 +433,7 @@ fn socket_activation_is_used_and_never_unlinked() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());
     assert!(path.exists(), "an activated socket must never be unlinked");
+    assert!(state.join("sessions.json").exists(), "the state file went elsewhere");
     let _ =
         Command::new("tmux").arg("-S").arg(dir.path().join("t.sock")).arg("kill-server").output();
 }
