@@ -22,9 +22,11 @@ use crate::tmux::{
     self, ClientConfig, Cmd, Launcher, Notification, ServerPaths, TmuxServerSettings,
 };
 
-/// The paste buffer the `pane-died` hook touches: tmux tells every control
-/// client `%paste-buffer-changed` at once, so exits are seen immediately
-/// instead of at the next periodic refresh.
+/// The paste buffer the `pane-died` hook touches, so that a tmux which tells
+/// control clients `%paste-buffer-changed` makes exits seen at once. tmux
+/// 3.3a does not send that notification (checked by hand: the hook runs, the
+/// buffer is set, no `%paste-buffer-changed`); there an exit is seen at the
+/// next periodic refresh (`health.interval`).
 const PANE_DIED_BUFFER: &str = "ccm_pane_died";
 /// How long a pane may show dead without an exit status before the session
 /// is reported `exited` with an unknown status.
