@@ -106,7 +106,12 @@ fn exited_sessions_keep_status_and_output() {
         (g["state"] == "exited").then_some(g)
     });
     assert_eq!(got["exit_status"], 7);
-    assert!(capture(&d, id).contains("last words"));
+    let text = capture(&d, id);
+    assert!(
+        text.contains("last words"),
+        "capture of the exited session: {text:?}\n{}",
+        d.log_text()
+    );
     let err = d.call("session.send", json!({"id": id, "text": "x"})).unwrap_err().to_string();
     assert!(err.contains("exited"), "{err}");
     let list = d.ok("session.list", json!({"state": "exited"}));
