@@ -105,11 +105,9 @@ pub async fn serve_connection(
         // On shutdown a connection is drained, not cut: requests the client
         // already sent are still read and answered.
         let mut draining = false;
-        // Set once the connection must end; requests in flight still finish.
-        let mut closing = false;
         // A write error means nobody reads the replies: stop at once.
         let mut broken = false;
-        while !closing {
+        loop {
             let config = daemon.config();
             let idle = if draining { DRAIN_READ_GRACE } else { config.daemon.idle_timeout.0 };
             let room = inflight.len() < config.daemon.max_inflight_per_connection;
@@ -147,9 +145,8 @@ pub async fn serve_connection(
                     let err = RpcError::invalid_request(format!(
                         "invalid request: message exceeds daemon.max_message_bytes = {max} bytes"
                     ));
-                    inflight.push(Box::pin(async move { Some(failure(&Value::Null, &err)) }));
-                    closing = true;
-                    continue;
+                    broken = write_line(&mut writer, failure(&Value::Null, &err)).await.is_err();
+                    break;
                 }
                 Ok(Ok(Line::Message(bytes))) => bytes,
             };

@@ -14,8 +14,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::command::Cmd;
-use super::control::Output;
-use super::control::{Event, Notification, Parser, Reply, ReplyKind};
+use super::control::{Event, Notification, Output, Parser, Reply, ReplyKind};
 use super::server::tmux_command;
 use super::TmuxError;
 

@@ -84,11 +84,6 @@ impl Output {
         self.lines().next()
     }
 
-    /// Whether there is no line at all.
-    pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
-    }
-
     /// All lines, each followed by `\n`.
     pub fn text(&self) -> &str {
         &self.text
