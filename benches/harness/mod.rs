@@ -586,6 +586,30 @@ struct Row {
     pid: Option<u32>,
 }
 
+/// The five fields the baselines list, with the daemon's counterparts in
+/// [`ROW_FIELDS`].
+const LIST_FORMAT: &str =
+    "#{session_name} #{session_id} #{session_created} #{session_attached} #{pane_pid}";
+
+/// `session.list` with `params`, its sessions decoded into `T`.
+fn d_list<T: serde::de::DeserializeOwned>(c: &mut Client, params: Value) -> Result<()> {
+    let listed: Listed<T> = c.call_as("session.list", params)?;
+    std::hint::black_box(listed.sessions);
+    Ok(())
+}
+
+/// `tmux list-sessions -F LIST_FORMAT`, spawned, its lines split.
+fn p_list(sock: &Path) -> Result<()> {
+    tmux(sock, &["list-sessions", "-F", LIST_FORMAT]).map(|out| black_box_fields(out.lines()))
+}
+
+/// The same through raw control mode.
+fn c_list(ctl: &Control) -> Result<()> {
+    let out = ctl.run(&Cmd::new("list-sessions").opt("-F", LIST_FORMAT))?;
+    black_box_fields(out.lines());
+    Ok(())
+}
+
 /// Splits `list-sessions -F` lines into their fields, as a per-command
 /// client must before it can use them.
 fn black_box_fields<'a>(lines: impl Iterator<Item = &'a str>) {
@@ -1008,26 +1032,15 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
         }
         create_all_ctl += t.elapsed();
         let reps = if tier >= 500 { opts.reps(50) } else { opts.reps(200) };
-        let fmt =
-            "#{session_name} #{session_id} #{session_created} #{session_attached} #{pane_pid}";
         // Each path ends with the records in the client's hands, as a
         // client of it would: the same five fields from each (the daemon's
         // `fields` projection, decoded into a struct; tmux's lines split).
         ops.push(b.measure3(
             &format!("list {tier}"),
             reps,
-            |c| {
-                let listed: Listed<Row> =
-                    c.call_as("session.list", json!({"fields": ROW_FIELDS}))?;
-                std::hint::black_box(listed.sessions);
-                Ok(())
-            },
-            |s| tmux(s, &["list-sessions", "-F", fmt]).map(|out| black_box_fields(out.lines())),
-            |c| {
-                let out = c.run(&Cmd::new("list-sessions").opt("-F", fmt))?;
-                black_box_fields(out.lines());
-                Ok(())
-            },
+            |c| d_list::<Row>(c, json!({"fields": ROW_FIELDS})),
+            p_list,
+            c_list,
         )?);
         if tier == n {
             // The same list with whole Session objects (17 fields, ~410
@@ -1035,17 +1048,9 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
             ops.push(b.measure3(
                 &format!("list {tier}, whole sessions"),
                 reps,
-                |c| {
-                    let listed: Listed<Session> = c.call_as("session.list", json!({}))?;
-                    std::hint::black_box(listed.sessions);
-                    Ok(())
-                },
-                |s| tmux(s, &["list-sessions", "-F", fmt]).map(|out| black_box_fields(out.lines())),
-                |c| {
-                    let out = c.run(&Cmd::new("list-sessions").opt("-F", fmt))?;
-                    black_box_fields(out.lines());
-                    Ok(())
-                },
+                |c| d_list::<Session>(c, json!({})),
+                p_list,
+                c_list,
             )?);
         }
     }
