@@ -106,13 +106,7 @@ fn exited_sessions_keep_status_and_output() {
         (g["state"] == "exited").then_some(g)
     });
     assert_eq!(got["exit_status"], 7);
-    // With scrollback: tmux 3.3a may scroll the screen by a line when it
-    // marks the pane dead (seen once in CI: the visible screen had lost the
-    // program's only line), and the output must be kept either way.
-    let text = d.ok("session.capture", json!({"id": id, "lines": 100}))["text"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let text = capture(&d, id);
     assert!(
         text.contains("last words"),
         "capture of the exited session: {text:?}\n{}",

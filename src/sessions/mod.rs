@@ -413,20 +413,11 @@ impl Sessions {
             cmd = cmd.opt("-e", format!("{k}={v}"));
         }
         cmd = cmd.args(self.wrapper_argv(session, limits, scope_unit.as_deref()));
-        // The metadata copy goes in the same round trip: both lines are
-        // written in this order before either reply is awaited (join polls
-        // new-session first, and the client's writer lock is FIFO), and tmux
-        // runs one client's commands in order. If new-session fails, so does
-        // set-option ("no such session") and new-session's error is reported.
-        // The pid is not in the copy; re-adoption reads it from tmux.
-        let meta =
-            serde_json::to_string(&Stored { session: session.clone(), scope: scope_unit.clone() })
-                .map_err(|e| Error::Internal(e.to_string()))?;
-        let set_meta = Cmd::new("set-option")
-            .opt("-t", format!("={}:", session.tmux_session))
-            .arg(META_OPTION)
-            .arg(meta);
-        let (created, meta_set) = tokio::join!(client.run(&cmd), client.run(&set_meta));
+        // The metadata copy is set only once new-session has answered. Sent
+        // in the same round trip (pipelined), it made tmux lose the first
+        // output of a program that exits at once (5 runs in 15 of
+        // `shell_metacharacters_reach_the_program_literally`: a blank pane).
+        let created = client.run(&cmd).await;
         let out = created.map_err(tmux_err)?;
         let line = out.first().unwrap_or_default();
         let f: Vec<&str> = line.split(' ').collect();
@@ -444,8 +435,11 @@ impl Sessions {
             dead_seen: None,
         };
         record.session.pid = pid;
+        let meta =
+            serde_json::to_string(&record.stored()).map_err(|e| Error::Internal(e.to_string()))?;
+        let set_meta = Cmd::new("set-option").opt("-t", f[0]).arg(META_OPTION).arg(meta);
         let placed = async {
-            meta_set.map_err(tmux_err)?;
+            client.run(&set_meta).await.map_err(tmux_err)?;
             if let (Some(unit), Some(pid)) = (&scope_unit, pid) {
                 crate::limits::cgroup::place(unit, pid, limits).await.map_err(Error::Internal)?;
                 record.scope = Some(unit.clone());
