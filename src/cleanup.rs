@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::CleanupConfig;
-use crate::daemon::Daemon;
+use crate::config::{CleanupConfig, ConfigHandle};
+use crate::metrics::Metrics;
 use crate::protocol::types::{CleanupReport, Removal, Session, SessionState};
-use crate::sessions::{parse_time, procs};
+use crate::sessions::{parse_time, procs, Sessions};
+use crate::shutdown::ShutdownListener;
 
 /// The first run comes at most this long after start (sooner when the
 /// interval is shorter), so a daemon that restarts often still reaps.
@@ -74,10 +75,16 @@ pub fn verdict(
 impl Reaper {
     /// One pass. A dry run reports what would go and changes nothing (not
     /// even the CPU baselines used to tell busy from idle).
-    pub async fn run(&self, daemon: &Daemon, dry_run: bool) -> CleanupReport {
+    pub async fn run(
+        &self,
+        sessions: &Sessions,
+        config: &ConfigHandle,
+        metrics: &Metrics,
+        dry_run: bool,
+    ) -> CleanupReport {
         let mut ticks = self.ticks.lock().await;
-        let cfg = daemon.config().cleanup.clone();
-        let records = daemon.sessions.all_records();
+        let cfg = config.get().cleanup.clone();
+        let records = sessions.all_records();
         let procs = if cfg.max_idle.0.is_some() { procs::all() } else { Vec::new() };
         let now = SystemTime::now();
         let mut seen = HashMap::new();
@@ -100,9 +107,9 @@ impl Reaper {
                 continue;
             }
             tracing::info!(session_id = %s.id, reason, "cleanup: removing session");
-            match daemon.sessions.remove(&record, reason).await {
+            match sessions.remove(&record, reason).await {
                 Ok(()) => {
-                    daemon.metrics.reaped(reason);
+                    metrics.reaped(reason);
                     seen.remove(&s.id);
                     removed.push(Removal { id: s.id.clone(), reason: reason.to_string() });
                 }
@@ -120,19 +127,24 @@ impl Reaper {
 
 /// Runs the reaper soon after start, then every `cleanup.interval` (re-read
 /// each time, so a reload applies), until shutdown.
-pub async fn reaper_loop(daemon: Arc<Daemon>) {
-    let mut shutdown = daemon.shutdown.listener();
-    let mut pause = daemon.config().cleanup.interval.0.min(FIRST_RUN_MAX_DELAY);
+pub async fn reaper_loop(
+    reaper: Arc<Reaper>,
+    sessions: Sessions,
+    config: ConfigHandle,
+    metrics: Arc<Metrics>,
+    mut shutdown: ShutdownListener,
+) {
+    let mut pause = config.get().cleanup.interval.0.min(FIRST_RUN_MAX_DELAY);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(pause) => {}
         }
-        let report = daemon.reaper.run(&daemon, false).await;
+        let report = reaper.run(&sessions, &config, &metrics, false).await;
         if !report.removed.is_empty() {
             tracing::info!(removed = report.removed.len(), "cleanup pass done");
         }
-        pause = daemon.config().cleanup.interval.0;
+        pause = config.get().cleanup.interval.0;
     }
 }
 

@@ -17,6 +17,28 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/ccmanagerd/config.toml";
 /// The socket group used when the config names none.
 pub const DEFAULT_SOCKET_GROUP: &str = "ccmanager";
 
+/// The running configuration, shared by every subsystem: cheap to clone and
+/// to read (an `Arc` per read); replaced whole on reload.
+#[derive(Clone, Debug)]
+pub struct ConfigHandle(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Config>>>);
+
+impl ConfigHandle {
+    /// A handle on `config`.
+    pub fn new(config: Config) -> ConfigHandle {
+        ConfigHandle(std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(config))))
+    }
+
+    /// The current config.
+    pub fn get(&self) -> std::sync::Arc<Config> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the config (reload).
+    pub fn set(&self, config: Config) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(config);
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,6 +87,12 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     /// Most requests in flight on one connection.
     pub max_inflight_per_connection: usize,
+    /// Most connections one uid may hold at once, so one user cannot take
+    /// every slot.
+    pub max_connections_per_uid: usize,
+    /// Connection slots only root and admin-group members may use: a crowd
+    /// of other users can never lock the operator out.
+    pub reserved_admin_connections: usize,
     /// A connection silent this long (with nothing in flight) is closed.
     pub idle_timeout: HumanDuration,
     /// How long in-flight requests may take to finish on shutdown.
@@ -85,6 +113,8 @@ impl Default for DaemonConfig {
             max_message_bytes: 1 << 20,
             max_connections: 256,
             max_inflight_per_connection: 64,
+            max_connections_per_uid: 32,
+            reserved_admin_connections: 16,
             idle_timeout: HumanDuration(Duration::from_secs(300)),
             shutdown_timeout: HumanDuration(Duration::from_secs(10)),
         }
@@ -107,33 +137,41 @@ pub enum LauncherKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TmuxConfig {
-    /// tmux server socket; `None`: /run/ccmanagerd-tmux/tmux.sock as root,
-    /// $XDG_RUNTIME_DIR/ccmanagerd/tmux.sock otherwise.
-    pub socket: Option<PathBuf>,
+    /// Where the tmux servers live: the server of uid U listens on
+    /// `<socket_dir>/<U>/tmux.sock`. `None`: /run/ccmanagerd-tmux as root,
+    /// $XDG_RUNTIME_DIR/ccmanagerd/tmux otherwise.
+    pub socket_dir: Option<PathBuf>,
     /// The tmux binary (a name looked up in PATH, or a path).
     pub binary: PathBuf,
     /// Scrollback lines kept per pane.
     pub history_limit: u32,
-    /// How the server is started: "auto", "detached" or "systemd".
+    /// How the servers are started: "auto", "detached" or "systemd".
     pub launcher: LauncherKind,
-    /// Unit name of the tmux server under systemd.
-    pub unit: String,
-    /// User the tmux server and the sessions run as under systemd.
+    /// Under systemd, the server of uid U runs as the unit `<unit_prefix>-<U>.service`.
+    pub unit_prefix: String,
+    /// Who a session runs as when root creates it without naming a user.
     pub session_user: String,
-    /// Memory cap of the tmux server's unit (scrollback is lines, not bytes).
+    /// Whether sessions may run as root (a request's `user`, or root's own
+    /// sessions when `session_user` is missing is the only other way).
+    pub allow_root_sessions: bool,
+    /// Memory cap of each tmux server's unit (scrollback is lines, not bytes).
     pub server_memory_max: ByteSize,
+    /// A server with no sessions for this long is stopped ("off": never).
+    pub server_idle_stop: OptDuration,
 }
 
 impl Default for TmuxConfig {
     fn default() -> Self {
         TmuxConfig {
-            socket: None,
+            socket_dir: None,
             binary: PathBuf::from("tmux"),
             history_limit: 10_000,
             launcher: LauncherKind::Auto,
-            unit: "ccmanagerd-tmux".to_string(),
+            unit_prefix: "ccmanagerd-tmux".to_string(),
             session_user: "ccmanager".to_string(),
+            allow_root_sessions: false,
             server_memory_max: ByteSize(2 << 30),
+            server_idle_stop: OptDuration(Some(Duration::from_secs(15 * 60))),
         }
     }
 }
@@ -413,6 +451,7 @@ impl Config {
             ("daemon.max_message_bytes", d.max_message_bytes),
             ("daemon.max_connections", d.max_connections),
             ("daemon.max_inflight_per_connection", d.max_inflight_per_connection),
+            ("daemon.max_connections_per_uid", d.max_connections_per_uid),
             ("limits.max_sessions", self.limits.max_sessions),
             ("limits.max_sessions_per_owner", self.limits.max_sessions_per_owner),
             ("tmux.history_limit", self.tmux.history_limit as usize),
@@ -425,7 +464,7 @@ impl Config {
         for (key, path) in [
             ("daemon.socket", &d.socket),
             ("daemon.state_dir", &d.state_dir),
-            ("tmux.socket", &self.tmux.socket),
+            ("tmux.socket_dir", &self.tmux.socket_dir),
             ("metrics.textfile", &self.metrics.textfile),
         ] {
             if let Some(p) = path {
@@ -453,12 +492,22 @@ impl Config {
                     .to_string(),
             ));
         }
-        let unit_ok = !self.tmux.unit.is_empty()
-            && self.tmux.unit.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+        if d.reserved_admin_connections >= d.max_connections {
+            return Err((
+                "daemon.reserved_admin_connections".to_string(),
+                format!(
+                    "must be less than daemon.max_connections = {}, or nobody but admins could connect",
+                    d.max_connections
+                ),
+            ));
+        }
+        let prefix = &self.tmux.unit_prefix;
+        let unit_ok = !prefix.is_empty()
+            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !unit_ok {
             return Err((
-                "tmux.unit".to_string(),
-                "must be a unit name of [A-Za-z0-9-_.@]".to_string(),
+                "tmux.unit_prefix".to_string(),
+                "must be a unit name prefix of [A-Za-z0-9-_.]".to_string(),
             ));
         }
         Ok(())
@@ -471,18 +520,18 @@ impl Config {
         self.daemon.socket.clone().unwrap_or_else(|| runtime_base().join("ccmanagerd.sock"))
     }
 
-    /// The tmux server socket path, resolving the uid-dependent default.
-    pub fn tmux_socket_path(&self) -> PathBuf {
-        self.tmux.socket.clone().unwrap_or_else(|| {
+    /// The directory of the tmux servers (one subdirectory per uid),
+    /// resolving the uid-dependent default.
+    pub fn tmux_socket_dir(&self) -> PathBuf {
+        self.tmux.socket_dir.clone().unwrap_or_else(|| {
             if is_root() {
-                PathBuf::from("/run/ccmanagerd-tmux/tmux.sock")
+                PathBuf::from("/run/ccmanagerd-tmux")
             } else {
-                runtime_base().join("tmux.sock")
+                runtime_base().join("tmux")
             }
         })
     }
 
-    /// The state directory, resolving the uid-dependent default.
     pub fn state_dir(&self) -> PathBuf {
         if let Some(dir) = &self.daemon.state_dir {
             return dir.clone();

@@ -28,6 +28,12 @@ pub enum Error {
     /// An invalid configuration (reload).
     #[error("{0}")]
     InvalidConfig(String),
+    /// The caller may not do this (names what and why).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The session's program could not be started.
+    #[error("cannot start the session: {0}")]
+    SpawnFailed(String),
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -50,6 +56,8 @@ impl From<Error> for RpcError {
             Error::Tmux(_) => RpcError::app(ErrorKind::TmuxError, message),
             Error::InvalidState(_) => RpcError::app(ErrorKind::InvalidState, message),
             Error::InvalidConfig(_) => RpcError::app(ErrorKind::InvalidConfig, message),
+            Error::PermissionDenied(_) => RpcError::app(ErrorKind::PermissionDenied, message),
+            Error::SpawnFailed(_) => RpcError::app(ErrorKind::SpawnFailed, message),
             Error::ShuttingDown => RpcError::app(ErrorKind::ShuttingDown, message),
             Error::Internal(_) => RpcError::new(INTERNAL_ERROR, message),
         }

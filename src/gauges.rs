@@ -1,5 +1,5 @@
 //! Gauges computed at scrape time (sessions by state, oldest session age,
-//! the tmux server's pid and RSS, health status), appended to the counters
+//! each tmux server's pid and RSS by uid, health status), appended to the counters
 //! of [`crate::metrics`] to make the full `daemon.metrics` exposition; also
 //! the atomic write of that text for node_exporter's textfile collector.
 
@@ -8,19 +8,72 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::daemon::Daemon;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::health::Checker;
+use crate::metrics::Metrics;
 use crate::protocol::types::SessionState;
-use crate::sessions::parse_time;
+use crate::sessions::{parse_time, Sessions};
+use crate::shutdown::ShutdownListener;
 
 /// Bytes per `kB` in `/proc/<pid>/status`.
 const KIB: u64 = 1024;
 
-/// The whole Prometheus text exposition: counters, then gauges.
-pub fn exposition(daemon: &Daemon) -> String {
-    let mut out = String::new();
-    daemon.metrics.render(&mut out);
-    render_gauges(daemon, &mut out);
-    out
+/// What the gauges read: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Gauges {
+    /// The counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// The sessions and their servers.
+    pub sessions: Sessions,
+    /// The health checks (their status is a gauge).
+    pub health: Checker,
+    /// When the daemon started.
+    pub started: Instant,
+}
+
+impl Gauges {
+    /// The whole `daemon.metrics` text: counters, then gauges.
+    pub fn exposition(&self) -> String {
+        let mut out = String::new();
+        self.metrics.render(&mut out);
+        self.render_gauges(&mut out);
+        out
+    }
+
+    /// Writes [`Gauges::exposition`] to `path` atomically (temp file in the
+    /// same directory, then rename), as node_exporter's textfile collector
+    /// expects.
+    pub fn write_textfile(&self, path: &Path) -> std::io::Result<()> {
+        let text = self.exposition();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+
+    /// Every health interval, writes the textfile when `metrics.textfile`
+    /// is set. Runs until shutdown.
+    pub async fn textfile_loop(self, mut shutdown: ShutdownListener) {
+        loop {
+            let config = self.health.config.get();
+            if let Some(path) = &config.metrics.textfile {
+                if let Err(e) = self.write_textfile(path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(config.health.interval.0) => {}
+            }
+        }
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, f64)]) {
@@ -31,57 +84,76 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, f64)]) {
     }
 }
 
-fn render_gauges(daemon: &Daemon, out: &mut String) {
-    let c = daemon.sessions.counts();
-    gauge(
-        out,
-        "ccmanagerd_sessions",
-        "Sessions the daemon knows, by state.",
-        &[
-            (&format!("{{state=\"{}\"}}", SessionState::Running.as_str()), c.running as f64),
-            (&format!("{{state=\"{}\"}}", SessionState::Exited.as_str()), c.exited as f64),
-            (&format!("{{state=\"{}\"}}", SessionState::Lost.as_str()), c.lost as f64),
-        ],
-    );
-    let now = SystemTime::now();
-    let oldest = daemon
-        .sessions
-        .all_records()
-        .iter()
-        .filter_map(|r| parse_time(&r.session.created_at))
-        .filter_map(|t| now.duration_since(t).ok())
-        .max()
-        .map_or(0.0, |d| d.as_secs_f64().floor());
-    gauge(
-        out,
-        "ccmanagerd_oldest_session_age_seconds",
-        "Age of the oldest session (0 when none).",
-        &[("", oldest)],
-    );
-    let pid = daemon.sessions.server().map(|s| s.pid).filter(|_| daemon.sessions.client().is_ok());
-    gauge(
-        out,
-        "ccmanagerd_tmux_server_pid",
-        "pid of the tmux server (0 when down).",
-        &[("", f64::from(pid.unwrap_or(0)))],
-    );
-    let rss = pid.and_then(rss_bytes).unwrap_or(0);
-    gauge(
-        out,
-        "ccmanagerd_tmux_server_rss_bytes",
-        "Resident memory of the tmux server.",
-        &[("", rss as f64)],
-    );
-    let health = crate::health::evaluate_cheap(daemon);
-    let severity = f64::from(crate::health::severity(&health.status));
-    gauge(
-        out,
-        "ccmanagerd_health_status",
-        "Health: 0 ok, 1 degraded, 2 failing.",
-        &[("", severity)],
-    );
-    let uptime = daemon.started.elapsed().as_secs_f64().floor();
-    gauge(out, "ccmanagerd_uptime_seconds", "Seconds since the daemon started.", &[("", uptime)]);
+impl Gauges {
+    fn render_gauges(&self, out: &mut String) {
+        let c = self.sessions.counts();
+        gauge(
+            out,
+            "ccmanagerd_sessions",
+            "Sessions the daemon knows, by state.",
+            &[
+                (&format!("{{state=\"{}\"}}", SessionState::Running.as_str()), c.running as f64),
+                (&format!("{{state=\"{}\"}}", SessionState::Exited.as_str()), c.exited as f64),
+                (&format!("{{state=\"{}\"}}", SessionState::Lost.as_str()), c.lost as f64),
+            ],
+        );
+        let now = SystemTime::now();
+        let oldest = self
+            .sessions
+            .all_records()
+            .iter()
+            .filter_map(|r| parse_time(&r.session.created_at))
+            .filter_map(|t| now.duration_since(t).ok())
+            .max()
+            .map_or(0.0, |d| d.as_secs_f64().floor());
+        gauge(
+            out,
+            "ccmanagerd_oldest_session_age_seconds",
+            "Age of the oldest session (0 when none).",
+            &[("", oldest)],
+        );
+        let servers = self.sessions.servers();
+        let label = |uid: u32| format!("{{uid=\"{uid}\"}}");
+        let pids: Vec<(String, f64)> = servers
+            .iter()
+            .map(|s| (label(s.uid), f64::from(s.pid.filter(|_| s.alive).unwrap_or(0))))
+            .collect();
+        let samples: Vec<(&str, f64)> = pids.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        gauge(
+            out,
+            "ccmanagerd_tmux_server_pid",
+            "pid of each uid's tmux server (0 when down).",
+            &samples,
+        );
+        let rss: Vec<(String, f64)> = servers
+            .iter()
+            .map(|s| {
+                (label(s.uid), s.pid.filter(|_| s.alive).and_then(rss_bytes).unwrap_or(0) as f64)
+            })
+            .collect();
+        let samples: Vec<(&str, f64)> = rss.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        gauge(
+            out,
+            "ccmanagerd_tmux_server_rss_bytes",
+            "Resident memory of each uid's tmux server.",
+            &samples,
+        );
+        let health = self.health.evaluate_cheap();
+        let severity = f64::from(crate::health::severity(&health.status));
+        gauge(
+            out,
+            "ccmanagerd_health_status",
+            "Health: 0 ok, 1 degraded, 2 failing.",
+            &[("", severity)],
+        );
+        let uptime = self.started.elapsed().as_secs_f64().floor();
+        gauge(
+            out,
+            "ccmanagerd_uptime_seconds",
+            "Seconds since the daemon started.",
+            &[("", uptime)],
+        );
+    }
 }
 
 /// `VmRSS` of `pid` in bytes.
@@ -94,21 +166,6 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * KIB)
-}
-
-/// Writes the exposition to `path` atomically (a temp file in the same
-/// directory, then rename), so a collector never reads half a file.
-pub fn write_textfile(daemon: &Daemon, path: &Path) -> std::io::Result<()> {
-    let text = exposition(daemon);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 #[cfg(test)]

@@ -1,18 +1,21 @@
 //! Health: the checks behind `health.check` (and the cheap variant behind
 //! `daemon.status`), the `STATUS=` line, the periodic monitor (health
-//! transitions in the log, the metrics textfile), and feeding the systemd
-//! watchdog only while the daemon's own loop and the control connection work.
+//! transitions in the log), and feeding the systemd watchdog while the
+//! daemon's own loop runs. A tmux server's trouble is its uid's alone (its
+//! supervisor reconnects, or marks its sessions lost): restarting the daemon
+//! would not help it, so it does not stop the watchdog.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::daemon::Daemon;
+use crate::config::{Config, ConfigHandle};
 use crate::protocol::types::{Check, Health};
+use crate::sessions::Sessions;
+use crate::shutdown::ShutdownListener;
 use crate::tmux::Cmd;
 
 /// Status word: all good.
@@ -45,18 +48,107 @@ fn check(name: &str, status: &'static str, detail: String, extra: &[(&str, Value
     }
 }
 
-/// The full evaluation for `health.check`, with a timed tmux round trip.
-pub async fn evaluate(daemon: &Daemon) -> Health {
-    let mut checks = vec![tmux_server(daemon).await];
-    checks.extend(cheap_checks(daemon));
-    summarise(checks)
+/// What the checks look at: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Checker {
+    /// The running config.
+    pub config: ConfigHandle,
+    /// The sessions and their servers.
+    pub sessions: Sessions,
+    /// The control socket clients use.
+    pub socket: PathBuf,
 }
 
-/// The same checks without the tmux round trip (for `daemon.status`,
-/// metrics, and the monitor): the tmux server counts as up while the
-/// control connection to it is.
-pub fn evaluate_cheap(daemon: &Daemon) -> Health {
-    summarise(cheap_checks(daemon))
+impl Checker {
+    /// The full evaluation for `health.check`, with a timed round trip to
+    /// each tmux server.
+    pub async fn evaluate(&self) -> Health {
+        let mut checks = tmux_servers(&self.sessions).await;
+        checks.extend(self.cheap_checks());
+        summarise(checks)
+    }
+
+    /// The same checks without the tmux round trips (for `daemon.status`,
+    /// metrics, and the monitor): a server counts as up while the control
+    /// connection to it is.
+    pub fn evaluate_cheap(&self) -> Health {
+        summarise(self.cheap_checks())
+    }
+
+    fn cheap_checks(&self) -> Vec<Check> {
+        let config = self.config.get();
+        let mut checks = vec![
+            control_connections(&self.sessions),
+            socket(&self.socket),
+            disk(&config),
+            sessions(&config, &self.sessions),
+            cgroups(&self.sessions),
+        ];
+        if self.sessions.root_fallback(&config) {
+            let detail = format!(
+                "tmux.session_user = {:?} does not exist: the sessions root creates run as root",
+                config.tmux.session_user
+            );
+            checks.push(check("session_user", DEGRADED, detail, &[]));
+        }
+        checks
+    }
+
+    /// A one-line human status for `STATUS=` and logs.
+    pub fn status_line(&self) -> String {
+        let c = self.sessions.counts();
+        let servers = self.sessions.servers();
+        let up = servers.iter().filter(|s| s.alive).count();
+        format!(
+            "{} sessions ({} running), {up} of {} tmux servers up",
+            c.total,
+            c.running,
+            servers.len()
+        )
+    }
+
+    /// Every health interval: logs health transitions and refreshes
+    /// `STATUS=`. Runs until shutdown.
+    pub async fn monitor(self, mut shutdown: ShutdownListener) {
+        let mut last = OK.to_string();
+        loop {
+            let health = self.evaluate_cheap();
+            if health.status != last {
+                let bad: Vec<String> = health
+                    .checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect();
+                tracing::warn!(from = %last, to = %health.status, problems = ?bad, "health changed");
+                last = health.status.clone();
+            }
+            crate::systemd::status(&self.status_line());
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(self.config.get().health.interval.0) => {}
+            }
+        }
+    }
+
+    /// Sends `WATCHDOG=1` at half the interval systemd asked for, as long as
+    /// the runtime keeps scheduling this task and the registry can be read
+    /// (a deadlock stops the feeding, so systemd restarts the daemon).
+    /// Updates `STATUS=` each tick. Returns at once when the watchdog is off.
+    pub async fn feed_watchdog(self, mut shutdown: ShutdownListener) {
+        let Some(interval) = crate::systemd::watchdog_interval() else { return };
+        let mut tick = tokio::time::interval(interval / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tick.tick() => {}
+            }
+            let line = self.status_line();
+            crate::systemd::watchdog();
+            crate::systemd::status(&line);
+        }
+    }
 }
 
 fn summarise(checks: Vec<Check>) -> Health {
@@ -64,45 +156,66 @@ fn summarise(checks: Vec<Check>) -> Health {
     Health { status: worst.to_string(), checks }
 }
 
-async fn tmux_server(daemon: &Daemon) -> Check {
-    const NAME: &str = "tmux_server";
-    let client = match daemon.sessions.client() {
-        Ok(c) => c,
-        Err(e) => return check(NAME, FAILING, format!("not reachable: {e}"), &[]),
-    };
-    let started = Instant::now();
-    let cmd = Cmd::new("display-message").flag("-p").arg("#{pid}");
-    match tokio::time::timeout(TMUX_PING_TIMEOUT, client.run(&cmd)).await {
-        Ok(Ok(out)) => {
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let pid: Option<u32> = out.first().and_then(|l| l.trim().parse().ok());
-            let detail = format!("answering (pid {}), {latency_ms:.1} ms", pid.unwrap_or_default());
-            check(NAME, OK, detail, &[("latency_ms", json!(latency_ms)), ("pid", json!(pid))])
+/// Pings every server that runs or holds live sessions, concurrently.
+async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
+    let statuses = sessions.servers();
+    let servers = sessions.server_handles();
+    let pings = statuses.into_iter().map(|st| {
+        let server = servers.iter().find(|s| s.uid == st.uid).cloned();
+        let name = format!("tmux_server_{}", st.uid);
+        let uid = [("uid", json!(st.uid))];
+        async move {
+            let Some(server) = server.filter(|s| s.is_up()) else {
+                let detail =
+                    format!("uid {}: not connected ({} live sessions wait)", st.uid, st.sessions);
+                return check(&name, FAILING, detail, &uid);
+            };
+            let started = Instant::now();
+            let cmd = Cmd::new("display-message").flag("-p").arg("#{pid}");
+            match tokio::time::timeout(TMUX_PING_TIMEOUT, server.tmux(cmd)).await {
+                Ok(Ok(out)) => {
+                    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let pid: Option<u32> = out.first().and_then(|l| l.trim().parse().ok());
+                    let detail = format!(
+                        "uid {} ({}): answering (pid {}), {latency_ms:.1} ms",
+                        st.uid,
+                        st.user,
+                        pid.unwrap_or_default()
+                    );
+                    let extra =
+                        [uid[0].clone(), ("latency_ms", json!(latency_ms)), ("pid", json!(pid))];
+                    check(&name, OK, detail, &extra)
+                }
+                Ok(Err(e)) => {
+                    check(&name, FAILING, format!("uid {}: not answering: {e}", st.uid), &uid)
+                }
+                Err(_) => {
+                    let detail = format!("uid {}: no answer within {TMUX_PING_TIMEOUT:?}", st.uid);
+                    check(&name, FAILING, detail, &uid)
+                }
+            }
         }
-        Ok(Err(e)) => check(NAME, FAILING, format!("not answering: {e}"), &[]),
-        Err(_) => check(NAME, FAILING, format!("no answer within {TMUX_PING_TIMEOUT:?}"), &[]),
-    }
+    });
+    futures::future::join_all(pings).await
 }
 
-fn cheap_checks(daemon: &Daemon) -> Vec<Check> {
-    vec![
-        control_connection(daemon),
-        socket(&daemon.socket_path),
-        disk(daemon),
-        sessions(daemon),
-        cgroups(daemon),
-    ]
-}
-
-fn control_connection(daemon: &Daemon) -> Check {
-    match daemon.sessions.client() {
-        Ok(c) => check(
-            "control_connection",
-            OK,
-            format!("up (client pid {})", c.pid().unwrap_or_default()),
-            &[],
-        ),
-        Err(e) => check("control_connection", FAILING, e.to_string(), &[]),
+fn control_connections(sessions: &Sessions) -> Check {
+    let servers = sessions.servers();
+    let up = servers.iter().filter(|s| s.alive).count();
+    let down: Vec<String> = servers
+        .iter()
+        .filter(|s| !s.alive && s.sessions > 0)
+        .map(|s| format!("uid {}", s.uid))
+        .collect();
+    if down.is_empty() {
+        let detail = format!("{up} tmux servers connected");
+        check("control_connection", OK, detail, &[("servers", json!(up))])
+    } else {
+        let detail = format!(
+            "not connected to the tmux servers of {} (their sessions wait)",
+            down.join(", ")
+        );
+        check("control_connection", FAILING, detail, &[("servers", json!(up))])
     }
 }
 
@@ -121,8 +234,7 @@ fn socket(path: &Path) -> Check {
     }
 }
 
-fn disk(daemon: &Daemon) -> Check {
-    let config = daemon.config();
+fn disk(config: &Config) -> Check {
     let dir = config.state_dir();
     let st = match rustix::fs::statvfs(&dir) {
         Ok(st) => st,
@@ -153,9 +265,9 @@ fn disk(daemon: &Daemon) -> Check {
     )
 }
 
-fn sessions(daemon: &Daemon) -> Check {
-    let max = daemon.config().limits.max_sessions;
-    let c = daemon.sessions.counts();
+fn sessions(config: &Config, sessions: &Sessions) -> Check {
+    let max = config.limits.max_sessions;
+    let c = sessions.counts();
     // Lost sessions do not count against the limit (as in session.create).
     let live = c.total - c.lost;
     let status =
@@ -175,8 +287,8 @@ fn sessions(daemon: &Daemon) -> Check {
 /// No cgroup support is a property of the host, not a fault the operator can
 /// fix by restarting: it stays `ok` (so monitoring does not alarm forever on
 /// a machine that simply has no systemd) and the detail says only rlimits apply.
-fn cgroups(daemon: &Daemon) -> Check {
-    if daemon.sessions.cgroups {
+fn cgroups(sessions: &Sessions) -> Check {
+    if sessions.cgroups() {
         check(
             "cgroups",
             OK,
@@ -186,64 +298,5 @@ fn cgroups(daemon: &Daemon) -> Check {
     } else {
         let detail = "cgroup caps not available (no systemd or no delegation): rlimits only".into();
         check("cgroups", OK, detail, &[("available", json!(false))])
-    }
-}
-
-/// Every health interval: logs health transitions, refreshes `STATUS=`, and
-/// writes the metrics textfile when configured. Runs until shutdown.
-pub async fn monitor(daemon: Arc<Daemon>) {
-    let mut shutdown = daemon.shutdown.listener();
-    let mut last = OK.to_string();
-    loop {
-        let health = evaluate_cheap(&daemon);
-        if health.status != last {
-            let bad: Vec<String> = health
-                .checks
-                .iter()
-                .filter(|c| !c.ok)
-                .map(|c| format!("{}: {}", c.name, c.detail))
-                .collect();
-            tracing::warn!(from = %last, to = %health.status, problems = ?bad, "health changed");
-            last = health.status.clone();
-        }
-        crate::systemd::status(&daemon.status_line());
-        if let Some(path) = daemon.config().metrics.textfile.clone() {
-            if let Err(e) = crate::gauges::write_textfile(&daemon, &path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the metrics textfile");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(daemon.config().health.interval.0) => {}
-        }
-    }
-}
-
-/// Sends `WATCHDOG=1` at half the interval systemd asked for, as long as the
-/// runtime keeps scheduling this task and the control connection to tmux
-/// works (a connection down for longer than one health interval, which the
-/// supervisor failed to bring back, stops the feeding so systemd restarts
-/// the daemon). Updates `STATUS=` each tick. Returns at once when the
-/// watchdog is off.
-pub async fn feed_watchdog(daemon: Arc<Daemon>) {
-    let Some(interval) = crate::systemd::watchdog_interval() else { return };
-    let mut tick = tokio::time::interval(interval / 2);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = daemon.shutdown.listener();
-    let mut down_since: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tick.tick() => {}
-        }
-        let up = daemon.sessions.client().is_ok();
-        down_since = if up { None } else { down_since.or(Some(Instant::now())) };
-        let grace = daemon.config().health.interval.0;
-        if down_since.is_none_or(|t| t.elapsed() <= grace) {
-            crate::systemd::watchdog();
-        } else {
-            tracing::error!("tmux control connection down for more than one health interval; not feeding the watchdog");
-        }
-        crate::systemd::status(&daemon.status_line());
     }
 }

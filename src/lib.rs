@@ -1,24 +1,28 @@
-//! ccmanagerd: a systemd daemon that owns one tmux server and the terminal
-//! sessions in it, and answers JSON-RPC 2.0 on a Unix socket.
+//! ccmanagerd: a systemd daemon that owns the tmux servers (one per session
+//! uid, running as that uid) and the terminal sessions in them, and answers
+//! JSON-RPC 2.0 on a Unix socket.
 //!
-//! Map of the modules:
-//! - [`config`]: TOML -> typed config, validation with file:line errors.
-//! - [`protocol`]: the JSON-RPC envelope and typed requests/results, shared with the CLI.
-//! - [`server`]: the control socket (bind or activation), framing, peer credentials.
-//! - [`rpc`]: dispatch and one file per method family.
-//! - [`daemon`]: shared state, `run`, reload.
-//! - [`tmux`]: the tmux server's lifecycle and the one control-mode connection.
-//! - [`sessions`]: the session registry, reconcile, refresh, the state file.
-//! - [`limits`]: rlimit and cgroup caps, the exec-wrapper.
-//! - [`cleanup`]: the periodic reaper behind `cleanup.run`.
-//! - [`health`], [`metrics`], [`gauges`]: checks, watchdog, Prometheus text.
-//! - [`systemd`], [`logging`], [`shutdown`]: the service-manager plumbing.
-//! - [`client`]: a small blocking JSON-RPC client (CLI and tests).
+//! Dependencies run one way, bottom to top; nothing imports upward:
+//! - bottom: [`config`], [`users`], [`dirs`], [`protocol`] (the envelope and
+//!   typed requests/results, shared with the CLI), [`tmux`] (one server's
+//!   lifecycle, the control-mode client and parser), [`limits`] (rlimits,
+//!   cgroups, the exec-wrapper), [`systemd`], [`logging`], [`shutdown`],
+//!   [`error`], [`metrics`];
+//! - [`sessions`]: the registry, one supervisor per tmux server, spawning;
+//! - services given only the handles they need: [`cleanup`], [`health`],
+//!   [`gauges`], [`reload`];
+//! - [`rpc`]: dispatch and one file per method family, on those handles;
+//! - [`server`]: the control socket, framing, budgets, peer credentials; it
+//!   depends on a [`server::Handler`] trait only;
+//! - [`app`]: the one place that wires them together.
+//!
+//! [`client`] is a small blocking JSON-RPC client (CLI and tests).
 
+pub mod app;
 pub mod cleanup;
 pub mod client;
 pub mod config;
-pub mod daemon;
+pub mod dirs;
 pub mod error;
 pub mod gauges;
 pub mod health;
@@ -26,9 +30,11 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod reload;
 pub mod rpc;
 pub mod server;
 pub mod sessions;
 pub mod shutdown;
 pub mod systemd;
 pub mod tmux;
+pub mod users;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use ccmanagerd::daemon::Options;
+use ccmanagerd::reload::Options;
 
-/// A daemon that owns a tmux server and the long-lived terminal sessions in it.
+/// A daemon that owns the tmux servers (one per session uid) and the long-lived terminal sessions in them.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -18,9 +18,9 @@ struct Args {
     /// Control socket path (overrides daemon.socket).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// tmux server socket path (overrides tmux.socket).
-    #[arg(long, value_name = "PATH")]
-    tmux_socket: Option<PathBuf>,
+    /// Directory of the tmux servers, one per session uid (overrides tmux.socket_dir).
+    #[arg(long, value_name = "DIR")]
+    tmux_dir: Option<PathBuf>,
     /// Log level or filter (overrides daemon.log_level; RUST_LOG syntax).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     let mut options = Options {
         config_path: args.config.clone(),
         socket: args.socket.clone(),
-        tmux_socket: args.tmux_socket.clone(),
+        tmux_dir: args.tmux_dir.clone(),
         log: None,
     };
     let config = match options.load_config() {
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             )
             .with_context(|| format!("cannot serve on {}", socket_path.display()))?,
         };
-        ccmanagerd::daemon::start_and_run(config, options, listener).await
+        ccmanagerd::app::start_and_run(config, options, listener).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,7 +23,7 @@ async fn launch_then_adopt() {
     assert_eq!(server.tmux(&["show-options", "-gv", "remain-on-exit"]).trim(), "on");
     assert_eq!(server.tmux(&["show-options", "-gv", "exit-empty"]).trim(), "off");
     // A second ensure_running adopts the same server instead of restarting it.
-    let (info, launched) = ensure_running(&Launcher::Detached, &server.paths).await.unwrap();
+    let (info, launched) = ensure_running(&Launcher::Detached(None), &server.paths).await.unwrap();
     assert!(!launched);
     assert_eq!(info, server.info);
     // The server is a session leader of its own (setsid), not in our group.
@@ -50,7 +50,7 @@ async fn probe_missing_and_stale_socket() {
     assert!(paths.socket.exists());
     assert_eq!(probe(&paths.tmux_bin, &paths.socket).await, None);
     // ensure_running replaces the stale socket with a live server.
-    let (info, launched) = ensure_running(&Launcher::Detached, &paths).await.unwrap();
+    let (info, launched) = ensure_running(&Launcher::Detached(None), &paths).await.unwrap();
     assert!(launched);
     kill_server(&paths.socket, Some(info.pid));
 }
@@ -62,7 +62,7 @@ async fn launch_failure_is_reported_not_trusted() {
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "").unwrap();
     paths.socket = blocker.join("tmux.sock");
-    let err = ensure_running(&Launcher::Detached, &paths).await.unwrap_err();
+    let err = ensure_running(&Launcher::Detached(None), &paths).await.unwrap_err();
     assert!(err.to_string().contains("socket directory"), "{err}");
 }
 
@@ -72,6 +72,6 @@ async fn server_that_cannot_bind_is_an_error() {
     // Longer than sun_path allows: tmux exits without ever answering.
     let deep = dir.path().join("d".repeat(100));
     paths.socket = deep.join("tmux.sock");
-    let err = ensure_running(&Launcher::Detached, &paths).await.unwrap_err();
+    let err = ensure_running(&Launcher::Detached(None), &paths).await.unwrap_err();
     assert!(err.to_string().contains("without answering"), "{err}");
 }

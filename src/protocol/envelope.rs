@@ -40,6 +40,9 @@ pub enum ErrorKind {
     InvalidConfig,
     /// tmux refused the command.
     TmuxError,
+    /// The session's program could not be started (missing program, a cwd
+    /// its owner cannot enter, ...); the message names the problem.
+    SpawnFailed,
 }
 
 impl ErrorKind {
@@ -55,6 +58,7 @@ impl ErrorKind {
             ErrorKind::InvalidState => -32006,
             ErrorKind::InvalidConfig => -32007,
             ErrorKind::TmuxError => -32008,
+            ErrorKind::SpawnFailed => -32009,
         }
     }
 
@@ -70,6 +74,7 @@ impl ErrorKind {
             ErrorKind::InvalidState => "invalid_state",
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::TmuxError => "tmux_error",
+            ErrorKind::SpawnFailed => "spawn_failed",
         }
     }
 }

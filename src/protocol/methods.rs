@@ -12,13 +12,14 @@ use serde_json::Value;
 use super::envelope::{RpcError, METHOD_NOT_FOUND};
 use super::types::{SessionField, SessionState};
 use crate::limits::Limits;
+use crate::users::UserSpec;
 
 /// Methods that take no params (absent, null, `{}` or `[]`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
-/// `session.create`: `{"command": ["claude"], "name": "x", "cwd": "/srv", "env": {"K": "V"}, "cols": 120, "rows": 40, "limits": {"nofile": 1024}, "keep": false}`
+/// `session.create`: `{"command": ["claude"], "name": "x", "cwd": "/srv", "env": {"K": "V"}, "cols": 120, "rows": 40, "limits": {"nofile": 1024}, "keep": false, "user": "alice"}`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionCreate {
@@ -45,6 +46,10 @@ pub struct SessionCreate {
     /// Exempt from cleanup.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep: bool,
+    /// Run as this user (a name or a uid); root and admins only. Default:
+    /// the caller (root: `tmux.session_user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserSpec>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

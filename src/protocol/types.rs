@@ -79,6 +79,17 @@ pub struct Session {
     pub ended_at: Option<String>,
     /// uid of the peer that created it.
     pub owner_uid: u32,
+    /// uid the program runs as (its tmux server's uid).
+    #[serde(default)]
+    pub uid: u32,
+    /// Login name of `uid` ("" when it has no passwd entry).
+    #[serde(default)]
+    pub user: String,
+    /// Found in its owner's tmux server without having been created by the
+    /// daemon (planted by a program, or from a lost state file): it belongs
+    /// to the server's uid and its metadata is only what tmux claimed.
+    #[serde(default)]
+    pub adopted: bool,
     /// The limits applied (defaults merged with the request).
     pub limits: Limits,
     /// Exempt from cleanup.
@@ -112,6 +123,9 @@ pub enum SessionField {
     LastActivityAt,
     EndedAt,
     OwnerUid,
+    Uid,
+    User,
+    Adopted,
     Limits,
     Keep,
     Cols,
@@ -121,7 +135,7 @@ pub enum SessionField {
 
 impl SessionField {
     /// Every field, in the order a full [`Session`] serialises them.
-    pub const ALL: [SessionField; 17] = [
+    pub const ALL: [SessionField; 20] = [
         SessionField::Id,
         SessionField::Name,
         SessionField::TmuxSession,
@@ -134,6 +148,9 @@ impl SessionField {
         SessionField::LastActivityAt,
         SessionField::EndedAt,
         SessionField::OwnerUid,
+        SessionField::Uid,
+        SessionField::User,
+        SessionField::Adopted,
         SessionField::Limits,
         SessionField::Keep,
         SessionField::Cols,
@@ -178,6 +195,9 @@ impl Serialize for Projected<'_> {
                 }
                 SessionField::EndedAt => map.serialize_entry("ended_at", &s.ended_at)?,
                 SessionField::OwnerUid => map.serialize_entry("owner_uid", &s.owner_uid)?,
+                SessionField::Uid => map.serialize_entry("uid", &s.uid)?,
+                SessionField::User => map.serialize_entry("user", &s.user)?,
+                SessionField::Adopted => map.serialize_entry("adopted", &s.adopted)?,
                 SessionField::Limits => map.serialize_entry("limits", &s.limits)?,
                 SessionField::Keep => map.serialize_entry("keep", &s.keep)?,
                 SessionField::Cols => map.serialize_entry("cols", &s.cols)?,
@@ -209,16 +229,38 @@ pub struct Status {
     pub socket: Option<PathBuf>,
 }
 
-/// The tmux part of [`Status`]; fields are null until the server exists.
+/// The tmux part of [`Status`]: one server per session uid.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TmuxStatus {
-    /// Server pid.
-    pub pid: Option<u32>,
-    /// Server socket path.
-    pub socket: Option<PathBuf>,
-    /// Whether the server answers.
+    /// Whether every server that holds live sessions answers.
     pub alive: bool,
-    /// tmux version string.
+    /// tmux version string (of the binary).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The servers, by uid.
+    #[serde(default)]
+    pub servers: Vec<ServerStatus>,
+}
+
+/// One tmux server in [`TmuxStatus`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// The uid it runs as (and every session in it).
+    pub uid: u32,
+    /// Login name of `uid`.
+    pub user: String,
+    /// Server pid while it runs.
+    pub pid: Option<u32>,
+    /// Its socket.
+    pub socket: PathBuf,
+    /// Whether its control connection is up.
+    pub alive: bool,
+    /// Sessions in it the daemon knows (any state).
+    pub sessions: usize,
+    /// Its systemd unit, when it runs in one.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Its tmux version, while it runs.
     #[serde(default)]
     pub version: Option<String>,
 }
@@ -302,7 +344,7 @@ mod tests {
             "command": ["cat"], "cwd": "/tmp", "state": "exited", "exit_status": 3,
             "pid": 7, "created_at": "2026-11-20T10:00:00Z",
             "last_activity_at": "2026-11-20T10:05:00Z", "ended_at": "2026-11-20T10:06:00Z",
-            "owner_uid": 1000, "limits": {"nofile": 64}, "keep": true, "cols": 100,
+            "owner_uid": 1000, "uid": 1001, "user": "alice", "adopted": true, "limits": {"nofile": 64}, "keep": true, "cols": 100,
             "rows": 30, "env": {"A": "b"}
         }))
         .unwrap()

@@ -9,14 +9,13 @@ use crate::protocol::methods::CleanupRun;
 use crate::protocol::types::CleanupReport;
 
 /// `cleanup.run {dry_run}` -> `{removed: [{id, reason}], dry_run}`.
-pub async fn run(ctx: &Ctx, p: CleanupRun) -> CleanupReport {
-    let config = ctx.daemon.config();
+pub async fn run(ctx: &Ctx<'_>, p: CleanupRun) -> CleanupReport {
     tracing::info!(peer_uid = ctx.peer.uid, dry_run = p.dry_run, "cleanup requested over RPC");
-    let admin = ctx.peer.is_admin(&config);
+    let s = ctx.service;
     let mine: BTreeSet<String> =
-        ctx.daemon.sessions.list(&ctx.peer, &config, None).into_iter().map(|s| s.id).collect();
-    let mut report = ctx.daemon.reaper.run(&ctx.daemon, p.dry_run).await;
-    if !admin {
+        s.sessions.list(&ctx.caller, None).into_iter().map(|s| s.id).collect();
+    let mut report = s.reaper.run(&s.sessions, &s.config, &s.metrics, p.dry_run).await;
+    if !ctx.caller.admin {
         report.removed.retain(|r| mine.contains(&r.id));
     }
     report

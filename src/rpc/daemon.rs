@@ -12,39 +12,37 @@ pub fn ping() -> Value {
 }
 
 /// `daemon.status`.
-pub async fn status(ctx: &Ctx) -> Result<Status> {
-    let d = &ctx.daemon;
+pub async fn status(ctx: &Ctx<'_>) -> Result<Status> {
+    let s = ctx.service;
+    let servers = s.sessions.servers();
     Ok(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
-        uptime_s: d.started.elapsed().as_secs(),
-        tmux: tmux_status(ctx),
-        sessions: d.sessions.counts(),
-        health: crate::health::evaluate_cheap(d).status,
-        socket: Some(d.socket_path.clone()),
+        uptime_s: s.started.elapsed().as_secs(),
+        tmux: TmuxStatus {
+            alive: s.sessions.servers_up(),
+            version: servers.iter().find_map(|v| v.version.clone()),
+            servers: servers
+                .into_iter()
+                .filter(|v| ctx.caller.admin || v.uid == ctx.caller.uid)
+                .collect(),
+        },
+        sessions: s.sessions.counts(),
+        health: s.health.evaluate_cheap().status,
+        socket: Some(s.socket_path.clone()),
     })
 }
 
-fn tmux_status(ctx: &Ctx) -> TmuxStatus {
-    let s = &ctx.daemon.sessions;
-    let server = s.server();
-    TmuxStatus {
-        pid: server.as_ref().map(|i| i.pid),
-        socket: Some(s.paths.socket.clone()),
-        alive: s.client().is_ok(),
-        version: server.map(|i| i.version),
-    }
-}
-
 /// `daemon.reload`: same as SIGHUP.
-pub async fn reload(ctx: &Ctx) -> Result<ReloadResult> {
+pub async fn reload(ctx: &Ctx<'_>) -> Result<ReloadResult> {
     tracing::info!(peer_uid = ctx.peer.uid, "reload requested over RPC");
-    ctx.daemon.reload().await
+    let health = &ctx.service.health;
+    ctx.service.reloader.reload(|| health.status_line()).await
 }
 
 /// `daemon.metrics`: Prometheus text.
-pub async fn metrics(ctx: &Ctx) -> Result<Value> {
-    Ok(json!({ "text": crate::gauges::exposition(&ctx.daemon) }))
+pub async fn metrics(ctx: &Ctx<'_>) -> Result<Value> {
+    Ok(json!({ "text": ctx.service.gauges.exposition() }))
 }
 
 /// `debug.sleep` (test builds only): answers after `ms` milliseconds.

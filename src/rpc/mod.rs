@@ -1,27 +1,64 @@
 //! Request dispatch: one exhaustive `match` over [`Request`], each arm a
-//! one-line call into the method family's file.
+//! one-line call into the method family's file, which gets only the handles
+//! it needs through [`Ctx`]. [`Service`] is what the server calls (it
+//! implements [`Handler`]).
 
 pub mod cleanup;
 pub mod daemon;
 pub mod health;
 pub mod sessions;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::daemon::Daemon;
+use crate::cleanup::Reaper;
+use crate::config::{Config, ConfigHandle};
 use crate::error::{Error, Result};
+use crate::gauges::Gauges;
+use crate::health::Checker;
+use crate::metrics::Metrics;
+use crate::protocol::envelope::RpcError;
 use crate::protocol::Request;
-use crate::server::Peer;
+use crate::reload::Reloader;
+use crate::server::{Access, Bounds, Handler, Peer};
+use crate::sessions::{Caller, Sessions};
 
-/// The caller of a request.
-pub struct Ctx {
-    /// Shared daemon state.
-    pub daemon: Arc<Daemon>,
-    /// Who asked.
-    pub peer: Peer,
+/// The handles the methods use; built once by the app.
+pub struct Service {
+    /// The running config.
+    pub config: ConfigHandle,
+    /// The sessions and their servers.
+    pub sessions: Sessions,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// The cleanup pass.
+    pub reaper: Arc<Reaper>,
+    /// Reloads the config.
+    pub reloader: Arc<Reloader>,
+    /// Health checks.
+    pub health: Checker,
+    /// The metrics exposition.
+    pub gauges: Gauges,
+    /// Start time, for uptime.
+    pub started: Instant,
+    /// The control socket clients use.
+    pub socket_path: PathBuf,
+}
+
+/// One request's view: the service, who asks, and the config of the moment.
+pub struct Ctx<'a> {
+    /// The handles.
+    pub service: &'a Service,
+    /// The peer's credentials.
+    pub peer: &'a Peer,
+    /// The peer as the sessions see it.
+    pub caller: Caller,
+    /// The config, read once for the request.
+    pub config: Arc<Config>,
 }
 
 /// A result serialised once, straight from the method's own type: no
@@ -36,7 +73,7 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 }
 
 /// Serves one request.
-pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Encoded> {
+pub async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Encoded> {
     match request {
         Request::DaemonPing(_) => json(&daemon::ping()),
         Request::DaemonStatus(_) => json(&daemon::status(ctx).await?),
@@ -56,5 +93,46 @@ pub async fn dispatch(ctx: &Ctx, request: Request) -> Result<Encoded> {
         Request::DebugFail(_) => Err(Error::Internal("debug.fail was called".into())),
         #[cfg(feature = "test-hooks")]
         Request::DebugSleep(p) => json(&daemon::debug_sleep(p.ms).await),
+    }
+}
+
+impl Handler for Service {
+    fn bounds(&self) -> Bounds {
+        let d = &self.config.get().daemon;
+        Bounds {
+            max_message_bytes: d.max_message_bytes,
+            max_connections: d.max_connections,
+            max_connections_per_uid: d.max_connections_per_uid,
+            reserved_admin_connections: d.reserved_admin_connections,
+            max_inflight_per_connection: d.max_inflight_per_connection,
+            idle_timeout: d.idle_timeout.0,
+            shutdown_timeout: d.shutdown_timeout.0,
+        }
+    }
+
+    fn access(&self, peer: &Peer) -> Access {
+        let config = self.config.get();
+        if !peer.allowed(&config) {
+            Access::Refused
+        } else if peer.is_admin(&config) {
+            Access::Admin
+        } else {
+            Access::User
+        }
+    }
+
+    async fn handle(&self, peer: &Peer, request: Request) -> Result<Encoded, RpcError> {
+        let config = self.config.get();
+        let caller = Caller { uid: peer.uid, admin: peer.is_admin(&config) };
+        let ctx = Ctx { service: self, peer, caller, config };
+        dispatch(&ctx, request).await.map_err(RpcError::from)
+    }
+
+    fn served(&self, method: &'static str, ok: bool, took: Duration) {
+        self.metrics.request(method, ok, took);
+    }
+
+    fn refused(&self) {
+        self.metrics.connection_rejected();
     }
 }

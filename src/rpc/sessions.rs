@@ -12,39 +12,41 @@ use crate::protocol::methods::{
 use crate::protocol::types::{Session, SessionField};
 
 /// `session.create`.
-pub async fn create(ctx: &Ctx, p: SessionCreate) -> Result<Session> {
-    let config = ctx.daemon.config();
-    let metrics = &ctx.daemon.metrics;
-    ctx.daemon.sessions.create(&ctx.peer, &config, p, |limit| metrics.limit_rejected(limit)).await
+pub async fn create(ctx: &Ctx<'_>, p: SessionCreate) -> Result<Session> {
+    let metrics = &ctx.service.metrics;
+    ctx.service
+        .sessions
+        .create(&ctx.caller, &ctx.config, p, |limit| metrics.limit_rejected(limit))
+        .await
 }
 
 /// `session.list`.
-pub fn list(ctx: &Ctx, p: SessionList) -> Result<Encoded> {
+pub fn list(ctx: &Ctx<'_>, p: SessionList) -> Result<Encoded> {
     let fields = p.fields.as_deref().unwrap_or(&SessionField::ALL);
     if fields.is_empty() {
         return Err(Error::InvalidParams(
             "fields: name at least one field, or leave it out".into(),
         ));
     }
-    ctx.daemon.sessions.list_encoded(&ctx.peer, &ctx.daemon.config(), p.state, fields)
+    ctx.service.sessions.list_encoded(&ctx.caller, p.state, fields)
 }
 
 /// `session.get`.
-pub fn get(ctx: &Ctx, p: SessionId) -> Result<Session> {
-    ctx.daemon.sessions.get(&ctx.peer, &ctx.daemon.config(), &p.id)
+pub fn get(ctx: &Ctx<'_>, p: SessionId) -> Result<Session> {
+    ctx.service.sessions.get(&ctx.caller, &p.id)
 }
 
 /// `session.kill`.
-pub async fn kill(ctx: &Ctx, p: SessionId) -> Result<Value> {
+pub async fn kill(ctx: &Ctx<'_>, p: SessionId) -> Result<Value> {
     tracing::info!(session_id = %p.id, peer_uid = ctx.peer.uid, "kill requested");
-    ctx.daemon.sessions.kill(&ctx.peer, &ctx.daemon.config(), &p.id, "killed").await?;
+    ctx.service.sessions.kill(&ctx.caller, &p.id, "killed").await?;
     Ok(json!({"id": p.id, "killed": true}))
 }
 
 /// `session.send`.
-pub async fn send(ctx: &Ctx, p: SessionSend) -> Result<Value> {
+pub async fn send(ctx: &Ctx<'_>, p: SessionSend) -> Result<Value> {
     let id = p.id.clone();
-    ctx.daemon.sessions.send(&ctx.peer, &ctx.daemon.config(), p).await?;
+    ctx.service.sessions.send(&ctx.caller, p).await?;
     Ok(json!({ "id": id }))
 }
 
@@ -56,18 +58,18 @@ pub struct Captured {
 }
 
 /// `session.capture`.
-pub async fn capture(ctx: &Ctx, p: SessionCapture) -> Result<Captured> {
+pub async fn capture(ctx: &Ctx<'_>, p: SessionCapture) -> Result<Captured> {
     let id = p.id.clone();
-    let text = ctx.daemon.sessions.capture(&ctx.peer, &ctx.daemon.config(), p).await?;
+    let text = ctx.service.sessions.capture(&ctx.caller, &ctx.config, p).await?;
     Ok(Captured { id, text })
 }
 
 /// `session.resize`.
-pub async fn resize(ctx: &Ctx, p: SessionResize) -> Result<Session> {
-    ctx.daemon.sessions.resize(&ctx.peer, &ctx.daemon.config(), &p.id, p.cols, p.rows).await
+pub async fn resize(ctx: &Ctx<'_>, p: SessionResize) -> Result<Session> {
+    ctx.service.sessions.resize(&ctx.caller, &p.id, p.cols, p.rows).await
 }
 
 /// `session.attach`.
-pub fn attach(ctx: &Ctx, p: SessionId) -> Result<Value> {
-    Ok(json!({ "argv": ctx.daemon.sessions.attach(&ctx.peer, &ctx.daemon.config(), &p.id)? }))
+pub fn attach(ctx: &Ctx<'_>, p: SessionId) -> Result<Value> {
+    Ok(json!({ "argv": ctx.service.sessions.attach(&ctx.caller, &p.id)? }))
 }

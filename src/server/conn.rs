@@ -16,11 +16,10 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tracing::Instrument;
 
-use super::{ActiveGuard, Peer};
-use crate::daemon::Daemon;
+use super::{ActiveGuard, Handler, Peer};
 use crate::protocol::envelope::{self, batch, failure, success, Call, Item, Message, RpcError};
 use crate::protocol::Request;
-use crate::rpc::{dispatch, Ctx};
+use crate::shutdown::ShutdownListener;
 
 /// During shutdown, how long a connection may stay silent before it is
 /// closed (requests already on the wire are still served).
@@ -88,29 +87,35 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
+/// One connection's view of the handler and its peer.
+struct Ctx<H> {
+    handler: Arc<H>,
+    peer: Peer,
+}
+
 /// Serves a connection until EOF, error, idle timeout or shutdown.
-pub async fn serve_connection(
-    daemon: Arc<Daemon>,
+pub async fn serve_connection<H: Handler>(
+    handler: Arc<H>,
     stream: UnixStream,
     peer: Peer,
     _active: ActiveGuard,
+    mut shutdown: ShutdownListener,
 ) {
     let span = tracing::info_span!("conn", peer_uid = peer.uid, peer_pid = peer.pid);
     async move {
         let (read_half, mut writer) = stream.into_split();
         let mut reader = LineReader::new(BufReader::new(read_half));
-        let ctx = Arc::new(Ctx { daemon: daemon.clone(), peer });
+        let ctx = Arc::new(Ctx { handler: handler.clone(), peer });
         let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
-        let mut shutdown = daemon.shutdown.listener();
         // On shutdown a connection is drained, not cut: requests the client
         // already sent are still read and answered.
         let mut draining = false;
         // A write error means nobody reads the replies: stop at once.
         let mut broken = false;
         loop {
-            let config = daemon.config();
-            let idle = if draining { DRAIN_READ_GRACE } else { config.daemon.idle_timeout.0 };
-            let room = inflight.len() < config.daemon.max_inflight_per_connection;
+            let bounds = handler.bounds();
+            let idle = if draining { DRAIN_READ_GRACE } else { bounds.idle_timeout };
+            let room = inflight.len() < bounds.max_inflight_per_connection;
             let line = tokio::select! {
                 _ = shutdown.wait(), if !draining => {
                     draining = true;
@@ -125,7 +130,7 @@ pub async fn serve_connection(
                     }
                     continue;
                 }
-                read = tokio::time::timeout(idle, reader.next(config.daemon.max_message_bytes)), if room => read,
+                read = tokio::time::timeout(idle, reader.next(bounds.max_message_bytes)), if room => read,
             };
             let bytes = match line {
                 // Idle only counts while nothing is in flight.
@@ -140,7 +145,7 @@ pub async fn serve_connection(
                 }
                 Ok(Ok(Line::Eof)) => break,
                 Ok(Ok(Line::TooLong)) => {
-                    let max = config.daemon.max_message_bytes;
+                    let max = bounds.max_message_bytes;
                     tracing::warn!(max, "message over the size cap; closing connection");
                     let err = RpcError::invalid_request(format!(
                         "invalid request: message exceeds daemon.max_message_bytes = {max} bytes"
@@ -181,7 +186,7 @@ async fn write_line<W: AsyncWriteExt + Unpin>(
 }
 
 /// Serves one message (single or batch); `None` when nothing is to be sent.
-async fn handle_message(ctx: &Ctx, bytes: &[u8]) -> Option<String> {
+async fn handle_message<H: Handler>(ctx: &Ctx<H>, bytes: &[u8]) -> Option<String> {
     match envelope::parse_message(bytes) {
         Message::Single(item) => handle_item(ctx, item).await,
         Message::Batch(items) => {
@@ -196,7 +201,7 @@ async fn handle_message(ctx: &Ctx, bytes: &[u8]) -> Option<String> {
     }
 }
 
-async fn handle_item(ctx: &Ctx, item: Item) -> Option<String> {
+async fn handle_item<H: Handler>(ctx: &Ctx<H>, item: Item) -> Option<String> {
     match item {
         Item::Invalid { id, error } => {
             tracing::debug!(code = error.code, message = %error.message, "invalid message");
@@ -206,7 +211,7 @@ async fn handle_item(ctx: &Ctx, item: Item) -> Option<String> {
     }
 }
 
-async fn handle_call(ctx: &Ctx, call: Call) -> Option<String> {
+async fn handle_call<H: Handler>(ctx: &Ctx<H>, call: Call) -> Option<String> {
     let Call { id, method, params } = call;
     let request = match Request::parse(&method, params) {
         Ok(r) => r,
@@ -217,9 +222,9 @@ async fn handle_call(ctx: &Ctx, call: Call) -> Option<String> {
     };
     let name = request.method();
     let started = Instant::now();
-    let result = dispatch(ctx, request).await;
+    let result = ctx.handler.handle(&ctx.peer, request).await;
     let took = started.elapsed();
-    ctx.daemon.metrics.request(name, result.is_ok(), took);
+    ctx.handler.served(name, result.is_ok(), took);
     match &result {
         Ok(_) => tracing::debug!(
             method = name,
@@ -229,13 +234,13 @@ async fn handle_call(ctx: &Ctx, call: Call) -> Option<String> {
             "request served"
         ),
         Err(e) => {
-            tracing::info!(method = name, peer_uid = ctx.peer.uid, peer_pid = ctx.peer.pid, error = %e, "request failed")
+            tracing::info!(method = name, peer_uid = ctx.peer.uid, peer_pid = ctx.peer.pid, error = %e.message, "request failed")
         }
     }
     let id = id?;
     Some(match result {
         Ok(value) => success(&id, &value),
-        Err(e) => failure(&id, &RpcError::from(e)),
+        Err(e) => failure(&id, &e),
     })
 }
 

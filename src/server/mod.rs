@@ -6,9 +6,12 @@ pub mod conn;
 pub mod peer;
 pub mod socket;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::task::JoinSet;
@@ -16,24 +19,111 @@ use tokio::task::JoinSet;
 pub use peer::Peer;
 pub use socket::Listener;
 
-use crate::daemon::Daemon;
 use crate::protocol::envelope::{failure, RpcError};
-use crate::protocol::ErrorKind;
+use crate::protocol::{ErrorKind, Request};
+use crate::shutdown::Shutdown;
 
 /// Pause after a failed accept (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a refusal reply may take to write before we give up on the peer.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The bounds of the server, read (from the config) at each accept and for
+/// each message, so a reload applies them.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// Longest message.
+    pub max_message_bytes: usize,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Most connections of one uid at once (root is exempt).
+    pub max_connections_per_uid: usize,
+    /// Slots only root and admins may take.
+    pub reserved_admin_connections: usize,
+    /// Most requests in flight on one connection.
+    pub max_inflight_per_connection: usize,
+    /// A connection silent this long (nothing in flight) is closed.
+    pub idle_timeout: Duration,
+    /// How long in-flight requests get on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// Who a peer is to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// May not connect.
+    Refused,
+    /// Sees its own sessions.
+    User,
+    /// Root or an admin: sees every session, may use the reserved slots.
+    Admin,
+}
+
+/// What the server needs from the layer above it; the server knows nothing
+/// else of the daemon.
+pub trait Handler: Send + Sync + 'static {
+    /// The current bounds.
+    fn bounds(&self) -> Bounds;
+    /// Whether `peer` may connect, and as whom.
+    fn access(&self, peer: &Peer) -> Access;
+    /// Answers one request.
+    fn handle(
+        &self,
+        peer: &Peer,
+        request: Request,
+    ) -> impl Future<Output = Result<Box<RawValue>, RpcError>> + Send;
+    /// A request was served (for metrics).
+    fn served(&self, method: &'static str, ok: bool, took: Duration);
+    /// A connection was refused (for metrics).
+    fn refused(&self);
+}
+
+/// Live connections, in all and by uid.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_uid: HashMap<u32, usize>,
+}
+
+/// Why a connection is refused, if it is.
+fn admission(counts: &Counts, bounds: &Bounds, peer: &Peer, access: Access) -> Option<RpcError> {
+    let too_many = |message: String| Some(RpcError::app(ErrorKind::TooManyConnections, message));
+    if counts.total >= bounds.max_connections {
+        return too_many(format!(
+            "too many connections (daemon.max_connections = {}); try again later",
+            bounds.max_connections
+        ));
+    }
+    let open = bounds.max_connections.saturating_sub(bounds.reserved_admin_connections);
+    if access != Access::Admin && counts.total >= open {
+        return too_many(format!(
+            "too many connections: the last daemon.reserved_admin_connections = {} of daemon.max_connections = {} are kept for root and admins; try again later",
+            bounds.reserved_admin_connections, bounds.max_connections
+        ));
+    }
+    let mine = counts.by_uid.get(&peer.uid).copied().unwrap_or(0);
+    if peer.uid != 0 && mine >= bounds.max_connections_per_uid {
+        return too_many(format!(
+            "too many connections from uid {} (daemon.max_connections_per_uid = {}); close some first",
+            peer.uid, bounds.max_connections_per_uid
+        ));
+    }
+    None
+}
+
 /// Accepts connections until shutdown, then waits for the connections to
-/// finish their in-flight requests (bounded by `daemon.shutdown_timeout`).
-pub async fn serve(daemon: Arc<Daemon>, listener: Listener) -> std::io::Result<()> {
-    let mut shutdown = daemon.shutdown.listener();
+/// finish their in-flight requests (bounded by the shutdown timeout).
+pub async fn serve<H: Handler>(
+    handler: Arc<H>,
+    listener: Listener,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let mut stop = shutdown.listener();
     let mut conns = JoinSet::new();
-    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.wait() => break,
+            _ = stop.wait() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             accepted = listener.listener.accept() => accepted,
         };
@@ -52,14 +142,14 @@ pub async fn serve(daemon: Arc<Daemon>, listener: Listener) -> std::io::Result<(
                 continue;
             }
         };
-        let config = daemon.config();
-        if !peer.allowed(&config) {
+        let access = handler.access(&peer);
+        if access == Access::Refused {
             tracing::warn!(
                 peer_uid = peer.uid,
                 peer_pid = peer.pid,
                 "connection refused: permission denied"
             );
-            daemon.metrics.connection_rejected();
+            handler.refused();
             let err = RpcError::app(
                 ErrorKind::PermissionDenied,
                 format!("permission denied: uid {} may not use ccmanagerd (see daemon.allowed_uids / allowed_groups)", peer.uid),
@@ -67,30 +157,34 @@ pub async fn serve(daemon: Arc<Daemon>, listener: Listener) -> std::io::Result<(
             conns.spawn(refuse(stream, err));
             continue;
         }
-        let limit = config.daemon.max_connections;
-        if active.load(std::sync::atomic::Ordering::SeqCst) >= limit {
+        let bounds = handler.bounds();
+        let refusal =
+            admission(&counts.lock().unwrap_or_else(|e| e.into_inner()), &bounds, &peer, access);
+        if let Some(err) = refusal {
             tracing::warn!(
                 peer_uid = peer.uid,
                 peer_pid = peer.pid,
-                limit,
-                "connection refused: too many connections"
+                "connection refused: {}",
+                err.message
             );
-            daemon.metrics.connection_rejected();
-            let err = RpcError::app(
-                ErrorKind::TooManyConnections,
-                format!("too many connections (daemon.max_connections = {limit}); try again later"),
-            );
+            handler.refused();
             conns.spawn(refuse(stream, err));
             continue;
         }
         tracing::debug!(peer_uid = peer.uid, peer_pid = peer.pid, "connection accepted");
-        let guard = ActiveGuard::new(active.clone());
-        conns.spawn(conn::serve_connection(daemon.clone(), stream, peer, guard));
+        let guard = ActiveGuard::new(counts.clone(), peer.uid);
+        conns.spawn(conn::serve_connection(
+            handler.clone(),
+            stream,
+            peer,
+            guard,
+            shutdown.listener(),
+        ));
     }
     // Stop accepting (the listener is dropped, and unlinked if we bound it),
     // then let every connection finish what it has in flight.
     drop(listener);
-    let grace = daemon.config().daemon.shutdown_timeout.0;
+    let grace = handler.bounds().shutdown_timeout;
     let drained =
         tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -111,18 +205,70 @@ async fn refuse(mut stream: UnixStream, err: RpcError) {
     .await;
 }
 
-/// Counts a live connection for as long as it exists.
-pub struct ActiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+/// Counts a live connection (in all and for its uid) for as long as it exists.
+pub struct ActiveGuard {
+    counts: Arc<Mutex<Counts>>,
+    uid: u32,
+}
 
 impl ActiveGuard {
-    fn new(counter: Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        ActiveGuard(counter)
+    fn new(counts: Arc<Mutex<Counts>>, uid: u32) -> Self {
+        {
+            let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+            c.total += 1;
+            *c.by_uid.entry(uid).or_default() += 1;
+        }
+        ActiveGuard { counts, uid }
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.total -= 1;
+        if let Some(n) = c.by_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                c.by_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds() -> Bounds {
+        Bounds {
+            max_message_bytes: 1,
+            max_connections: 10,
+            max_connections_per_uid: 3,
+            reserved_admin_connections: 2,
+            max_inflight_per_connection: 1,
+            idle_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn peer(uid: u32) -> Peer {
+        Peer { uid, gid: uid, pid: 1, groups: vec![] }
+    }
+
+    #[test]
+    fn one_uid_cannot_take_every_slot_and_admins_keep_theirs() {
+        let b = bounds();
+        let mut c = Counts::default();
+        c.total = 3;
+        c.by_uid.insert(1000, 3);
+        assert!(admission(&c, &b, &peer(1000), Access::User).is_some(), "per-uid cap");
+        assert!(admission(&c, &b, &peer(1001), Access::User).is_none());
+        assert!(admission(&c, &b, &peer(0), Access::Admin).is_none());
+        c.total = 8;
+        let e = admission(&c, &b, &peer(1001), Access::User).unwrap();
+        assert!(e.message.contains("reserved_admin_connections"), "{}", e.message);
+        assert!(admission(&c, &b, &peer(0), Access::Admin).is_none(), "root gets a reserved slot");
+        c.total = 10;
+        assert!(admission(&c, &b, &peer(0), Access::Admin).is_some(), "the hard cap holds");
     }
 }

@@ -115,7 +115,9 @@ pub fn bind(path: &Path, mode: FileMode, group: &str) -> anyhow::Result<Listener
 /// Creates the socket directory if missing (0755 under /run, 0700 elsewhere).
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.is_dir() {
-        return Ok(());
+        // e.g. /tmp/ccmanagerd-UID, which anyone could have made first.
+        return crate::dirs::check_trusted(dir)
+            .with_context(|| format!("checking socket directory {}", dir.display()));
     }
     let mode = if dir.starts_with("/run") && !dir.starts_with("/run/user") {
         SYSTEM_DIR_MODE

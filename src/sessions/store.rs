@@ -45,6 +45,7 @@ impl Store {
     pub fn open(dir: &Path) -> std::io::Result<Arc<Store>> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        crate::dirs::check_trusted(dir)?;
         Ok(Arc::new(Store { path: dir.join(STATE_FILE), dirty: tokio::sync::Notify::new() }))
     }
 

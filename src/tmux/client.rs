@@ -131,6 +131,9 @@ pub async fn connect(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A session made over this connection without -c would start in the
+        // client's directory: never the daemon's own.
+        .current_dir("/")
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| {
         TmuxError::Unavailable(format!("cannot run {}: {e}", cfg.tmux_bin.display()))

@@ -13,8 +13,8 @@ pub use client::{connect, ClientConfig, ControlClient, KEEPER_SESSION};
 pub use command::{Cmd, CommandError};
 pub use control::{Event, Notification, Output, Parser, Reply, ReplyKind};
 pub use server::{
-    check_version, ensure_running, launch, probe, write_config, Launcher, ServerInfo, ServerPaths,
-    TmuxServerSettings, Version,
+    check_version, ensure_running, launch, probe, write_config, Launcher, RunAs, ServerInfo,
+    ServerPaths, TmuxServerSettings, Version,
 };
 
 /// Errors from talking to or managing tmux; callers match on the variant.

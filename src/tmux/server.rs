@@ -127,6 +127,9 @@ pub fn render_config(settings: &TmuxServerSettings) -> String {
     text += "set -g destroy-unattached off\n";
     // No status line: a session's pane gets the full requested rows.
     text += "set -g status off\n";
+    // Nothing of the attaching client's environment (the daemon's: its
+    // SSH_AUTH_SOCK, DISPLAY, ...) reaches a session.
+    text += "set -g update-environment ''\n";
     if let Some(term) = &settings.default_terminal {
         let quoted = super::Cmd::new("set").arg(term.as_str()).render();
         if let Ok(line) = quoted {
@@ -165,12 +168,29 @@ pub struct ServerPaths {
     pub config: PathBuf,
 }
 
+/// The account a detached server is started as (the daemon must be root to
+/// use another one): what `initgroups` + `setgid` + `setuid` and a login
+/// would give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// The whole environment of the server (HOME, USER, LOGNAME, SHELL,
+    /// PATH, ...); nothing of the daemon's is inherited.
+    pub env: Vec<(String, String)>,
+}
+
 /// How the server process is started; the only place that decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Launcher {
-    /// A session leader outside our process group (development, no systemd).
+    /// A session leader outside our process group (development, no systemd),
+    /// as the daemon's own uid or, when the daemon is root, as `RunAs`.
     /// It stays in our cgroup, so a systemd stop of the daemon would kill it.
-    Detached,
+    Detached(Option<RunAs>),
     /// A transient systemd unit via `systemd-run`, so the server lives in its
     /// own cgroup and survives daemon restarts.
     SystemdUnit {
@@ -230,7 +250,7 @@ async fn launch_watched(
     paths: &ServerPaths,
 ) -> Result<Option<oneshot::Receiver<std::process::ExitStatus>>, TmuxError> {
     match launcher {
-        Launcher::Detached => launch_detached(paths).map(Some),
+        Launcher::Detached(run_as) => launch_detached(paths, run_as.as_ref()).map(Some),
         Launcher::SystemdUnit { unit, user, properties } => {
             let argv = systemd_run_argv(unit, user.as_deref(), properties, paths);
             let mut cmd = Command::new(&argv[0]);
@@ -258,6 +278,7 @@ async fn launch_watched(
 /// while we live (no zombie); once we exit it is reparented and lives on.
 fn launch_detached(
     paths: &ServerPaths,
+    run_as: Option<&RunAs>,
 ) -> Result<oneshot::Receiver<std::process::ExitStatus>, TmuxError> {
     let argv = server_argv(paths);
     let mut cmd = Command::new(&argv[0]);
@@ -265,13 +286,32 @@ fn launch_detached(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .current_dir("/")
         .kill_on_drop(false);
     for var in scrubbed_env() {
         cmd.env_remove(var);
     }
-    // SAFETY: setsid is async-signal-safe and touches no memory of ours.
+    let ids = run_as.map(|r| {
+        cmd.env_clear().envs(r.env.iter().map(|(k, v)| (k, v)));
+        let groups: Vec<libc::gid_t> = r.groups.clone();
+        (r.uid, r.gid, groups)
+    });
+    // SAFETY: only async-signal-safe calls (setsid, setgroups, setgid,
+    // setuid are plain syscalls), and the group list was built before the
+    // fork: nothing is allocated in the child.
     unsafe {
-        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(std::io::Error::from));
+        cmd.pre_exec(move || {
+            rustix::process::setsid().map_err(std::io::Error::from)?;
+            if let Some((uid, gid, groups)) = &ids {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
     let mut child = cmd
         .spawn()

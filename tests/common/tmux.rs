@@ -33,7 +33,7 @@ impl TestServer {
     /// Starts a detached private server and waits until it answers.
     pub async fn start() -> TestServer {
         let (dir, paths) = Self::paths();
-        let (info, launched) = ensure_running(&Launcher::Detached, &paths).await.unwrap();
+        let (info, launched) = ensure_running(&Launcher::Detached(None), &paths).await.unwrap();
         assert!(launched);
         TestServer { dir, paths, info }
     }

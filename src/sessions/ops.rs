@@ -1,0 +1,511 @@
+//! The operations behind the `session.*` methods, on the [`Sessions`]
+//! handle: who a session runs as, the caps, create, kill, send, capture,
+//! resize, attach. Every string a client sends reaches tmux only as a literal
+//! argument that tmux does not parse or expand, or is refused.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::value::RawValue;
+
+use super::record::{rfc3339, Record};
+use super::registry::{Caller, CapHit, Caps, Registry};
+use super::server::Server;
+use super::servers::Servers;
+use super::spawn::Spawner;
+use super::{procs, validate, DEFAULT_COLS, DEFAULT_ROWS};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::protocol::methods::{SessionCapture, SessionCreate, SessionSend};
+use crate::protocol::types::{
+    ServerStatus, Session, SessionCounts, SessionField, SessionState, SESSION_PREFIX,
+};
+use crate::tmux::Cmd;
+use crate::users::{Account, UserSpec};
+
+/// Length of generated ids.
+const ID_LEN: usize = 8;
+
+/// Whose servers this daemon may run.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The daemon is root: every session runs as its owner, in that owner's
+    /// own server.
+    MultiUser,
+    /// The daemon is not root (development): every session runs as the
+    /// daemon's own account, in one server.
+    SingleUser(Account),
+}
+
+/// The session subsystem, as the RPC layer, cleanup and health see it: a
+/// cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Arc<Registry>,
+    servers: Arc<Servers>,
+    spawner: Spawner,
+    mode: Mode,
+}
+
+fn new_id(taken: impl Fn(&str) -> bool) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    loop {
+        let mut bytes = [0u8; ID_LEN];
+        if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
+            // Extremely unlikely; fall back to time-derived bytes.
+            let n = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            bytes = (n as u64).to_le_bytes();
+        }
+        let id: String =
+            bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+        if !taken(&id) {
+            return id;
+        }
+    }
+}
+
+impl Sessions {
+    /// A handle over the registry, the servers and the spawner.
+    pub fn new(
+        registry: Arc<Registry>,
+        servers: Arc<Servers>,
+        spawner: Spawner,
+        mode: Mode,
+    ) -> Sessions {
+        Sessions { inner: Arc::new(Inner { registry, servers, spawner, mode }) }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
+    }
+
+    /// Whether per-session cgroup scopes are used.
+    pub fn cgroups(&self) -> bool {
+        self.inner.spawner.cgroups
+    }
+
+    /// Counts by state.
+    pub fn counts(&self) -> SessionCounts {
+        self.inner.registry.counts()
+    }
+
+    /// A copy of every record (cleanup, metrics).
+    pub fn all_records(&self) -> Vec<Record> {
+        self.inner.registry.all_records()
+    }
+
+    /// The servers, for `daemon.status` and health.
+    pub fn servers(&self) -> Vec<ServerStatus> {
+        self.inner.servers.status()
+    }
+
+    /// Whether every server holding live sessions is connected.
+    pub fn servers_up(&self) -> bool {
+        self.inner.servers.all_up()
+    }
+
+    /// The server objects (health pings them).
+    pub fn server_handles(&self) -> Vec<Arc<Server>> {
+        self.inner.servers.all()
+    }
+
+    /// Whether sessions may end up running as root because
+    /// `tmux.session_user` does not exist (a development machine).
+    pub fn root_fallback(&self, config: &Config) -> bool {
+        matches!(self.inner.mode, Mode::MultiUser)
+            && Account::by_name(&config.tmux.session_user).is_err()
+    }
+
+    /// Who a new session runs as; see docs/design.md ("Who a session runs as").
+    pub fn runs_as(
+        &self,
+        caller: &Caller,
+        config: &Config,
+        user: Option<&UserSpec>,
+    ) -> Result<Account> {
+        if let Some(spec) = user {
+            if !caller.admin {
+                return Err(Error::PermissionDenied(format!(
+                    "user: only root and members of daemon.admin_group may create a session for another user (asked for {spec})"
+                )));
+            }
+        }
+        let account = match (&self.inner.mode, user) {
+            (Mode::SingleUser(me), Some(spec)) => {
+                let wanted = Account::lookup(spec)
+                    .map_err(|e| Error::InvalidParams(format!("user: {e}")))?;
+                if wanted.uid != me.uid {
+                    return Err(Error::InvalidParams(format!(
+                        "user: this daemon is not root and runs every session as {} (uid {}); it cannot run one as {spec}",
+                        me.name, me.uid
+                    )));
+                }
+                return Ok(wanted);
+            }
+            (Mode::SingleUser(me), None) => return Ok(me.clone()),
+            (Mode::MultiUser, Some(spec)) => {
+                Account::lookup(spec).map_err(|e| Error::InvalidParams(format!("user: {e}")))?
+            }
+            (Mode::MultiUser, None) if caller.uid == 0 => {
+                match Account::by_name(&config.tmux.session_user) {
+                    Ok(a) => a,
+                    // A development machine without the package's user.
+                    Err(_) => {
+                        return Account::by_uid(0).map_err(|e| Error::Internal(e.to_string()))
+                    }
+                }
+            }
+            (Mode::MultiUser, None) => Account::by_uid(caller.uid).map_err(|e| {
+                Error::PermissionDenied(format!("cannot run a session as uid {}: {e}", caller.uid))
+            })?,
+        };
+        if account.is_root() && !config.tmux.allow_root_sessions {
+            return Err(Error::PermissionDenied(
+                "sessions may not run as root (set tmux.allow_root_sessions = true to allow it)"
+                    .into(),
+            ));
+        }
+        Ok(account)
+    }
+
+    /// `session.list`, as values.
+    pub fn list(&self, caller: &Caller, state: Option<SessionState>) -> Vec<Session> {
+        self.inner.registry.list(caller, state)
+    }
+
+    /// `session.list`, encoded straight from the registry.
+    pub fn list_encoded(
+        &self,
+        caller: &Caller,
+        state: Option<SessionState>,
+        fields: &[SessionField],
+    ) -> Result<Box<RawValue>> {
+        self.inner.registry.list_encoded(caller, state, fields)
+    }
+
+    /// `session.get`.
+    pub fn get(&self, caller: &Caller, id: &str) -> Result<Session> {
+        Ok(self.inner.registry.find(caller, id)?.session)
+    }
+
+    /// `session.create`. `on_reject` names a limit that refused it (metrics).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        config: &Config,
+        p: SessionCreate,
+        on_reject: impl Fn(&str),
+    ) -> Result<Session> {
+        validate::command(&p.command)?;
+        if let Some(n) = &p.name {
+            validate::name(n)?;
+        }
+        if let Some(c) = &p.cwd {
+            validate::cwd(c)?;
+        }
+        validate::env(&p.env)?;
+        validate::size(p.cols, p.rows)?;
+        let limits = p.limits.or(&config.limits.default);
+        if let Err(e) = p.limits.check_ceiling(&config.limits.ceiling) {
+            on_reject(e.field);
+            return Err(Error::LimitReached(e.to_string()));
+        }
+        let account = self.runs_as(caller, config, p.user.as_ref())?;
+        let now = SystemTime::now();
+        let registry = &self.inner.registry;
+        let id = new_id(|id| registry.lock().contains_key(id));
+        let session = Session {
+            tmux_session: format!("{SESSION_PREFIX}{id}"),
+            id: id.clone(),
+            name: p.name.clone(),
+            command: p.command.clone(),
+            cwd: Some(p.cwd.clone().unwrap_or_else(|| account.home.clone())),
+            state: SessionState::Running,
+            exit_status: None,
+            pid: None,
+            created_at: rfc3339(now),
+            last_activity_at: Some(rfc3339(now)),
+            ended_at: None,
+            owner_uid: caller.uid,
+            uid: account.uid,
+            user: account.name.clone(),
+            adopted: false,
+            limits: limits.clone(),
+            keep: p.keep,
+            cols: Some(p.cols.unwrap_or(DEFAULT_COLS)),
+            rows: Some(p.rows.unwrap_or(DEFAULT_ROWS)),
+            env: p.env.clone(),
+        };
+        // The record is reserved before the server is needed: caps cannot be
+        // overshot by concurrent creates, and an idle server is not stopped
+        // under a create.
+        let caps = Caps {
+            total: config.limits.max_sessions,
+            per_uid: config.limits.max_sessions_per_owner,
+        };
+        let mut reserved = Record::new(session.clone(), None);
+        reserved.spawning = true;
+        if let Err(hit) = registry.reserve(reserved, caps) {
+            let (limit, message) = match hit {
+                CapHit::Total(n) => (
+                    "max_sessions",
+                    format!("limit reached: limits.max_sessions = {n} sessions exist"),
+                ),
+                CapHit::PerUid(n, uid) => (
+                    "max_sessions_per_owner",
+                    format!(
+                        "limit reached: limits.max_sessions_per_owner = {n} sessions for uid {uid}"
+                    ),
+                ),
+            };
+            on_reject(limit);
+            return Err(Error::LimitReached(message));
+        }
+        let spawned = async {
+            let server = self.inner.servers.get_or_start(&account).await?;
+            let record = self.inner.spawner.spawn(&server, &session, &limits, &account).await?;
+            Ok::<_, Error>((server, record))
+        }
+        .await;
+        let spawned = match spawned {
+            Ok((server, record)) => {
+                let out = record.session.clone();
+                let mut records = registry.lock();
+                records.insert(id.clone(), record);
+                // A listing taken before new-session must not mark it lost.
+                server.bump_epoch();
+                Ok(out)
+            }
+            Err(e) => {
+                registry.remove(&id);
+                Err(e)
+            }
+        };
+        match spawned {
+            Ok(out) => {
+                registry.persist();
+                tracing::info!(session_id = %out.id, pid = out.pid, uid = out.uid, owner_uid = caller.uid, command = ?out.command, "session created");
+                Ok(out)
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %id, error = %e, "session create failed; nothing left behind");
+                Err(e)
+            }
+        }
+    }
+
+    /// `session.kill`: the whole process tree (or cgroup), then the tmux session.
+    pub async fn kill(&self, caller: &Caller, id: &str, reason: &str) -> Result<()> {
+        let record = self.inner.registry.find(caller, id)?;
+        self.remove(&record, reason).await
+    }
+
+    /// Removes a session whatever its state (used by kill and cleanup).
+    pub async fn remove(&self, record: &Record, reason: &str) -> Result<()> {
+        let id = &record.session.id;
+        let server = self.inner.servers.get(record.server_uid());
+        if record.session.state != SessionState::Lost {
+            if let Some(unit) = &record.scope {
+                self.inner.spawner.stop_scope(id, unit).await;
+            }
+            // An exited pane's pid was reaped by tmux: if it exists again it
+            // belongs to someone else (pid reuse) and must not be the root.
+            let reused = |pid: &u32| {
+                record.session.state == SessionState::Exited
+                    && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            };
+            let root = record.session.pid.filter(|pid| !reused(pid));
+            // Reading every /proc/PID/stat takes a millisecond or more on a
+            // busy host: not on a runtime worker.
+            let tree = match root {
+                Some(pid) => tokio::task::spawn_blocking(move || procs::tree(&procs::all(), pid))
+                    .await
+                    .unwrap_or_default(),
+                None => Default::default(),
+            };
+            procs::kill_all(&tree);
+            if let Some(server) = &server {
+                let target = record
+                    .tmux_id
+                    .clone()
+                    .unwrap_or_else(|| format!("={}", record.session.tmux_session));
+                match server.tmux(Cmd::new("kill-session").opt("-t", target)).await {
+                    Ok(_) => {}
+                    // Already gone from tmux: fine, we are removing it anyway.
+                    Err(Error::Tmux(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Processes that forked between the scan and the kill.
+            procs::kill_all(
+                &tree
+                    .iter()
+                    .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+                    .copied()
+                    .collect(),
+            );
+        }
+        {
+            let mut records = self.inner.registry.lock();
+            records.remove(id);
+            // A listing taken before kill-session must not re-adopt it.
+            if let Some(server) = &server {
+                server.bump_epoch();
+            }
+        }
+        self.inner.registry.persist();
+        tracing::info!(session_id = %id, reason, "session removed");
+        Ok(())
+    }
+
+    /// The record and its server, for a request that needs the pane.
+    fn live_pane(
+        &self,
+        caller: &Caller,
+        id: &str,
+        need_running: bool,
+    ) -> Result<(Record, Arc<Server>, String)> {
+        let r = self.inner.registry.find(caller, id)?;
+        match r.session.state {
+            SessionState::Lost => {
+                return Err(Error::InvalidState(format!(
+                    "session {id} is lost (its tmux session is gone)"
+                )))
+            }
+            SessionState::Exited if need_running => {
+                return Err(Error::InvalidState(format!(
+                    "session {id} has exited; it takes no input"
+                )))
+            }
+            _ => {}
+        }
+        let Some(pane) = r.pane.clone() else {
+            return Err(Error::InvalidState(format!("session {id} has no pane yet")));
+        };
+        let server = self.inner.servers.get(r.server_uid()).ok_or_else(|| {
+            Error::TmuxUnavailable(format!(
+                "the tmux server of uid {} is not known",
+                r.server_uid()
+            ))
+        })?;
+        Ok((r, server, pane))
+    }
+
+    /// `session.send`: text (literal), then keys, then Enter.
+    pub async fn send(&self, caller: &Caller, p: SessionSend) -> Result<()> {
+        if let Some(t) = &p.text {
+            validate::text(t)?;
+        }
+        validate::keys(&p.keys)?;
+        let (_, server, pane) = self.live_pane(caller, &p.id, true)?;
+        if let Some(t) = p.text.filter(|t| !t.is_empty()) {
+            server
+                .tmux(Cmd::new("send-keys").opt("-t", pane.clone()).flag("-l").arg("--").arg(t))
+                .await?;
+        }
+        if !p.keys.is_empty() {
+            // Key names only (validate::keys refuses a leading '-'), and
+            // after `--` anyway: never a flag such as -t, -N or -X.
+            server
+                .tmux(Cmd::new("send-keys").opt("-t", pane.clone()).arg("--").args(p.keys))
+                .await?;
+        }
+        if p.enter {
+            server.tmux(Cmd::new("send-keys").opt("-t", pane).arg("--").arg("Enter")).await?;
+        }
+        self.inner.registry.update(&p.id, |r| {
+            let now = SystemTime::now();
+            r.last_input = Some(now);
+            r.session.last_activity_at = Some(rfc3339(now));
+        });
+        Ok(())
+    }
+
+    /// `session.capture`: visible screen plus `lines` of scrollback.
+    pub async fn capture(
+        &self,
+        caller: &Caller,
+        config: &Config,
+        p: SessionCapture,
+    ) -> Result<String> {
+        let history = config.tmux.history_limit;
+        if p.lines > history {
+            return Err(Error::InvalidParams(format!(
+                "lines: {} is more than tmux.history_limit = {history}",
+                p.lines
+            )));
+        }
+        let (_, server, pane) = self.live_pane(caller, &p.id, false)?;
+        let mut cmd = Cmd::new("capture-pane").flag("-p").opt("-t", pane);
+        if p.escapes {
+            cmd = cmd.flag("-e");
+        }
+        if p.lines > 0 {
+            cmd = cmd.opt("-S", format!("-{}", p.lines));
+        }
+        Ok(server.tmux(cmd).await?.into_text())
+    }
+
+    /// `session.resize`.
+    pub async fn resize(&self, caller: &Caller, id: &str, cols: u16, rows: u16) -> Result<Session> {
+        validate::size(Some(cols), Some(rows))?;
+        let (r, server, pane) = self.live_pane(caller, id, false)?;
+        let window = r.window.clone().unwrap_or_default();
+        server
+            .tmux(
+                Cmd::new("resize-window")
+                    .opt("-t", window)
+                    .opt("-x", cols.to_string())
+                    .opt("-y", rows.to_string()),
+            )
+            .await?;
+        let out = server
+            .tmux(
+                Cmd::new("display-message")
+                    .flag("-p")
+                    .opt("-t", pane)
+                    .arg("#{pane_width} #{pane_height}"),
+            )
+            .await?;
+        self.inner
+            .registry
+            .update(id, |rec| {
+                if let Some((w, h)) = out.first().and_then(|l| l.split_once(' ')) {
+                    rec.session.cols = w.parse().ok();
+                    rec.session.rows = h.parse().ok();
+                }
+            })
+            .ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
+        self.inner.registry.persist();
+        self.get(caller, id)
+    }
+
+    /// `session.attach`: an argv the session's own uid can exec to attach a
+    /// terminal to its server. Nobody else can use it (tmux refuses clients
+    /// of other uids, except root), so anyone else gets an error saying so.
+    pub fn attach(&self, caller: &Caller, id: &str) -> Result<Vec<String>> {
+        let (r, server, _) = self.live_pane(caller, id, false)?;
+        if caller.uid != 0 && caller.uid != r.session.uid {
+            return Err(Error::PermissionDenied(format!(
+                "session {id} runs as uid {} in that uid's own tmux server; only uid {} or root can attach to it",
+                r.session.uid, r.session.uid
+            )));
+        }
+        Ok(vec![
+            server.paths.tmux_bin.display().to_string(),
+            "-S".into(),
+            server.paths.socket.display().to_string(),
+            "attach-session".into(),
+            "-t".into(),
+            format!("={}", r.session.tmux_session),
+        ])
+    }
+}

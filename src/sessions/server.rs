@@ -1,0 +1,327 @@
+//! One tmux server: the server of one session uid, running as that uid, with
+//! its socket in `<socket_dir>/<uid>/` (a 0700 directory of that uid), and
+//! the daemon's one control-mode connection to it. A program in a session
+//! can reach its own server (it has the uid and `$TMUX`), so the kernel's
+//! uid checks are what keeps users apart, not the daemon.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use super::panes::{parse_line, PaneInfo, PANE_FORMAT};
+use super::store::Stored;
+use crate::error::{Error, Result};
+use crate::limits::ByteSize;
+use crate::protocol::types::SESSION_PREFIX;
+use crate::tmux::{
+    self, ClientConfig, Cmd, ControlClient, Launcher, Notification, Output, RunAs, ServerInfo,
+    ServerPaths, TmuxError,
+};
+use crate::users::Account;
+
+/// The tmux user option that carries a copy of the metadata.
+pub const META_OPTION: &str = "@ccm_meta";
+/// The paste buffer the `pane-died` hook touches, so that a tmux which tells
+/// control clients `%paste-buffer-changed` makes exits seen at once. tmux
+/// 3.3a does not send that notification (checked by hand: the hook runs, the
+/// buffer is set, no `%paste-buffer-changed`); there an exit is seen at the
+/// next periodic refresh (`health.interval`).
+pub const PANE_DIED_BUFFER: &str = "ccm_pane_died";
+/// Mode of `<socket_dir>/<uid>`: only that uid (and root) may reach its server.
+pub const SERVER_DIR_MODE: u32 = 0o700;
+/// `PATH` of a server started by the daemon (and of its sessions, unless a
+/// request sets one).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Variables of the daemon's environment a server may keep (locale only).
+const INHERITED_ENV: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
+
+/// How servers are made; the same for every uid.
+#[derive(Debug, Clone)]
+pub struct ServerEnv {
+    /// The tmux binary.
+    pub tmux_bin: PathBuf,
+    /// `<socket_dir>`: one subdirectory per uid.
+    pub socket_dir: PathBuf,
+    /// The generated config every server reads (root's, world-readable).
+    pub config_file: PathBuf,
+    /// Start servers as transient systemd units (else detached).
+    pub systemd: bool,
+    /// `tmux.unit_prefix`.
+    pub unit_prefix: String,
+    /// `tmux.server_memory_max`.
+    pub memory_max: ByteSize,
+    /// `tmux.history_limit`.
+    pub history_limit: u32,
+}
+
+impl ServerEnv {
+    /// The socket of uid's server.
+    pub fn socket(&self, uid: u32) -> PathBuf {
+        self.socket_dir.join(uid.to_string()).join("tmux.sock")
+    }
+
+    /// The systemd unit of uid's server.
+    pub fn unit(&self, uid: u32) -> String {
+        format!("{}-{uid}.service", self.unit_prefix)
+    }
+
+    fn launcher(&self, account: &Account) -> Launcher {
+        let am_root = nix::unistd::geteuid().is_root();
+        if self.systemd {
+            return Launcher::SystemdUnit {
+                unit: self.unit(account.uid),
+                user: Some(account.uid.to_string()),
+                properties: vec![
+                    format!("Description=tmux server of ccmanagerd for {}", account.name),
+                    format!("MemoryMax={}", self.memory_max.0),
+                    "KillMode=control-group".into(),
+                ],
+            };
+        }
+        let run_as = (am_root && !account.is_root()).then(|| RunAs {
+            uid: account.uid,
+            gid: account.gid,
+            groups: account.groups.clone(),
+            env: login_env(account),
+        });
+        Launcher::Detached(run_as)
+    }
+}
+
+/// The environment a login of `account` would have, plus the locale.
+fn login_env(account: &Account) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("HOME".to_string(), account.home.display().to_string()),
+        ("USER".to_string(), account.name.clone()),
+        ("LOGNAME".to_string(), account.name.clone()),
+        ("SHELL".to_string(), account.shell.display().to_string()),
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+    ];
+    for var in INHERITED_ENV {
+        if let Ok(v) = std::env::var(var) {
+            env.push((var.to_string(), v));
+        }
+    }
+    env
+}
+
+/// One uid's server; see the module documentation.
+pub struct Server {
+    /// The uid it runs as.
+    pub uid: u32,
+    /// Login name of `uid`.
+    pub user: String,
+    /// Where its socket, binary and config are.
+    pub paths: ServerPaths,
+    /// Its systemd unit, when it runs in one.
+    pub unit: Option<String>,
+    gid: u32,
+    launcher: Launcher,
+    client: RwLock<Option<Arc<ControlClient>>>,
+    info: Mutex<Option<ServerInfo>>,
+    /// Bumped whenever a create or remove adds or drops a session of this
+    /// server, so a refresh whose listing predates the change does not apply
+    /// it (it would re-adopt a session just removed).
+    epoch: AtomicU64,
+    /// Serialises starting, connecting and stopping.
+    pub(super) lifecycle: tokio::sync::Mutex<()>,
+}
+
+pub(super) fn tmux_err(e: TmuxError) -> Error {
+    match e {
+        TmuxError::Unavailable(m) => Error::TmuxUnavailable(m),
+        TmuxError::Command(m) => Error::Tmux(m),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+impl Server {
+    /// The (not yet connected) server of `account`.
+    pub fn new(env: &ServerEnv, account: &Account) -> Server {
+        Server {
+            uid: account.uid,
+            user: account.name.clone(),
+            paths: ServerPaths {
+                tmux_bin: env.tmux_bin.clone(),
+                socket: env.socket(account.uid),
+                config: env.config_file.clone(),
+            },
+            unit: env.systemd.then(|| env.unit(account.uid)),
+            gid: account.gid,
+            launcher: env.launcher(account),
+            client: RwLock::new(None),
+            info: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+            lifecycle: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The live control connection, or `tmux_unavailable`.
+    pub fn client(&self) -> Result<Arc<ControlClient>> {
+        match &*self.client.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(c) if c.is_alive() => Ok(c.clone()),
+            _ => Err(Error::TmuxUnavailable(format!(
+                "the tmux server of uid {} is not connected; retrying",
+                self.uid
+            ))),
+        }
+    }
+
+    /// Whether the control connection is up.
+    pub fn is_up(&self) -> bool {
+        self.client().is_ok()
+    }
+
+    /// Forgets the control connection (dropping the last handle kills it).
+    pub fn disconnect(&self) {
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The server process, if known.
+    pub fn info(&self) -> Option<ServerInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_info(&self, info: Option<ServerInfo>) {
+        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+    }
+
+    /// See the `epoch` field.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// See the `epoch` field; call with the registry lock held.
+    pub fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Runs one tmux command over the control connection.
+    pub async fn tmux(&self, cmd: Cmd) -> Result<Output> {
+        self.client()?.run(&cmd).await.map_err(tmux_err)
+    }
+
+    /// Whether a server answers on the socket now.
+    pub async fn probe(&self) -> Option<ServerInfo> {
+        tmux::probe(&self.paths.tmux_bin, &self.paths.socket).await
+    }
+
+    /// Connects to the server, starting it first when `launch` (else `None`
+    /// when none answers). Call with `lifecycle` held.
+    pub(super) async fn bring_up(
+        &self,
+        history_limit: u32,
+        launch: bool,
+    ) -> anyhow::Result<Option<mpsc::Receiver<Notification>>> {
+        let dir = self.paths.socket.parent().context("the server socket has no directory")?;
+        crate::dirs::ensure_owned(dir, self.uid, self.gid, SERVER_DIR_MODE)
+            .with_context(|| format!("preparing the server directory of uid {}", self.uid))?;
+        let info = if launch {
+            let (info, launched) = tmux::ensure_running(&self.launcher, &self.paths).await?;
+            if launched {
+                tracing::info!(uid = self.uid, pid = info.pid, socket = %self.paths.socket.display(), "started a tmux server");
+            } else {
+                tracing::info!(uid = self.uid, pid = info.pid, "adopted a running tmux server");
+            }
+            info
+        } else {
+            match self.probe().await {
+                Some(info) => info,
+                None => return Ok(None),
+            }
+        };
+        let (client, rx) =
+            tmux::connect(&ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket)).await?;
+        let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
+        let setup = [
+            Cmd::new("set-hook").flag("-g").arg("pane-died").arg(hook),
+            Cmd::new("set-option").flag("-g").arg("history-limit").arg(history_limit.to_string()),
+        ];
+        for cmd in setup {
+            client.run(&cmd).await?;
+        }
+        // tmux >= 3.3 prints "Pane is dead" into an exited pane, scrolling its
+        // last output off the visible screen; keep the output readable.
+        // Older versions lack the option, which is fine.
+        let _ = client
+            .run(&Cmd::new("set-option").flag("-g").arg("remain-on-exit-format").arg(""))
+            .await;
+        self.set_info(Some(info));
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(client));
+        Ok(Some(rx))
+    }
+
+    /// The server went away: forget it.
+    pub(super) fn forget(&self) {
+        self.disconnect();
+        self.set_info(None);
+    }
+
+    /// Every pane of a `ccmanager_sess_*` session (the first pane of each).
+    pub async fn list_panes(&self) -> Result<Vec<PaneInfo>> {
+        let lines = self.tmux(Cmd::new("list-panes").flag("-a").opt("-F", PANE_FORMAT)).await?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(lines
+            .lines()
+            .filter_map(parse_line)
+            .filter(|p| p.session_name.starts_with(SESSION_PREFIX))
+            .filter(|p| seen.insert(p.session_name.clone()))
+            .collect())
+    }
+
+    /// `@ccm_meta` of every session, by session name.
+    pub async fn metas(&self) -> Result<HashMap<String, Stored>> {
+        let lines = self
+            .tmux(
+                Cmd::new("list-sessions")
+                    .opt("-F", format!("#{{session_name}} #{{{META_OPTION}}}")),
+            )
+            .await?;
+        Ok(lines
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(name, _)| name.starts_with(SESSION_PREFIX))
+            .filter_map(|(name, meta)| Some((name.to_string(), serde_json::from_str(meta).ok()?)))
+            .collect())
+    }
+
+    /// Stops the server: the control client first (a tmux 3.3a server whose
+    /// control client stopped reading never finishes `kill-server`), then
+    /// the server itself. Call with `lifecycle` held.
+    pub(super) async fn stop(&self) {
+        let pid = self.info().map(|i| i.pid);
+        self.forget();
+        let mut cmd = tokio::process::Command::new(&self.paths.tmux_bin);
+        cmd.arg("-N").arg("-S").arg(&self.paths.socket).arg("kill-server");
+        crate::systemd::scrub_child_env(&mut cmd);
+        let killed = tokio::time::timeout(tmux::server::PROBE_TIMEOUT, cmd.output()).await;
+        if !matches!(killed, Ok(Ok(ref o)) if o.status.success()) {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        tracing::info!(uid = self.uid, "stopped an idle tmux server");
+    }
+
+    /// tmux (seen with 3.3a) can miss the SIGCHLD of a pane whose pty closed
+    /// before the program was reaped (an OOM-killed program in its scope, on
+    /// a busy host): the pane stays dead without a status, the program a
+    /// zombie. A spare SIGCHLD makes tmux run its `waitpid` loop again; it is
+    /// harmless when nothing is waiting.
+    pub fn nudge_reaper(&self) {
+        let pid = self.info().and_then(|i| i32::try_from(i.pid).ok()).filter(|p| *p > 1);
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGCHLD,
+            );
+        }
+    }
+}

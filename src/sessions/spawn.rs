@@ -1,0 +1,144 @@
+//! Starting a session's program in its owner's server: `new-session` with
+//! the exec-wrapper (`ccmanagerd __exec`) as the pane's command, the
+//! metadata copy, the cgroup scope, and the wrapper's report through a
+//! status FIFO, so that a missing program or a cwd the owner cannot enter
+//! fails the create with the reason, and leaves nothing behind.
+//!
+//! What reaches tmux, and why each is safe: the session name is ours
+//! (`ccmanager_sess_<id>`, tmux format-expands `-s`); the size is numbers;
+//! the request's environment goes through `-e` (not expanded, checked by
+//! hand on 3.3a) under a `CCMANAGERD_ENV_` prefix that only the wrapper
+//! strips right before its exec; the argv goes after the wrapper's `--` as
+//! separate arguments (tmux execs several arguments directly, no shell);
+//! the cwd is an argument of the wrapper, never `new-session -c` (which
+//! format-expands, so `#(cmd)` would run a command).
+
+use std::path::{Path, PathBuf};
+
+use super::record::Record;
+use super::server::{Server, META_OPTION};
+use crate::error::{Error, Result};
+use crate::limits::spawn_status::{self, SpawnFailure, StatusPipe};
+use crate::limits::Limits;
+use crate::protocol::types::Session;
+use crate::tmux::Cmd;
+use crate::users::Account;
+
+/// Mode of the FIFO directory: root's, each FIFO in it its session owner's,
+/// so no owner can plant or swap one for another.
+const SPAWN_DIR_MODE: u32 = 0o711;
+
+/// Starts programs in panes; see the module documentation.
+pub struct Spawner {
+    /// The daemon's own binary (the exec-wrapper).
+    pub exe: PathBuf,
+    /// Where status FIFOs are made.
+    spawn_dir: PathBuf,
+    /// Whether per-session cgroup scopes are used.
+    pub cgroups: bool,
+}
+
+impl Spawner {
+    /// A spawner whose FIFOs live in `spawn_dir` (created here).
+    pub fn new(exe: PathBuf, spawn_dir: PathBuf, cgroups: bool) -> anyhow::Result<Spawner> {
+        use anyhow::Context;
+        let me = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let mode = if me == 0 { SPAWN_DIR_MODE } else { 0o700 };
+        crate::dirs::ensure_owned(&spawn_dir, me, gid, mode)
+            .with_context(|| format!("preparing {}", spawn_dir.display()))?;
+        Ok(Spawner { exe, spawn_dir, cgroups })
+    }
+
+    fn fifo(&self, id: &str) -> PathBuf {
+        self.spawn_dir.join(format!("{id}.status"))
+    }
+
+    /// Runs `session` in `server` as `account`; the record it returns has
+    /// the tmux ids, the pid and the scope.
+    pub async fn spawn(
+        &self,
+        server: &Server,
+        session: &Session,
+        limits: &Limits,
+        account: &Account,
+    ) -> Result<Record> {
+        let client = server.client()?;
+        let scope_unit = (self.cgroups && limits.has_cgroup_caps())
+            .then(|| crate::limits::cgroup::scope_name(&session.id));
+        let fifo = self.fifo(&session.id);
+        let pipe = open_status(&fifo, account)
+            .map_err(|e| Error::Internal(format!("status pipe {}: {e}", fifo.display())))?;
+        let mut cmd = Cmd::new("new-session")
+            .flag("-d")
+            .opt("-s", session.tmux_session.clone())
+            .opt("-x", session.cols.unwrap_or(super::DEFAULT_COLS).to_string())
+            .opt("-y", session.rows.unwrap_or(super::DEFAULT_ROWS).to_string())
+            .flag("-P")
+            .opt("-F", "#{session_id} #{window_id} #{pane_id} #{pane_pid}");
+        for var in crate::limits::exec_args::env_args(&session.env) {
+            cmd = cmd.opt("-e", var);
+        }
+        cmd = cmd.args(crate::limits::exec_args::wrapper_argv(
+            &self.exe,
+            limits,
+            scope_unit.as_deref(),
+            session.cwd.as_deref(),
+            Some(pipe.path()),
+            &session.command,
+        ));
+        let out = client.run(&cmd).await.map_err(super::server::tmux_err)?;
+        let line = out.first().unwrap_or_default();
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 4 {
+            return Err(Error::Internal(format!("unexpected new-session output {line:?}")));
+        }
+        let pid: Option<u32> = f[3].parse().ok();
+        let mut record = Record::new(session.clone(), None);
+        record.tmux_id = Some(f[0].to_string());
+        record.window = Some(f[1].to_string());
+        record.pane = Some(f[2].to_string());
+        record.session.pid = pid;
+        // The metadata copy is set only once new-session has answered. Sent
+        // in the same round trip (pipelined), it made tmux lose the first
+        // output of a program that exits at once (5 runs in 15 of
+        // `shell_metacharacters_reach_the_program_literally`: a blank pane).
+        let meta =
+            serde_json::to_string(&record.stored()).map_err(|e| Error::Internal(e.to_string()))?;
+        let set_meta = Cmd::new("set-option").opt("-t", f[0]).arg(META_OPTION).arg(meta);
+        let started = async {
+            client.run(&set_meta).await.map_err(super::server::tmux_err)?;
+            if let (Some(unit), Some(pid)) = (&scope_unit, pid) {
+                crate::limits::cgroup::place(unit, pid, limits).await.map_err(Error::Internal)?;
+                record.scope = Some(unit.clone());
+            }
+            pipe.wait(spawn_status::WAIT).await.map_err(spawn_error)
+        }
+        .await;
+        if let Err(e) = started {
+            // Nothing half-made stays: the session goes, with its processes.
+            let _ = client.run(&Cmd::new("kill-session").opt("-t", f[0])).await;
+            if let Some(unit) = &record.scope {
+                self.stop_scope(&session.id, unit).await;
+            }
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Kills every process of a session's scope and stops it.
+    pub async fn stop_scope(&self, id: &str, unit: &str) {
+        if let Err(e) = crate::limits::cgroup::stop(unit).await {
+            tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
+        }
+    }
+}
+
+fn open_status(fifo: &Path, account: &Account) -> std::io::Result<StatusPipe> {
+    spawn_status::create_fifo(fifo, account.uid, account.gid)?;
+    StatusPipe::open(fifo)
+}
+
+fn spawn_error(e: SpawnFailure) -> Error {
+    Error::SpawnFailed(e.to_string())
+}
