@@ -374,21 +374,17 @@ impl Sessions {
 
     /// The wrapper argv that applies rlimits (and waits for its scope) before
     /// exec'ing the session's argv. Always several arguments, so tmux execs
-    /// it directly, never through a shell.
+    /// it directly, never through a shell. The wrapper changes to the passwd
+    /// home without `--cwd`, so the cwd goes to it as well as to `-c`.
     fn wrapper_argv(&self, session: &Session, limits: &Limits, scope: Option<&str>) -> Vec<String> {
-        let mut argv =
-            vec![self.wrapper.display().to_string(), crate::limits::wrapper::MODE.to_string()];
-        for (name, value) in crate::limits::wrapper::rlimit_args(limits) {
-            argv.push("--rlimit".into());
-            argv.push(format!("{name}={value}"));
-        }
-        if let Some(unit) = scope {
-            argv.push("--wait-scope".into());
-            argv.push(unit.to_string());
-        }
-        argv.push("--".into());
-        argv.extend(session.command.iter().cloned());
-        argv
+        crate::limits::exec_args::wrapper_argv(
+            &self.wrapper,
+            limits,
+            scope,
+            session.cwd.as_deref(),
+            None,
+            &session.command,
+        )
     }
 
     async fn spawn_in_tmux(
