@@ -296,14 +296,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_argument() {
-        assert_eq!(err(&["--rlimit", "bogus=1", "--", "ls"]), r#"--rlimit "bogus=1": unknown rlimit "bogus""#);
-        assert!(err(&["--rlimit", "nofile=-1", "--", "ls"]).starts_with(r#"--rlimit "nofile=-1": the value"#));
-        assert_eq!(err(&["--rlimit", "nofile", "--", "ls"]), r#"--rlimit "nofile": expected NAME=VALUE"#);
+        assert_eq!(
+            err(&["--rlimit", "bogus=1", "--", "ls"]),
+            r#"--rlimit "bogus=1": unknown rlimit "bogus""#
+        );
+        assert!(err(&["--rlimit", "nofile=-1", "--", "ls"])
+            .starts_with(r#"--rlimit "nofile=-1": the value"#));
+        assert_eq!(
+            err(&["--rlimit", "nofile", "--", "ls"]),
+            r#"--rlimit "nofile": expected NAME=VALUE"#
+        );
         assert_eq!(err(&["--cwd"]), "--cwd: missing value");
         assert_eq!(err(&["--cwd", "rel", "--", "ls"]), r#"--cwd "rel": not an absolute path"#);
         assert_eq!(err(&["--cwd", "/a", "--cwd", "/b", "--", "ls"]), "--cwd: given twice");
         assert_eq!(err(&["--status", "/a", "--status", "/b", "--", "ls"]), "--status: given twice");
-        assert_eq!(err(&["--wait-scope", "a/b", "--", "ls"]), r#"--wait-scope "a/b": not a unit name"#);
+        assert_eq!(
+            err(&["--wait-scope", "a/b", "--", "ls"]),
+            r#"--wait-scope "a/b": not a unit name"#
+        );
         assert_eq!(err(&["--frob", "--", "ls"]), r#"unexpected argument "--frob""#);
         assert_eq!(err(&["ls"]), r#"unexpected argument "ls""#);
         assert_eq!(err(&["--cwd", "/"]), "expected -- before the command");
@@ -327,7 +337,10 @@ mod tests {
         ]);
         let args: Vec<String> = env_args(&env).collect();
         assert_eq!(args, ["CCMANAGERD_ENV_A=b=c #{d}", "CCMANAGERD_ENV_LD_PRELOAD=/x.so"]);
-        assert_eq!(request_var(OsStr::new("CCMANAGERD_ENV_LD_PRELOAD")), Some(OsStr::new("LD_PRELOAD")));
+        assert_eq!(
+            request_var(OsStr::new("CCMANAGERD_ENV_LD_PRELOAD")),
+            Some(OsStr::new("LD_PRELOAD"))
+        );
         assert_eq!(request_var(OsStr::new("CCMANAGERD_ENV_")), Some(OsStr::new("")));
         assert_eq!(request_var(OsStr::new("LD_PRELOAD")), None);
     }

@@ -196,7 +196,8 @@ pub fn create_fifo(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     match mkfifo(path, mode) {
         Err(Errno::EEXIST) => {
             let old = std::fs::symlink_metadata(path).map_err(|e| named(path, e))?;
-            let ours = [uid, geteuid().as_raw()].contains(&std::os::unix::fs::MetadataExt::uid(&old));
+            let ours =
+                [uid, geteuid().as_raw()].contains(&std::os::unix::fs::MetadataExt::uid(&old));
             if !old.file_type().is_fifo() || !ours {
                 return Err(named(path, io::Error::from(io::ErrorKind::AlreadyExists)));
             }
