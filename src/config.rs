@@ -494,10 +494,10 @@ impl Config {
         }
         if d.reserved_admin_connections >= d.max_connections {
             return Err((
-                "daemon.reserved_admin_connections".to_string(),
+                "daemon.max_connections".to_string(),
                 format!(
-                    "must be less than daemon.max_connections = {}, or nobody but admins could connect",
-                    d.max_connections
+                    "must be more than daemon.reserved_admin_connections = {}, or nobody but admins could connect",
+                    d.reserved_admin_connections
                 ),
             ));
         }

@@ -162,7 +162,7 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
     let servers = sessions.server_handles();
     let pings = statuses.into_iter().map(|st| {
         let server = servers.iter().find(|s| s.uid == st.uid).cloned();
-        let name = format!("tmux_server_{}", st.uid);
+        let name = "tmux_server".to_string();
         let uid = [("uid", json!(st.uid))];
         async move {
             let Some(server) = server.filter(|s| s.is_up()) else {
@@ -204,7 +204,7 @@ fn control_connections(sessions: &Sessions) -> Check {
     let up = servers.iter().filter(|s| s.alive).count();
     let down: Vec<String> = servers
         .iter()
-        .filter(|s| !s.alive && s.sessions > 0)
+        .filter(|s| !s.alive && (s.sessions > 0 || s.error.is_some()))
         .map(|s| format!("uid {}", s.uid))
         .collect();
     if down.is_empty() {

@@ -243,6 +243,8 @@ fn health_fails_while_tmux_is_down_and_recovers() {
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let d = TestDaemon::start(&format!("[tmux]\nbinary = \"{}\"\n", script.display()));
+    // Servers start with their uid's first session.
+    let first = create(&d, json!({"command": ["sleep", "600"]}));
     let h = d.ok("health.check", json!({}));
     assert_eq!(check_status(&h, "tmux_server"), "ok", "{h}");
     assert!(h["checks"][0]["latency_ms"].as_f64().is_some(), "{h}");
@@ -251,6 +253,12 @@ fn health_fails_while_tmux_is_down_and_recovers() {
     }
     std::fs::write(&block, "").unwrap();
     assert!(d.tmux(&["kill-server"]).status.success());
+    wait_for("the session to be lost with its server", &d, || {
+        (d.ok("session.get", json!({"id": first["id"]}))["state"] == "lost").then_some(())
+    });
+    // The server cannot be started again while tmux fails.
+    let err = d.call("session.create", json!({"command": ["sleep", "600"]})).unwrap_err();
+    assert!(err.to_string().contains("cannot start the tmux server"), "{err}");
     let down = wait_for("health to turn failing", &d, || {
         let h = d.ok("health.check", json!({}));
         (h["status"] == "failing").then_some(h)
@@ -258,6 +266,7 @@ fn health_fails_while_tmux_is_down_and_recovers() {
     assert_eq!(check_status(&down, "tmux_server"), "failing", "{down}");
     assert_eq!(d.ok("daemon.status", json!({}))["health"], "failing");
     std::fs::remove_file(&block).unwrap();
+    create(&d, json!({"command": ["sleep", "600"]}));
     wait_for("health to be ok again", &d, || {
         let h = d.ok("health.check", json!({}));
         (check_status(&h, "tmux_server") == "ok" && check_status(&h, "control_connection") == "ok")

@@ -45,8 +45,8 @@ fn second_daemon_refuses_and_stale_socket_is_replaced() {
         .arg(&d.config)
         .arg("--socket")
         .arg(&d.socket)
-        .arg("--tmux-socket")
-        .arg(&d.tmux_socket)
+        .arg("--tmux-dir")
+        .arg(&d.tmux_dir)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -235,7 +235,7 @@ fn two_hundred_clients_at_once() {
 
 #[test]
 fn connection_cap_replies_then_closes() {
-    let d = TestDaemon::start("[daemon]\nmax_connections = 2\n");
+    let d = TestDaemon::start("[daemon]\nmax_connections = 2\nreserved_admin_connections = 0\n");
     // Let the daemon see the readiness probe's connection close.
     std::thread::sleep(Duration::from_millis(500));
     let mut a = Raw::connect(&d.socket);
@@ -333,12 +333,14 @@ fn reload_applies_and_rejects_invalid_config() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.ok("daemon.ping", json!({})), json!("pong"));
     // A change that needs a restart is reported as such.
-    std::fs::write(&d.config, format!("{original}\n[tmux]\nhistory_limit = 5\nunit = \"other\"\n"))
-        .unwrap();
-    let err_or = d.call("daemon.reload", json!({}));
-    if let Ok(r) = err_or {
-        assert!(r["needs_restart"].as_array().unwrap().contains(&json!("tmux.unit")), "{r}");
-    }
+    let mut table: toml::Table = toml::from_str(&original).unwrap();
+    let tmux = table.entry("tmux").or_insert(toml::Table::new().into());
+    tmux.as_table_mut().unwrap().insert("history_limit".into(), 5.into());
+    tmux.as_table_mut().unwrap().insert("unit_prefix".into(), "other".into());
+    std::fs::write(&d.config, toml::to_string(&table).unwrap()).unwrap();
+    let r = d.ok("daemon.reload", json!({}));
+    assert!(r["needs_restart"].as_array().unwrap().contains(&json!("tmux.unit_prefix")), "{r}");
+    assert!(r["applied"].as_array().unwrap().contains(&json!("tmux.history_limit")), "{r}");
 }
 
 #[test]
@@ -397,8 +399,8 @@ fn socket_activation_is_used_and_never_unlinked() {
         .arg(&config)
         .arg("--socket")
         .arg(dir.path().join("unused.sock"))
-        .arg("--tmux-socket")
-        .arg(dir.path().join("t.sock"))
+        .arg("--tmux-dir")
+        .arg(dir.path().join("tmux"))
         .env_remove("NOTIFY_SOCKET");
     // SAFETY: dup2 is async-signal-safe; the fd stays open in the parent.
     unsafe {

@@ -436,13 +436,19 @@ fn print_status(s: &Status) {
     if let Some(sock) = &s.socket {
         println!("socket:   {}", sock.display());
     }
-    match (s.tmux.pid, &s.tmux.socket) {
-        (Some(pid), Some(sock)) => println!(
-            "tmux:     pid {pid}, {}, {}",
-            sock.display(),
-            if s.tmux.alive { "alive" } else { "not answering" }
-        ),
-        _ => println!("tmux:     not running"),
+    if s.tmux.servers.is_empty() {
+        println!("tmux:     no server running (one starts with a user's first session)");
+    }
+    for t in &s.tmux.servers {
+        let pid = t.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+        let state = if t.alive { "alive" } else { "not answering" };
+        println!(
+            "tmux:     uid {} ({}): pid {pid}, {} sessions, {}, {state}",
+            t.uid,
+            t.user,
+            t.sessions,
+            t.socket.display()
+        );
     }
     let c = &s.sessions;
     println!(

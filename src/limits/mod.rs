@@ -4,9 +4,13 @@
 //!
 //! rlimits (`nofile`, `nproc`, `core`, `as`, `data`, `cpu`, `fsize`) are applied
 //! to the session's program by the exec-wrapper; cgroup caps (`memory_max`,
-//! `tasks_max`, `cpu_quota`) need systemd.
+//! `tasks_max`, `cpu_quota`) need systemd. The exec-wrapper's command line is
+//! [`exec_args`]; the daemon learns whether it started the program through
+//! [`spawn_status`].
 
 pub mod cgroup;
+pub mod exec_args;
+pub mod spawn_status;
 pub mod wrapper;
 
 use std::fmt;

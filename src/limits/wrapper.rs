@@ -1,136 +1,211 @@
-//! The exec-wrapper: `ccmanagerd __exec [--rlimit NAME=VALUE]... [--wait-scope UNIT] -- ARGV...`.
+//! The exec-wrapper: `ccmanagerd __exec [--rlimit NAME=VALUE]... [--wait-scope UNIT]
+//! [--cwd DIR] [--status FIFO] -- ARGV...` (command line: [`super::exec_args`]).
 //!
-//! tmux forks every pane from its server, so limits set in the daemon never
-//! reach the session's program. Each pane therefore runs this small mode of
-//! the daemon's own binary: it sets the rlimits on itself, waits (bounded)
-//! until the daemon has moved it into its systemd scope, drops the daemon's
-//! private environment, and execs the argv (never through a shell). The pid
-//! stays the same, so the pane pid is the program's pid.
+//! tmux forks every pane from its server, which runs as the session's owner,
+//! so limits set in the daemon never reach the session's program. Each pane
+//! therefore runs this small mode of the daemon's own binary: single-threaded,
+//! no runtime. In order, it
+//! 1. takes the request's environment (`CCMANAGERD_ENV_*`) and the daemon's
+//!    private variables out of its own environment, all at once;
+//! 2. opens the `--status` FIFO and says it started ([`super::spawn_status`]);
+//! 3. sets the rlimits on itself;
+//! 4. waits (bounded) until the daemon has moved it into its systemd scope;
+//! 5. sets HOME, USER, LOGNAME and SHELL from the passwd entry of its uid;
+//! 6. changes to `--cwd`, or to the passwd home, as the owner (the daemon, as
+//!    root, could not tell what the owner may enter; and tmux's own `-c`
+//!    format-expands `#(...)`);
+//! 7. applies the request's environment, which may override step 5;
+//! 8. execvp's the argv (never through a shell); the pid stays the same, so the
+//!    pane pid is the program's pid.
+//!
+//! The request's variables reach the environment only in step 7: the dynamic
+//! loader read this process's environment when the wrapper was exec'd, and saw
+//! only prefixed names, so a request's `LD_PRELOAD` runs in the program alone,
+//! under its rlimits and in its scope. Any failure is reported on the status
+//! pipe and on stderr, and the wrapper exits 126 (127: program not found).
 
-use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::resource::setrlimit;
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::stat::{fstat, Mode, SFlag};
 
-use super::{Limits, Rlim};
+use super::exec_args::{self, request_var};
+use super::spawn_status::{report_line, Stage, EXECUTING, STARTED};
 
-/// The first argument that selects this mode.
-pub const MODE: &str = "__exec";
+pub use super::exec_args::{rlimit_args, MODE};
+
 /// How long the wrapper waits to be placed in its scope.
 pub const SCOPE_WAIT: Duration = Duration::from_secs(10);
 /// Poll interval while waiting for the scope.
 const SCOPE_POLL: Duration = Duration::from_millis(2);
 /// Exit code when the wrapper itself fails (like a shell's "cannot execute").
 const EXIT_SETUP_FAILED: i32 = 126;
-/// Exit code when the program cannot be found or run.
-const EXIT_EXEC_FAILED: i32 = 127;
+/// Exit code when the program cannot be found.
+const EXIT_NOT_FOUND: i32 = 127;
+/// SHELL when the passwd entry names none (as login(1) does).
+const DEFAULT_SHELL: &str = "/bin/sh";
 
-/// The rlimits of `limits` as `(name, value)` pairs for the command line.
-pub fn rlimit_args(limits: &Limits) -> Vec<(&'static str, String)> {
-    let pairs = [
-        ("nofile", limits.nofile),
-        ("nproc", limits.nproc),
-        ("core", limits.core),
-        ("as", limits.address_space),
-        ("data", limits.data),
-        ("cpu", limits.cpu),
-        ("fsize", limits.fsize),
-    ];
-    pairs
-        .into_iter()
-        .filter_map(|(name, v)| {
-            v.map(|v| {
-                (
-                    name,
-                    match v {
-                        Rlim::Value(n) => n.to_string(),
-                        Rlim::Unlimited => "unlimited".to_string(),
-                    },
-                )
-            })
-        })
-        .collect()
+/// The wrapper's end of the status pipe (absent without `--status`).
+struct Reporter {
+    fd: Option<OwnedFd>,
 }
 
-fn resource(name: &str) -> Option<Resource> {
-    Some(match name {
-        "nofile" => Resource::RLIMIT_NOFILE,
-        "nproc" => Resource::RLIMIT_NPROC,
-        "core" => Resource::RLIMIT_CORE,
-        "as" => Resource::RLIMIT_AS,
-        "data" => Resource::RLIMIT_DATA,
-        "cpu" => Resource::RLIMIT_CPU,
-        "fsize" => Resource::RLIMIT_FSIZE,
-        _ => return None,
-    })
+impl Reporter {
+    /// Opens the FIFO write-only, close-on-exec, and writes [`STARTED`]. Non-blocking
+    /// open: with no reader (the daemon stopped waiting) it fails instead of hanging.
+    fn open(path: &Path) -> Result<Reporter, String> {
+        let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        let what = || format!("status pipe {}", path.display());
+        let fd = nix::fcntl::open(path, flags, Mode::empty())
+            .map_err(|e| format!("{}: {}", what(), e.desc()))?;
+        let st = fstat(&fd).map_err(|e| format!("{}: {}", what(), e.desc()))?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFIFO {
+            return Err(format!("{}: not a FIFO", what()));
+        }
+        let reporter = Reporter { fd: Some(fd) };
+        reporter.send(&[STARTED]).map_err(|e| format!("{}: {}", what(), e.desc()))?;
+        Ok(reporter)
+    }
+
+    fn send(&self, bytes: &[u8]) -> Result<(), Errno> {
+        let Some(fd) = &self.fd else { return Ok(()) };
+        // Reports are below PIPE_BUF: one write, all or nothing. SIGPIPE is
+        // ignored here (Rust's runtime), so a gone reader is EPIPE.
+        loop {
+            match nix::unistd::write(fd.as_fd(), bytes) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Reports `what: detail` (pipe and stderr) and exits.
+    fn fail(&self, what: Stage, detail: &str, code: i32) -> ! {
+        set_sigpipe(SigHandler::SigIgn); // after a failed exec it is back at the default
+        eprintln!("ccmanagerd {MODE}: {what}: {detail}");
+        let _ = self.send(&report_line(what, detail));
+        std::process::exit(code)
+    }
+
+    fn setup(&self, detail: &str) -> ! {
+        self.fail(Stage::Setup, detail, EXIT_SETUP_FAILED)
+    }
 }
 
-fn fail(code: i32, msg: &str) -> ! {
-    eprintln!("ccmanagerd: {msg}");
-    std::process::exit(code)
+fn set_sigpipe(disposition: SigHandler) {
+    // SAFETY: SIG_DFL and SIG_IGN run no handler code. It cannot fail for SIGPIPE.
+    let _ = unsafe { signal(Signal::SIGPIPE, disposition) };
+}
+
+/// Removes the request's variables and [`crate::systemd::PRIVATE_ENV`] from
+/// this process's environment, returning the request's, unprefixed.
+fn take_request_env() -> Result<Vec<(OsString, OsString)>, String> {
+    let mut request = Vec::new();
+    let mut bad = None;
+    for (name, value) in std::env::vars_os() {
+        let Some(var) = request_var(&name) else { continue };
+        if var.is_empty() {
+            bad = Some(format!("{name:?} names no variable"));
+        } else {
+            request.push((var.to_os_string(), value));
+        }
+        // SAFETY: this mode is single-threaded.
+        unsafe { std::env::remove_var(&name) };
+    }
+    for var in crate::systemd::PRIVATE_ENV {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(var) };
+    }
+    bad.map_or(Ok(request), Err)
+}
+
+fn wait_for_scope(unit: &str) -> Result<(), String> {
+    let needle = format!("/{unit}");
+    let nested = format!("{needle}/");
+    let deadline = Instant::now() + SCOPE_WAIT;
+    loop {
+        let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        if cg.lines().any(|l| l.ends_with(&needle) || l.contains(&nested)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "not placed in {unit} within {}; refusing to run uncapped",
+                humantime::format_duration(SCOPE_WAIT)
+            ));
+        }
+        std::thread::sleep(SCOPE_POLL);
+    }
 }
 
 /// Runs the wrapper; `args` are the arguments after [`MODE`]. Never returns.
 pub fn main(args: Vec<OsString>) -> ! {
-    let mut it = args.into_iter();
-    let mut scope = None;
-    while let Some(arg) = it.next() {
-        match arg.to_str() {
-            Some("--") => break,
-            Some("--rlimit") => {
-                let spec = it.next().unwrap_or_default();
-                let spec = spec.to_string_lossy();
-                let (name, value) = spec.split_once('=').unwrap_or((&spec, ""));
-                let res = resource(name).unwrap_or_else(|| {
-                    fail(EXIT_SETUP_FAILED, &format!("unknown rlimit {name:?}"))
-                });
-                let v = match value {
-                    "unlimited" => RLIM_INFINITY,
-                    n => n.parse().unwrap_or_else(|_| {
-                        fail(EXIT_SETUP_FAILED, &format!("bad rlimit value {spec:?}"))
-                    }),
-                };
-                if let Err(e) = setrlimit(res, v, v) {
-                    fail(EXIT_SETUP_FAILED, &format!("cannot set rlimit {name} to {value}: {e}"));
-                }
-            }
-            Some("--wait-scope") => scope = it.next(),
-            _ => fail(EXIT_SETUP_FAILED, &format!("{MODE}: unexpected argument {arg:?}")),
+    let request_env = take_request_env();
+    let mut status = Reporter { fd: None };
+    if let Some(path) = exec_args::status_path(&args) {
+        status = Reporter::open(&path).unwrap_or_else(|e| status.setup(&e));
+    }
+    let spec = exec_args::parse(args).unwrap_or_else(|e| status.setup(&e.to_string()));
+    let request_env = request_env.unwrap_or_else(|e| status.setup(&e));
+
+    for r in &spec.rlimits {
+        if let Err(e) = setrlimit(r.resource, r.value, r.value) {
+            let value = if r.value == nix::sys::resource::RLIM_INFINITY {
+                "unlimited".to_string()
+            } else {
+                r.value.to_string()
+            };
+            let detail = format!("cannot set {} to {value}: {}", r.name, e.desc());
+            status.fail(Stage::Rlimit, &detail, EXIT_SETUP_FAILED);
         }
     }
-    if let Some(unit) = scope {
-        let needle = format!("/{}", unit.to_string_lossy());
-        let deadline = Instant::now() + SCOPE_WAIT;
-        loop {
-            let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            if cg.lines().any(|l| l.ends_with(&needle) || l.contains(&format!("{needle}/"))) {
-                break;
-            }
-            if Instant::now() > deadline {
-                fail(
-                    EXIT_SETUP_FAILED,
-                    &format!(
-                        "not placed in {} within {:?}; refusing to run uncapped",
-                        unit.to_string_lossy(),
-                        SCOPE_WAIT
-                    ),
-                );
-            }
-            std::thread::sleep(SCOPE_POLL);
-        }
+    if let Some(unit) = &spec.scope {
+        wait_for_scope(unit).unwrap_or_else(|e| status.fail(Stage::Scope, &e, EXIT_SETUP_FAILED));
     }
-    let argv: Vec<CString> = it
-        .map(|a| {
-            CString::new(a.as_bytes())
-                .unwrap_or_else(|_| fail(EXIT_SETUP_FAILED, "argument contains NUL"))
-        })
-        .collect();
-    let Some(program) = argv.first() else { fail(EXIT_SETUP_FAILED, "no command given") };
-    for var in crate::systemd::PRIVATE_ENV {
-        // SAFETY: this mode is single-threaded.
-        unsafe { std::env::remove_var(var) };
+
+    let uid = nix::unistd::getuid();
+    let user = match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user,
+        Ok(None) => status.setup(&format!("uid {uid} has no passwd entry")),
+        Err(e) => status.setup(&format!("cannot read the passwd entry of uid {uid}: {}", e.desc())),
+    };
+    let shell = match user.shell.as_os_str().is_empty() {
+        true => DEFAULT_SHELL.as_ref(),
+        false => user.shell.as_os_str(),
+    };
+    // SAFETY (every set_var/remove_var below): this mode is single-threaded.
+    unsafe {
+        std::env::set_var("HOME", &user.dir);
+        std::env::set_var("USER", &user.name);
+        std::env::set_var("LOGNAME", &user.name);
+        std::env::set_var("SHELL", shell);
     }
-    let err = nix::unistd::execvp(program, &argv).unwrap_err();
-    fail(EXIT_EXEC_FAILED, &format!("cannot run {}: {err}", program.to_string_lossy()))
+
+    let dir = spec.cwd.as_deref().unwrap_or(&user.dir);
+    if let Err(e) = nix::unistd::chdir(dir) {
+        status.fail(Stage::Cwd, &format!("{}: {}", dir.display(), e.desc()), EXIT_SETUP_FAILED);
+    }
+
+    for (name, value) in request_env {
+        unsafe { std::env::set_var(name, value) };
+    }
+    if let Err(e) = status.send(&[EXECUTING]) {
+        // The daemon stopped waiting (and will not keep the session): do not start it.
+        status.setup(&format!("the status pipe is gone ({}); not starting", e.desc()));
+    }
+    // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored
+    // across exec: the program gets the default back (`yes | head` must end).
+    set_sigpipe(SigHandler::SigDfl);
+
+    let program = &spec.argv[0];
+    let err = nix::unistd::execvp(program, &spec.argv).unwrap_err();
+    let code = if err == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_SETUP_FAILED };
+    status.fail(Stage::Exec, &format!("{}: {}", program.to_string_lossy(), err.desc()), code)
 }

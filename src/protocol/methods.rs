@@ -143,6 +143,9 @@ pub struct DebugSleep {
 macro_rules! methods {
     ($( $(#[$attr:meta])* $name:literal => $variant:ident($params:ty), )*) => {
         /// A parsed request: one variant per method.
+        // Requests are parsed once and moved, never stored in bulk: boxing
+        // the larger params would cost an allocation per request for nothing.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq)]
         pub enum Request {
             $( $(#[$attr])* #[doc = concat!("`", $name, "`")] $variant($params), )*

@@ -263,6 +263,9 @@ pub struct ServerStatus {
     /// Its tmux version, while it runs.
     #[serde(default)]
     pub version: Option<String>,
+    /// Why the last attempt to start it failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Session counts by state.

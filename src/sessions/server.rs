@@ -129,6 +129,8 @@ pub struct Server {
     epoch: AtomicU64,
     /// Serialises starting, connecting and stopping.
     pub(super) lifecycle: tokio::sync::Mutex<()>,
+    /// Why the last start failed, until one succeeds (health shows it).
+    start_error: Mutex<Option<String>>,
 }
 
 pub(super) fn tmux_err(e: TmuxError) -> Error {
@@ -157,7 +159,17 @@ impl Server {
             info: Mutex::new(None),
             epoch: AtomicU64::new(0),
             lifecycle: tokio::sync::Mutex::new(()),
+            start_error: Mutex::new(None),
         }
+    }
+
+    /// Why the last attempt to start the server failed, if it did.
+    pub fn start_error(&self) -> Option<String> {
+        self.start_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn set_start_error(&self, error: Option<String>) {
+        *self.start_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
 
     /// The live control connection, or `tmux_unavailable`.

@@ -99,15 +99,23 @@ impl Servers {
             return Ok(server);
         }
         let history = self.config.get().tmux.history_limit;
-        let rx = server.bring_up(history, true).await.map_err(|e| {
-            tracing::error!(uid = account.uid, error = %format!("{e:#}"), "cannot start the tmux server");
-            Error::TmuxUnavailable(format!("cannot start the tmux server of uid {}: {e:#}", account.uid))
-        })?;
-        let rx = rx.ok_or_else(|| {
-            Error::TmuxUnavailable(format!("the tmux server of uid {} did not start", account.uid))
-        })?;
-        self.supervise(server.clone(), rx);
-        Ok(server)
+        let started = match server.bring_up(history, true).await {
+            Ok(Some(rx)) => Ok(rx),
+            Ok(None) => Err(format!("the tmux server of uid {} did not start", account.uid)),
+            Err(e) => Err(format!("cannot start the tmux server of uid {}: {e:#}", account.uid)),
+        };
+        match started {
+            Ok(rx) => {
+                server.set_start_error(None);
+                self.supervise(server.clone(), rx);
+                Ok(server)
+            }
+            Err(message) => {
+                tracing::error!(uid = account.uid, error = %message, "cannot start the tmux server");
+                server.set_start_error(Some(message.clone()));
+                Err(Error::TmuxUnavailable(message))
+            }
+        }
     }
 
     fn supervise(
@@ -214,7 +222,7 @@ impl Servers {
         }
         self.all()
             .into_iter()
-            .filter(|s| s.is_up() || by_uid.contains_key(&s.uid))
+            .filter(|s| s.is_up() || by_uid.contains_key(&s.uid) || s.start_error().is_some())
             .map(|s| ServerStatus {
                 uid: s.uid,
                 user: s.user.clone(),
@@ -224,12 +232,13 @@ impl Servers {
                 sessions: by_uid.get(&s.uid).copied().unwrap_or(0),
                 unit: s.unit.clone(),
                 version: s.info().map(|i| i.version),
+                error: s.start_error(),
             })
             .collect()
     }
 
     /// Whether every server that holds live sessions is connected.
     pub fn all_up(&self) -> bool {
-        self.status().iter().all(|s| s.alive || s.sessions == 0)
+        self.status().iter().all(|s| s.alive || (s.sessions == 0 && s.error.is_none()))
     }
 }

@@ -31,6 +31,9 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// `--tmux-dir`: the server of uid U is `<tmux_dir>/U/tmux.sock`.
+    pub tmux_dir: PathBuf,
+    /// The socket of the server that root's sessions run in (the test user's own).
     pub tmux_socket: PathBuf,
     pub config: PathBuf,
     pub child: Option<Child>,
@@ -47,11 +50,12 @@ impl TestDaemon {
     pub fn start_with(extra_config: &str, adjust: impl FnOnce(&mut Command)) -> TestDaemon {
         let dir = tempfile::Builder::new().prefix("ccm").tempdir().expect("tempdir");
         let socket = dir.path().join("d.sock");
-        let tmux_socket = dir.path().join("t.sock");
+        let tmux_dir = dir.path().join("tmux");
+        let tmux_socket = tmux_dir.join(nix::unistd::geteuid().to_string()).join("tmux.sock");
         let config = dir.path().join("config.toml");
         let log = dir.path().join("daemon.log");
         std::fs::write(&config, test_config(dir.path(), extra_config)).expect("write config");
-        let mut d = TestDaemon { dir, socket, tmux_socket, config, child: None, log };
+        let mut d = TestDaemon { dir, socket, tmux_dir, tmux_socket, config, child: None, log };
         d.spawn(adjust);
         d.wait_ready();
         d
@@ -74,8 +78,8 @@ impl TestDaemon {
             .arg(&self.config)
             .arg("--socket")
             .arg(&self.socket)
-            .arg("--tmux-socket")
-            .arg(&self.tmux_socket)
+            .arg("--tmux-dir")
+            .arg(&self.tmux_dir)
             .env("RUST_LOG", "debug")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("INVOCATION_ID")
@@ -193,16 +197,27 @@ impl Drop for TestDaemon {
             );
             let _ = child.wait();
         }
-        // The tmux server outlives the daemon by design; tests must not leak it.
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.tmux_socket)
-            .arg("kill-server")
-            .stderr(Stdio::null())
-            .stdout(Stdio::null())
-            .status();
+        // The tmux servers outlive the daemon by design; tests must not leak them.
+        kill_tmux_servers(&self.tmux_dir);
         if std::env::var_os("CCM_TEST_SHOW_LOG").is_some() {
             eprintln!("--- daemon log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// Kills every tmux server under `tmux_dir` (one per uid subdirectory).
+pub fn kill_tmux_servers(tmux_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmux_dir) else { return };
+    for entry in entries.flatten() {
+        let socket = entry.path().join("tmux.sock");
+        if socket.exists() {
+            let _ = Command::new("tmux")
+                .arg("-S")
+                .arg(&socket)
+                .arg("kill-server")
+                .stderr(Stdio::null())
+                .stdout(Stdio::null())
+                .status();
         }
     }
 }
@@ -216,6 +231,13 @@ fn test_config(dir: &Path, extra: &str) -> String {
     base.insert("daemon".into(), daemon.into());
     let mut tmux = toml::Table::new();
     tmux.insert("launcher".into(), "detached".into());
+    // Root's sessions run as root, explicitly (tests that need other users
+    // create them); without this a machine lacking the `ccmanager` user
+    // falls back to root with a degraded health.
+    if nix::unistd::geteuid().is_root() {
+        tmux.insert("session_user".into(), "root".into());
+        tmux.insert("allow_root_sessions".into(), true.into());
+    }
     base.insert("tmux".into(), tmux.into());
     let mut health = toml::Table::new();
     health.insert("interval".into(), "1s".into());
