@@ -155,7 +155,8 @@ fn a_cwd_that_is_a_file_or_missing_fails_the_spawn_and_runs_nothing() {
         assert_eq!(e.what(), Some(Stage::Cwd));
         assert_eq!(e.to_string(), format!("cwd: {}: {reason}", cwd.display()));
         assert_eq!(o.status.code(), Some(126));
-        assert!(o.stderr.contains(&e.to_string()), "stderr: {}", o.stderr);
+        let shown = format!("ccmanagerd: cannot change to directory {}: {reason}", cwd.display());
+        assert!(o.stderr.contains(&shown), "stderr: {}", o.stderr);
         assert!(!ran.exists());
     }
 }
@@ -394,7 +395,7 @@ fn a_wrapper_whose_daemon_stopped_waiting_runs_nothing() {
             .unwrap();
         assert_eq!(out.status.code(), Some(126));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let expect = format!("setup: status pipe {}: {reason}", fifo.display());
+        let expect = format!("ccmanagerd: status pipe {}: {reason}", fifo.display());
         assert!(stderr.contains(&expect), "{stderr}");
         assert!(!ran.exists());
         fs::remove_file(&fifo).ok();

@@ -89,7 +89,13 @@ impl Reporter {
     /// Reports `what: detail` (pipe and stderr) and exits.
     fn fail(&self, what: Stage, detail: &str, code: i32) -> ! {
         set_sigpipe(SigHandler::SigIgn); // after a failed exec it is back at the default
-        eprintln!("ccmanagerd {MODE}: {what}: {detail}");
+                                         // The pane shows this; the daemon reads the pipe's terser `what: detail`.
+        let doing = match what {
+            Stage::Exec => "cannot run ",
+            Stage::Cwd => "cannot change to directory ",
+            Stage::Rlimit | Stage::Scope | Stage::Setup => "",
+        };
+        eprintln!("ccmanagerd: {doing}{detail}");
         let _ = self.send(&report_line(what, detail));
         std::process::exit(code)
     }
