@@ -258,9 +258,7 @@ mod tests {
     #[test]
     fn one_uid_cannot_take_every_slot_and_admins_keep_theirs() {
         let b = bounds();
-        let mut c = Counts::default();
-        c.total = 3;
-        c.by_uid.insert(1000, 3);
+        let mut c = Counts { total: 3, by_uid: HashMap::from([(1000, 3)]) };
         assert!(admission(&c, &b, &peer(1000), Access::User).is_some(), "per-uid cap");
         assert!(admission(&c, &b, &peer(1001), Access::User).is_none());
         assert!(admission(&c, &b, &peer(0), Access::Admin).is_none());
