@@ -235,6 +235,9 @@ pub fn cleanup_now() {
         );
     }
     let socket_list = sockets.clone();
+    // Servers start with their uid's first session: find their pids now.
+    let servers: Vec<i32> =
+        servers.into_iter().chain(sockets.iter().map(|s| tmux_server_pid(s))).collect();
     for socket in sockets {
         kill_tmux_server(&socket);
     }
@@ -248,8 +251,8 @@ pub fn cleanup_now() {
         );
     }
     for socket in &socket_list {
-        // Our temp dirs hold the sockets; remove them (only ours).
-        if let Some(dir) = socket.parent() {
+        // Our temp dirs hold the sockets (in <dir>/tmux/<uid>/); remove them (only ours).
+        if let Some(dir) = socket.ancestors().nth(3) {
             let ours =
                 dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ccm-bench-"));
             if ours {
@@ -270,7 +273,6 @@ pub struct DaemonGuard {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
-    tmux_pid: i32,
 }
 
 impl DaemonGuard {
@@ -286,7 +288,7 @@ max_connections = 1024
 
 [tmux]
 launcher = "detached"
-
+{root_sessions}
 [limits]
 max_sessions = {cap}
 max_sessions_per_owner = {cap}
@@ -297,21 +299,29 @@ max_age = "off"
 exited_grace = "off"
 "#,
             state = dir.path().join("state").display(),
+            // As root, root's sessions run as root, explicitly (a bench
+            // machine has no `ccmanager` user).
+            root_sessions = if nix::unistd::geteuid().is_root() {
+                "session_user = \"root\"\nallow_root_sessions = true\n"
+            } else {
+                ""
+            },
         );
         std::fs::write(&config, text)?;
         let mut d = DaemonGuard {
             bin: bin.to_path_buf(),
             socket: dir.path().join("d.sock"),
-            tmux_socket: dir.path().join("t.sock"),
+            tmux_socket: dir
+                .path()
+                .join("tmux")
+                .join(nix::unistd::geteuid().to_string())
+                .join("tmux.sock"),
             log: dir.path().join("daemon.log"),
             config,
             dir,
             child: None,
-            tmux_pid: -1,
         };
         d.start_ready(Duration::from_secs(30))?;
-        d.tmux_pid = tmux_server_pid(&d.tmux_socket);
-        live().2.push(d.tmux_pid);
         Ok(d)
     }
 
@@ -340,8 +350,8 @@ exited_grace = "off"
             .arg(&self.config)
             .arg("--socket")
             .arg(&self.socket)
-            .arg("--tmux-socket")
-            .arg(&self.tmux_socket)
+            .arg("--tmux-dir")
+            .arg(self.dir.path().join("tmux"))
             .env("RUST_LOG", "warn")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("INVOCATION_ID")
@@ -424,7 +434,6 @@ impl Drop for DaemonGuard {
         kill_tmux_server(&self.tmux_socket);
         let mut l = live();
         l.0.retain(|s| s != &self.tmux_socket);
-        l.2.retain(|&p| p != self.tmux_pid);
         if std::env::var_os("CCM_BENCH_SHOW_LOG").is_some() {
             eprintln!("--- daemon log ---\n{}", self.log_text());
         }
