@@ -123,8 +123,9 @@ fn memory_max_kills_only_the_session_over_its_cap() {
         // `nudge_reaper`): tmux 3.3a missed the SIGCHLD, left the pane dead
         // without a status and the program a zombie.
         let diag = sb.sh(&format!(
-            "tmux -S /run/ccmanagerd-tmux/tmux.sock list-panes -a -F '#{{session_name}} #{{pane_pid}} dead=#{{pane_dead}} status=#{{pane_dead_status}} signal=#{{pane_dead_signal}}'; \
-             grep -H '^State\\|^PPid' /proc/{hog_pid}/status"
+            "tmux -S {} list-panes -a -F '#{{session_name}} #{{pane_pid}} dead=#{{pane_dead}} status=#{{pane_dead_status}} signal=#{{pane_dead_signal}}'; \
+             grep -H '^State\\|^PPid' /proc/{hog_pid}/status",
+            common::service::tmux_socket(&sb)
         ));
         panic!(
             "the OOM-killed session is still {} after {:?} (OOM kill in the kernel log: {}): {last}\n{}\n{}",

@@ -10,7 +10,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::service::{ctl, journal, main_pid, repo_root, report, setup, tmux_pid, wait_active};
+use common::service::{
+    ctl, journal, main_pid, repo_root, report, setup, tmux_pid, tmux_unit, wait_active,
+};
 use common::sysbox::{describe, SysBox, BOX_PKG_SCRIPTS};
 use serde_json::Value;
 
@@ -77,7 +79,8 @@ fn start_notifies_ready_and_sessions_run_outside_as_session_user() {
     let tmux = tmux_pid(&sb);
     assert_ne!(tmux, "0");
     let cg = sb.sh_ok(&format!("cat /proc/{tmux}/cgroup"));
-    assert!(cg.contains("ccmanagerd-tmux.service") && !cg.contains("ccmanagerd.service"), "{cg}");
+    let unit = format!("ccmanagerd-tmux-{uid}.service");
+    assert!(cg.contains(&unit) && !cg.contains("ccmanagerd.service"), "{cg}");
     let cg = sb.sh_ok(&format!("cat /proc/{pane}/cgroup"));
     assert!(!cg.contains("ccmanagerd.service"), "pane cgroup: {cg}");
 }
@@ -227,7 +230,7 @@ fn sessions_survive_restart_stop_kill_and_upgrade_without_failed_requests() {
         "inactive"
     );
     assert_eq!(sb.sh_ok("systemctl is-active ccmanagerd.socket").trim(), "active");
-    assert_eq!(sb.sh_ok("systemctl is-active ccmanagerd-tmux.service").trim(), "active");
+    assert_eq!(sb.sh_ok(&format!("systemctl is-active {}", tmux_unit(&sb))).trim(), "active");
     let st = ctl(&sb, "status");
     assert_eq!(st["sessions"]["total"].as_u64(), Some(3), "{st}");
     assert_eq!(sb.sh_ok("systemctl is-active ccmanagerd.service").trim(), "active");

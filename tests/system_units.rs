@@ -1,7 +1,7 @@
 //! The shipped units, sysusers/tmpfiles files and maintainer scripts, checked
 //! in a booted systemd with a *stand-in* daemon (a small Python program that
 //! does what the unit's sandbox must allow: start the tmux server as the
-//! transient unit ccmanagerd-tmux.service with systemd-run, connect to its
+//! transient unit ccmanagerd-tmux-<uid>.service with systemd-run, connect to its
 //! socket, notify READY and feed the watchdog, answer on the activated
 //! socket). It proves the units, not the daemon: the real end-to-end proofs
 //! run the real binary.
@@ -20,10 +20,16 @@ def notify(msg):
     if a[0] == "@": a = "\0" + a[1:]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect(a); s.send(msg.encode()); s.close()
 def log(*a): print(*a, flush=True)
-sock = "/run/ccmanagerd-tmux/tmux.sock"
-active = subprocess.run(["systemctl", "is-active", "ccmanagerd-tmux.service"], capture_output=True, text=True).stdout.strip()
+import pwd
+pw = pwd.getpwnam("ccmanager")
+d = "/run/ccmanagerd-tmux/%d" % pw.pw_uid
+os.makedirs(d, mode=0o700, exist_ok=True); os.chown(d, pw.pw_uid, pw.pw_gid)
+sock = d + "/tmux.sock"
+unit = "ccmanagerd-tmux-%d" % pw.pw_uid
+open("/run/ccmanagerd/standin.tmux-unit", "w").write(unit + ".service")
+active = subprocess.run(["systemctl", "is-active", unit + ".service"], capture_output=True, text=True).stdout.strip()
 if active != "active":
-    r = subprocess.run(["systemd-run", "--unit=ccmanagerd-tmux", "--uid=ccmanager", "--gid=ccmanager",
+    r = subprocess.run(["systemd-run", "--unit=" + unit, "--uid=ccmanager", "--gid=ccmanager",
                         "-p", "TasksMax=4096", "-p", "MemoryMax=8G", "-p", "Delegate=yes",
                         "--", "/usr/bin/tmux", "-D", "-S", sock], capture_output=True, text=True)
     log("systemd-run rc=%d %s %s" % (r.returncode, r.stdout.strip(), r.stderr.strip()))
@@ -90,7 +96,7 @@ fn units_install_verify_and_keep_the_tmux_server_outside() {
     assert!(pw.contains(":/var/lib/ccmanager:"), "{pw}");
     assert_eq!(
         sb.sh_ok("stat -c '%a %U %G' /run/ccmanagerd/ccmanagerd.sock /run/ccmanagerd-tmux /var/lib/ccmanagerd /var/lib/ccmanager"),
-        "660 root ccmanager\n750 ccmanager ccmanager\n750 root root\n750 ccmanager ccmanager\n"
+        "660 root ccmanager\n711 root root\n750 root root\n750 ccmanager ccmanager\n"
     );
     let show = sb.sh_ok("systemctl show -p ActiveState,Type,StatusText ccmanagerd.service");
     assert!(
@@ -105,28 +111,29 @@ fn units_install_verify_and_keep_the_tmux_server_outside() {
     let journal = sb.sh_ok("journalctl -b --no-pager -u ccmanagerd.service");
     assert!(journal.contains("systemd-run rc=0"), "{journal}");
     assert!(journal.contains("tmux-server-pid rc=0"), "{journal}");
-    let tmux_pid = sb.sh_ok("systemctl show -P MainPID ccmanagerd-tmux.service").trim().to_string();
+    let unit = format!("ccmanagerd-tmux-{}.service", sb.sh_ok("id -u ccmanager").trim());
+    let tmux_pid = sb.sh_ok(&format!("systemctl show -P MainPID {unit}")).trim().to_string();
     assert_ne!(tmux_pid, "0");
     assert_eq!(sb.sh_ok(&format!("ps -o user= -p {tmux_pid}")).trim(), "ccmanager");
     let cg = sb.sh_ok(&format!("cat /proc/{tmux_pid}/cgroup"));
     assert!(
-        cg.contains("/system.slice/ccmanagerd-tmux.service") && !cg.contains("ccmanagerd.service"),
+        cg.contains(&format!("/system.slice/{unit}")) && !cg.contains("ccmanagerd.service"),
         "{cg}"
     );
     eprintln!(
         "tmux unit limits: {}",
-        sb.sh_ok("systemctl show -p MemoryMax,TasksMax,Delegate ccmanagerd-tmux.service; cg=$(systemctl show -P ControlGroup ccmanagerd-tmux.service); cat /sys/fs/cgroup/memory$cg/memory.limit_in_bytes /sys/fs/cgroup/pids$cg/pids.max").replace('\n', " ")
+        sb.sh_ok(&format!("systemctl show -p MemoryMax,TasksMax,Delegate {unit}; cg=$(systemctl show -P ControlGroup {unit}); cat /sys/fs/cgroup/memory$cg/memory.limit_in_bytes /sys/fs/cgroup/pids$cg/pids.max")).replace('\n', " ")
     );
 
     // Restart and stop+start of the daemon: the tmux server stays, the socket file stays.
     sb.sh_ok("systemctl restart ccmanagerd.service");
-    assert_eq!(sb.sh_ok("systemctl show -P MainPID ccmanagerd-tmux.service").trim(), tmux_pid);
+    assert_eq!(sb.sh_ok(&format!("systemctl show -P MainPID {unit}")).trim(), tmux_pid);
     sb.sh_ok("systemctl stop ccmanagerd.service");
     assert!(
         sb.sh("test -S /run/ccmanagerd/ccmanagerd.sock").status.success(),
         "socket gone after stop"
     );
-    assert_eq!(sb.sh_ok("systemctl is-active ccmanagerd-tmux.service").trim(), "active");
+    assert_eq!(sb.sh_ok(&format!("systemctl is-active {unit}")).trim(), "active");
     // Socket activation: a client connecting to the stopped service starts it.
     assert_eq!(sb.sh_ok("ccmanagerctl").trim(), "pong");
     assert_eq!(sb.sh_ok("systemctl is-active ccmanagerd.service").trim(), "active");
@@ -135,7 +142,7 @@ fn units_install_verify_and_keep_the_tmux_server_outside() {
     let before = sb.sh_ok("systemctl show -P MainPID ccmanagerd.service");
     sb.sh_ok(&format!("sh {BOX_PKG_SCRIPTS}/postinst configure 0.0.1"));
     assert_ne!(sb.sh_ok("systemctl show -P MainPID ccmanagerd.service"), before);
-    assert_eq!(sb.sh_ok("systemctl show -P MainPID ccmanagerd-tmux.service").trim(), tmux_pid);
+    assert_eq!(sb.sh_ok(&format!("systemctl show -P MainPID {unit}")).trim(), tmux_pid);
     assert_eq!(sb.sh_ok("systemctl is-active ccmanagerd.socket").trim(), "active");
 
     // Removal stops and disables the daemon and its socket; the sessions stay.
@@ -148,5 +155,5 @@ fn units_install_verify_and_keep_the_tmux_server_outside() {
         sb.sh("systemctl is-enabled ccmanagerd.service ccmanagerd.socket").stdout,
         b"disabled\ndisabled\n"
     );
-    assert_eq!(sb.sh_ok("systemctl show -P MainPID ccmanagerd-tmux.service").trim(), tmux_pid);
+    assert_eq!(sb.sh_ok(&format!("systemctl show -P MainPID {unit}")).trim(), tmux_pid);
 }

@@ -54,7 +54,7 @@ pub fn setup(test: &str) -> Option<SysBox> {
 /// The last lines of the daemon's and the tmux unit's journal.
 pub fn journal(sb: &SysBox) -> String {
     String::from_utf8_lossy(
-        &sb.sh("journalctl -b --no-pager -o short-monotonic -u ccmanagerd -u ccmanagerd-tmux | tail -60").stdout,
+        &sb.sh("journalctl -b --no-pager -o short-monotonic -u ccmanagerd -u 'ccmanagerd-tmux-*' | tail -60").stdout,
     )
     .into_owned()
 }
@@ -80,9 +80,20 @@ pub fn main_pid(sb: &SysBox) -> String {
     sb.sh_ok("systemctl show -P MainPID ccmanagerd.service").trim().to_string()
 }
 
-/// MainPID of the tmux server's unit.
+/// The unit of the tmux server that root's sessions run in (the session
+/// user's, `ccmanager`).
+pub fn tmux_unit(sb: &SysBox) -> String {
+    format!("ccmanagerd-tmux-{}.service", sb.sh_ok("id -u ccmanager").trim())
+}
+
+/// MainPID of that unit.
 pub fn tmux_pid(sb: &SysBox) -> String {
-    sb.sh_ok("systemctl show -P MainPID ccmanagerd-tmux.service").trim().to_string()
+    sb.sh_ok(&format!("systemctl show -P MainPID {}", tmux_unit(sb))).trim().to_string()
+}
+
+/// The socket of that server.
+pub fn tmux_socket(sb: &SysBox) -> String {
+    format!("/run/ccmanagerd-tmux/{}/tmux.sock", sb.sh_ok("id -u ccmanager").trim())
 }
 
 /// `ccmanagerctl --json ARGS` in the box, parsed.
