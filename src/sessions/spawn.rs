@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::record::Record;
 use super::server::{Server, META_OPTION};
 use crate::error::{Error, Result};
-use crate::limits::spawn_status::{self, SpawnFailure, StatusPipe};
+use crate::limits::spawn_status::{self, SpawnFailure, Stage, StatusPipe};
 use crate::limits::Limits;
 use crate::protocol::types::Session;
 use crate::tmux::Cmd;
@@ -139,6 +139,20 @@ fn open_status(fifo: &Path, account: &Account) -> std::io::Result<StatusPipe> {
     StatusPipe::open(fifo)
 }
 
+/// The request is to blame for a cwd, a program or a limit the owner cannot
+/// use: an invalid-params error naming the field; anything else is a spawn
+/// failure.
 fn spawn_error(e: SpawnFailure) -> Error {
-    Error::SpawnFailed(e.to_string())
+    match &e {
+        SpawnFailure::Failed { what: Stage::Cwd, detail } => {
+            Error::InvalidParams(format!("cwd: cannot enter it as the session's user: {detail}"))
+        }
+        SpawnFailure::Failed { what: Stage::Exec, detail } => {
+            Error::InvalidParams(format!("command[0]: cannot run it: {detail}"))
+        }
+        SpawnFailure::Failed { what: Stage::Rlimit, detail } => {
+            Error::InvalidParams(format!("limits: {detail}"))
+        }
+        _ => Error::SpawnFailed(e.to_string()),
+    }
 }

@@ -93,9 +93,12 @@ pub fn cwd(cwd: &Path) -> Result<(), Error> {
     if has_control(&text) {
         return Err(invalid("cwd: contains a control character".into()));
     }
-    if !cwd.is_dir() {
-        return Err(invalid(format!("cwd: {text:?} does not exist or is not a directory")));
+    if text.len() > MAX_ARG_BYTES {
+        return Err(invalid(format!("cwd: longer than {MAX_ARG_BYTES} bytes")));
     }
+    // Whether it exists and can be entered is the owner's to find out: the
+    // exec-wrapper enters it as the owner and reports why it could not (a
+    // check here, as root, would accept /root for anyone).
     Ok(())
 }
 
@@ -153,6 +156,11 @@ pub fn keys(keys: &[String]) -> Result<(), Error> {
         return Err(invalid(format!("keys: more than {MAX_KEYS} keys")));
     }
     for (i, k) in keys.iter().enumerate() {
+        if k.starts_with('-') {
+            return Err(invalid(format!(
+                "keys[{i}]: {k:?} starts with '-': key names only, never tmux flags (send \"-\" as text)"
+            )));
+        }
         let ok = !k.is_empty()
             && k.len() <= 32
             && k.chars().all(|c| {
@@ -202,7 +210,8 @@ mod tests {
         assert!(name("#{pane_id}").is_err());
         assert!(name("a\tb").is_err());
         assert!(cwd(Path::new("relative")).is_err());
-        assert!(cwd(Path::new("/definitely/not/here")).is_err());
+        assert!(cwd(Path::new("/definitely/not/here")).is_ok(), "the owner finds out");
+        assert!(cwd(Path::new("/a\nb")).is_err());
         assert!(cwd(Path::new("/")).is_ok());
         let mut e = BTreeMap::new();
         e.insert("GOOD_1".to_string(), "v a l".to_string());
@@ -227,5 +236,9 @@ mod tests {
         assert!(keys(&argv(&["a b"])).is_err());
         assert!(keys(&argv(&["'"])).is_err());
         assert!(keys(&argv(&[""])).is_err());
+        for flag in ["-t", "-N", "-X", "-l", "--"] {
+            let e = keys(&argv(&["a", flag])).unwrap_err().to_string();
+            assert!(e.contains("keys[1]"), "{e}");
+        }
     }
 }
