@@ -1,6 +1,16 @@
-//! One enum of requests, one variant per method, params as a struct named
-//! after the method. The method table below is the single list of method
-//! names: parsing, naming and re-encoding are generated from it.
+//! The method table: for every method its wire name, its params type and its
+//! result type (the `lsp_types` pattern). From the one table below the macro
+//! generates
+//! - [`Request`], one variant per method, which the daemon parses and
+//!   dispatches on (one exhaustive `match`, no `_` arm);
+//! - one zero-sized marker type per method in [`method`], implementing
+//!   [`Method`], so the CLI and the tests call typed:
+//!   `client.request::<method::SessionGet>(&SessionId { id })` returns a
+//!   [`Session`](super::types::Session).
+//!
+//! Params are structs named after the method (or shared, like [`SessionId`]);
+//! results live in [`types`](super::types) (the shared objects) and
+//! [`results`](super::results) (one per method).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +20,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::envelope::{RpcError, METHOD_NOT_FOUND};
-use super::types::{SessionField, SessionState};
+#[cfg(feature = "test-hooks")]
+use super::results::Slept;
+use super::results::{
+    AttachResult, CaptureResult, KillResult, ListResult, MetricsResult, Pong, SendResult,
+};
+use super::types::{
+    CleanupReport, Health, ReloadResult, Session, SessionField, SessionState, Status,
+};
 use crate::limits::Limits;
 
 /// Methods that take no params (absent, null, `{}` or `[]`).
@@ -135,19 +152,52 @@ pub struct DebugSleep {
     pub ms: u64,
 }
 
+/// A method: its wire name, the type of its params and of its result. One
+/// zero-sized implementor per method lives in [`method`], generated from the
+/// table below.
+pub trait Method {
+    /// The method name on the wire, e.g. `"session.get"`.
+    const NAME: &'static str;
+    /// What the `params` member decodes into.
+    type Params: Serialize + DeserializeOwned;
+    /// What the `result` member of a success reply decodes into.
+    type Result: Serialize + DeserializeOwned;
+}
+
 macro_rules! methods {
-    ($( $(#[$attr:meta])* $name:literal => $variant:ident($params:ty), )*) => {
+    ($( $(#[$attr:meta])* $name:literal => $variant:ident($params:ty) -> $result:ty, )*) => {
         /// A parsed request: one variant per method.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Request {
             $( $(#[$attr])* #[doc = concat!("`", $name, "`")] $variant($params), )*
         }
 
+        /// One zero-sized type per method, for typed calls:
+        /// `client.request::<method::SessionGet>(&params)`.
+        pub mod method {
+            $(
+                $(#[$attr])*
+                #[doc = concat!("`", $name, "`: params `", stringify!($params),
+                    "`, result `", stringify!($result), "`.")]
+                #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+                pub struct $variant;
+            )*
+        }
+
+        $(
+            $(#[$attr])*
+            impl Method for method::$variant {
+                const NAME: &'static str = $name;
+                type Params = $params;
+                type Result = $result;
+            }
+        )*
+
         impl Request {
             /// Parses `method` and its `params` into a typed request.
             pub fn parse(method: &str, params: Option<Value>) -> Result<Request, RpcError> {
                 match method {
-                    $( $(#[$attr])* $name => Ok(Request::$variant(decode(params)?)), )*
+                    $( $(#[$attr])* $name => Ok(Request::$variant(decode_params(params)?)), )*
                     _ => Err(RpcError::new(METHOD_NOT_FOUND, format!("method not found: {method:?}"))),
                 }
             }
@@ -174,29 +224,34 @@ macro_rules! methods {
     };
 }
 
+// The table. Adding a method: a line here, its params and result types (with a
+// JSON example each), an arm in `rpc::dispatch` (the compiler asks for it), and
+// an example in the round-trip test below.
 methods! {
-    "daemon.ping" => DaemonPing(NoParams),
-    "daemon.status" => DaemonStatus(NoParams),
-    "daemon.reload" => DaemonReload(NoParams),
-    "daemon.metrics" => DaemonMetrics(NoParams),
-    "health.check" => HealthCheck(NoParams),
-    "session.create" => SessionCreate(SessionCreate),
-    "session.list" => SessionList(SessionList),
-    "session.get" => SessionGet(SessionId),
-    "session.kill" => SessionKill(SessionId),
-    "session.send" => SessionSend(SessionSend),
-    "session.capture" => SessionCapture(SessionCapture),
-    "session.resize" => SessionResize(SessionResize),
-    "session.attach" => SessionAttach(SessionId),
-    "cleanup.run" => CleanupRun(CleanupRun),
+    "daemon.ping" => DaemonPing(NoParams) -> Pong,
+    "daemon.status" => DaemonStatus(NoParams) -> Status,
+    "daemon.reload" => DaemonReload(NoParams) -> ReloadResult,
+    "daemon.metrics" => DaemonMetrics(NoParams) -> MetricsResult,
+    "health.check" => HealthCheck(NoParams) -> Health,
+    "session.create" => SessionCreate(SessionCreate) -> Session,
+    "session.list" => SessionList(SessionList) -> ListResult,
+    "session.get" => SessionGet(SessionId) -> Session,
+    "session.kill" => SessionKill(SessionId) -> KillResult,
+    "session.send" => SessionSend(SessionSend) -> SendResult,
+    "session.capture" => SessionCapture(SessionCapture) -> CaptureResult,
+    "session.resize" => SessionResize(SessionResize) -> Session,
+    "session.attach" => SessionAttach(SessionId) -> AttachResult,
+    "cleanup.run" => CleanupRun(CleanupRun) -> CleanupReport,
+    // Always an error reply; `()` (null) is never sent.
     #[cfg(feature = "test-hooks")]
-    "debug.fail" => DebugFail(NoParams),
+    "debug.fail" => DebugFail(NoParams) -> (),
     #[cfg(feature = "test-hooks")]
-    "debug.sleep" => DebugSleep(DebugSleep),
+    "debug.sleep" => DebugSleep(DebugSleep) -> Slept,
 }
 
-/// Decodes named params; an error message names the bad field.
-fn decode<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
+/// Decodes named params (absent, null and `[]` are `{}`); an error message
+/// names the bad field, e.g. `invalid params: limits.nofile: ...`.
+pub fn decode_params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
     let value = match params {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(Value::Array(a)) if a.is_empty() => Value::Object(Default::default()),
@@ -224,21 +279,131 @@ mod tests {
     use crate::protocol::envelope::INVALID_PARAMS;
     use serde_json::json;
 
+    /// Checks one method through its own types: the params example parses
+    /// to the request of that name and back; the result example (a real reply)
+    /// decodes into `M::Result` and encodes to the same JSON.
+    fn round_trip<M: Method>(seen: &mut Vec<&'static str>, params: Value, result: Value) {
+        let name = M::NAME;
+        let typed: M::Params = decode_params(Some(params.clone()))
+            .unwrap_or_else(|e| panic!("{name} params: {}", e.message));
+        let req = Request::parse(name, Some(params)).unwrap();
+        assert_eq!(req.method(), name);
+        assert_eq!(req.params(), serde_json::to_value(&typed).unwrap(), "{name}");
+        let decoded: M::Result =
+            serde_json::from_value(result.clone()).unwrap_or_else(|e| panic!("{name} result: {e}"));
+        assert_eq!(serde_json::to_value(&decoded).unwrap(), result, "{name}");
+        seen.push(name);
+    }
+
+    /// Adding a method to the table without an example here fails the last
+    /// assertion.
     #[test]
-    fn every_name_parses_back_to_its_variant() {
-        for name in Request::names() {
-            let params = match name {
-                "session.create" => json!({"command": ["true"]}),
-                "session.get" | "session.kill" | "session.attach" | "session.send"
-                | "session.capture" => json!({"id": "a"}),
-                "session.resize" => json!({"id": "a", "cols": 80, "rows": 24}),
-                "debug.sleep" => json!({"ms": 1}),
-                _ => json!({}),
-            };
-            let req = Request::parse(name, Some(params)).unwrap();
-            assert_eq!(req.method(), name);
-            assert_eq!(Request::parse(name, Some(req.params())).unwrap(), req);
+    fn every_method_round_trips_a_real_example() {
+        let session = json!({
+            "id": "a1b2c3", "name": "my-label", "tmux_session": "ccmanager_sess_a1b2c3",
+            "command": ["claude"], "cwd": "/srv/work", "state": "running",
+            "exit_status": null, "pid": 4242, "created_at": "2026-11-20T10:00:00Z",
+            "last_activity_at": "2026-11-20T10:05:00Z", "ended_at": null, "owner_uid": 1000,
+            "limits": {"nofile": 4096, "nproc": 512, "memory_max": "2G", "tasks_max": 512,
+                       "cpu_quota": "200%"},
+            "keep": false, "cols": 120, "rows": 40, "env": {"TERM_PROGRAM": "x"}
+        });
+        let seen = &mut Vec::new();
+        round_trip::<method::DaemonPing>(seen, json!({}), json!("pong"));
+        round_trip::<method::DaemonStatus>(
+            seen,
+            json!(null),
+            json!({"version": "0.1.0", "pid": 812, "uptime_s": 3600,
+                   "tmux": {"pid": 813, "socket": "/run/ccmanagerd-tmux/tmux.sock",
+                            "alive": true, "version": "3.3a"},
+                   "sessions": {"total": 3, "running": 2, "exited": 1, "lost": 0},
+                   "health": "ok", "socket": "/run/ccmanagerd/ccmanagerd.sock"}),
+        );
+        round_trip::<method::DaemonReload>(
+            seen,
+            json!({}),
+            json!({"reloaded": true, "applied": ["cleanup.max_age"],
+                   "needs_restart": ["tmux.socket_dir"]}),
+        );
+        round_trip::<method::DaemonMetrics>(
+            seen,
+            json!({}),
+            json!({"text": "# TYPE ccmanagerd_sessions gauge\nccmanagerd_sessions{state=\"running\"} 2\n"}),
+        );
+        round_trip::<method::HealthCheck>(
+            seen,
+            json!({}),
+            json!({"status": "degraded", "checks": [
+                {"name": "tmux_server", "ok": true, "detail": "answers", "status": "ok",
+                 "latency_ms": 0.4},
+                {"name": "cgroups", "ok": false, "detail": "no systemd", "status": "degraded",
+                 "available": false}]}),
+        );
+        round_trip::<method::SessionCreate>(
+            seen,
+            json!({"command": ["claude"], "name": "my-label", "cwd": "/srv/work",
+                   "env": {"TERM_PROGRAM": "x"}, "cols": 120, "rows": 40,
+                   "limits": {"nofile": 4096, "memory_max": "2G"}, "keep": true}),
+            session.clone(),
+        );
+        round_trip::<method::SessionList>(
+            seen,
+            json!({"state": "running"}),
+            json!({"sessions": [session.clone()]}),
+        );
+        round_trip::<method::SessionGet>(seen, json!({"id": "a1b2c3"}), session.clone());
+        round_trip::<method::SessionKill>(
+            seen,
+            json!({"id": "a1b2c3"}),
+            json!({"id": "a1b2c3", "killed": true}),
+        );
+        round_trip::<method::SessionSend>(
+            seen,
+            json!({"id": "a1b2c3", "text": "ls", "keys": ["C-c"], "enter": true}),
+            json!({"id": "a1b2c3"}),
+        );
+        round_trip::<method::SessionCapture>(
+            seen,
+            json!({"id": "a1b2c3", "lines": 100, "escapes": false}),
+            json!({"id": "a1b2c3", "text": "$ ls\nREADME.md\n$ \n"}),
+        );
+        round_trip::<method::SessionResize>(
+            seen,
+            json!({"id": "a1b2c3", "cols": 120, "rows": 40}),
+            session.clone(),
+        );
+        round_trip::<method::SessionAttach>(
+            seen,
+            json!({"id": "a1b2c3"}),
+            json!({"argv": ["/usr/bin/tmux", "-S", "/run/ccmanagerd-tmux/tmux.sock",
+                            "attach-session", "-t", "=ccmanager_sess_a1b2c3"]}),
+        );
+        round_trip::<method::CleanupRun>(
+            seen,
+            json!({"dry_run": true}),
+            json!({"removed": [{"id": "a1b2c3", "reason": "max_age"}], "dry_run": true}),
+        );
+        #[cfg(feature = "test-hooks")]
+        {
+            round_trip::<method::DebugFail>(seen, json!({}), json!(null));
+            round_trip::<method::DebugSleep>(seen, json!({"ms": 5}), json!("slept"));
         }
+        let mut names = Request::names();
+        names.sort_unstable();
+        seen.sort_unstable();
+        assert_eq!(*seen, names, "Request::names() and the Method::NAMEs differ");
+    }
+
+    /// Results that are not the declared shape are refused, so a client
+    /// notices a daemon that answers something else.
+    #[test]
+    fn results_pin_their_shape() {
+        use serde_json::from_value;
+        assert!(from_value::<KillResult>(json!({"id": "a1"})).is_err());
+        assert!(from_value::<AttachResult>(json!({"argv": "tmux attach"})).is_err());
+        assert!(from_value::<MetricsResult>(json!("text")).is_err());
+        assert!(from_value::<ListResult>(json!([])).is_err());
+        assert!(from_value::<Pong>(json!({})).is_err());
     }
 
     #[test]

@@ -1,14 +1,12 @@
 //! `session.*` methods: thin adapters from params to the registry, with the
 //! caller's credentials for owner isolation.
 
-use serde::Serialize;
-use serde_json::{json, Value};
-
 use super::{Ctx, Encoded};
 use crate::error::{Error, Result};
 use crate::protocol::methods::{
     SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionSend,
 };
+use crate::protocol::results::{AttachResult, CaptureResult, KillResult, SendResult};
 use crate::protocol::types::{Session, SessionField};
 
 /// `session.create`.
@@ -35,31 +33,24 @@ pub fn get(ctx: &Ctx, p: SessionId) -> Result<Session> {
 }
 
 /// `session.kill`.
-pub async fn kill(ctx: &Ctx, p: SessionId) -> Result<Value> {
+pub async fn kill(ctx: &Ctx, p: SessionId) -> Result<KillResult> {
     tracing::info!(session_id = %p.id, peer_uid = ctx.peer.uid, "kill requested");
     ctx.daemon.sessions.kill(&ctx.peer, &ctx.daemon.config(), &p.id, "killed").await?;
-    Ok(json!({"id": p.id, "killed": true}))
+    Ok(KillResult { id: p.id, killed: true })
 }
 
 /// `session.send`.
-pub async fn send(ctx: &Ctx, p: SessionSend) -> Result<Value> {
+pub async fn send(ctx: &Ctx, p: SessionSend) -> Result<SendResult> {
     let id = p.id.clone();
     ctx.daemon.sessions.send(&ctx.peer, &ctx.daemon.config(), p).await?;
-    Ok(json!({ "id": id }))
-}
-
-/// `session.capture` result.
-#[derive(Serialize)]
-pub struct Captured {
-    id: String,
-    text: String,
+    Ok(SendResult { id })
 }
 
 /// `session.capture`.
-pub async fn capture(ctx: &Ctx, p: SessionCapture) -> Result<Captured> {
+pub async fn capture(ctx: &Ctx, p: SessionCapture) -> Result<CaptureResult> {
     let id = p.id.clone();
     let text = ctx.daemon.sessions.capture(&ctx.peer, &ctx.daemon.config(), p).await?;
-    Ok(Captured { id, text })
+    Ok(CaptureResult { id, text })
 }
 
 /// `session.resize`.
@@ -68,6 +59,6 @@ pub async fn resize(ctx: &Ctx, p: SessionResize) -> Result<Session> {
 }
 
 /// `session.attach`.
-pub fn attach(ctx: &Ctx, p: SessionId) -> Result<Value> {
-    Ok(json!({ "argv": ctx.daemon.sessions.attach(&ctx.peer, &ctx.daemon.config(), &p.id)? }))
+pub fn attach(ctx: &Ctx, p: SessionId) -> Result<AttachResult> {
+    Ok(AttachResult { argv: ctx.daemon.sessions.attach(&ctx.peer, &ctx.daemon.config(), &p.id)? })
 }

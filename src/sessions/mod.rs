@@ -18,9 +18,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::protocol::methods::{SessionCapture, SessionCreate, SessionSend};
-use crate::protocol::types::{
-    Projected, Session, SessionCounts, SessionField, SessionState, SESSION_PREFIX,
-};
+use crate::protocol::types::{Session, SessionCounts, SessionField, SessionState, SESSION_PREFIX};
 use crate::server::Peer;
 use crate::tmux::{Cmd, ControlClient, Output, ServerInfo, ServerPaths, TmuxError};
 use store::{Store, Stored};
@@ -253,13 +251,9 @@ impl Sessions {
         state: Option<SessionState>,
         fields: &[SessionField],
     ) -> Result<crate::rpc::Encoded> {
-        #[derive(serde::Serialize)]
-        struct Listed<'a> {
-            sessions: Vec<Projected<'a>>,
-        }
         self.with_listed(peer, config, state, |listed| {
-            let sessions = listed.iter().map(|session| Projected { session, fields }).collect();
-            crate::rpc::json(&Listed { sessions })
+            let list = crate::protocol::results::ProjectedList::new(listed.iter().copied(), fields);
+            crate::rpc::json(&list)
         })
     }
 
