@@ -1,6 +1,6 @@
 //! Request dispatch: one exhaustive `match` over [`Request`], each arm a
 //! one-line call into the method family's file, checked against the method
-//! table: [`reply`] takes only the result type the table declares.
+//! table: `reply` takes only the result type the table declares.
 
 pub mod cleanup;
 pub mod daemon;
