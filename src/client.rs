@@ -1,5 +1,8 @@
 //! A small blocking JSON-RPC client over the control socket, used by
 //! `ccmanagerctl` and the tests. One request at a time per connection.
+//! [`Client::request`] calls typed through the method table
+//! (`client.request::<method::SessionGet>(&SessionId { id })` is a
+//! `Session`); [`Client::call`] takes any method name and JSON params.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -7,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::protocol::RpcError;
+use crate::protocol::{Method, RpcError};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,38 @@ impl Client {
         method: &str,
         params: Value,
     ) -> Result<T, ClientError> {
+        self.send(method, &params)
+    }
+
+    /// Calls method `M` and decodes its declared result type.
+    pub fn request<M: Method>(&mut self, params: &M::Params) -> Result<M::Result, ClientError> {
+        self.send(M::NAME, params)
+    }
+
+    /// Calls method `M` and decodes its result as `T` instead: a `Value` to
+    /// show the reply exactly as it came, or a narrower type (a
+    /// `session.list` with `fields`).
+    pub fn request_as<M: Method, T: DeserializeOwned>(
+        &mut self,
+        params: &M::Params,
+    ) -> Result<T, ClientError> {
+        self.send(M::NAME, params)
+    }
+
+    /// One request and its reply: params serialised straight into the line,
+    /// the result decoded straight into `T`.
+    fn send<P: Serialize + ?Sized, T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: &P,
+    ) -> Result<T, ClientError> {
+        #[derive(Serialize)]
+        struct Call<'a, P: ?Sized> {
+            jsonrpc: &'static str,
+            method: &'a str,
+            params: &'a P,
+            id: u64,
+        }
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "T: Deserialize<'de>"))]
         struct Reply<T> {
@@ -101,8 +136,10 @@ impl Client {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
-        let text = self.exchange(&request.to_string())?;
+        let request = Call { jsonrpc: "2.0", method, params, id };
+        let line = serde_json::to_string(&request)
+            .map_err(|e| ClientError::Protocol(format!("encoding the params: {e}")))?;
+        let text = self.exchange(&line)?;
         let reply: Reply<T> = serde_json::from_str(&text)
             .map_err(|e| ClientError::Protocol(format!("bad reply: {e}: {}", text.trim_end())))?;
         let refused = reply.id == Some(Value::Null) && reply.error.is_some();

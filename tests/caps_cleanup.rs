@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use ccmanagerd::client::ClientError;
+use ccmanagerd::protocol::method::DaemonMetrics;
+use ccmanagerd::protocol::methods::NoParams;
 use common::daemon::TestDaemon;
 
 /// How long a periodic action (reaper, health recovery) may take in a test.
@@ -169,7 +171,7 @@ fn dry_run_lists_without_removing() {
     assert_eq!(real["removed"], json!([{"id": old, "reason": "max_age"}]), "{real}");
     assert!(!exists(&d, &old));
     assert!(exists(&d, &kept));
-    let text = d.ok("daemon.metrics", json!({}))["text"].as_str().unwrap().to_string();
+    let text = d.request::<DaemonMetrics>(&NoParams {}).text;
     assert!(text.contains("ccmanagerd_sessions_reaped_total{reason=\"max_age\"} 1"), "{text}");
 }
 

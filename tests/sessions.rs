@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use ccmanagerd::protocol::method::{DaemonStatus, SessionCapture, SessionGet, SessionList};
+use ccmanagerd::protocol::methods::{self, NoParams, SessionId};
+use ccmanagerd::protocol::types::SessionState;
 use common::daemon::{bin, TestDaemon};
 
 /// Polls `f` until it returns Some, or panics after `secs`.
@@ -28,7 +31,13 @@ fn create(d: &TestDaemon, params: Value) -> Value {
 }
 
 fn capture(d: &TestDaemon, id: &str) -> String {
-    d.ok("session.capture", json!({"id": id}))["text"].as_str().unwrap().to_string()
+    d.request::<SessionCapture>(&methods::SessionCapture { id: id.into(), ..Default::default() })
+        .text
+}
+
+/// How many sessions `session.list` shows in `state` (all when None).
+fn count(d: &TestDaemon, state: Option<SessionState>) -> usize {
+    d.request::<SessionList>(&methods::SessionList { state, fields: None }).sessions.len()
 }
 
 fn pid_alive(pid: u64) -> bool {
@@ -102,10 +111,10 @@ fn exited_sessions_keep_status_and_output() {
     let s = create(&d, json!({"command": ["sh", "-c", "echo last words; exit 7"]}));
     let id = s["id"].as_str().unwrap();
     let got = eventually(10, "exited state", || {
-        let g = d.ok("session.get", json!({"id": id}));
-        (g["state"] == "exited").then_some(g)
+        let g = d.request::<SessionGet>(&SessionId { id: id.into() });
+        (g.state == SessionState::Exited).then_some(g)
     });
-    assert_eq!(got["exit_status"], 7);
+    assert_eq!(got.exit_status, Some(7));
     let text = capture(&d, id);
     assert!(
         text.contains("last words"),
@@ -114,9 +123,8 @@ fn exited_sessions_keep_status_and_output() {
     );
     let err = d.call("session.send", json!({"id": id, "text": "x"})).unwrap_err().to_string();
     assert!(err.contains("exited"), "{err}");
-    let list = d.ok("session.list", json!({"state": "exited"}));
-    assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
-    assert_eq!(d.ok("session.list", json!({"state": "running"}))["sessions"], json!([]));
+    assert_eq!(count(&d, Some(SessionState::Exited)), 1);
+    assert_eq!(count(&d, Some(SessionState::Running)), 0);
 }
 
 #[test]
@@ -210,18 +218,15 @@ fn bad_input_names_the_field_and_creates_nothing() {
     }
     let e = d.call("session.send", json!({"id": id, "keys": ["a b"]})).unwrap_err().to_string();
     assert!(e.contains("keys[0]"), "{e}");
-    assert_eq!(
-        d.ok("session.list", json!({}))["sessions"].as_array().unwrap().len(),
-        1,
-        "nothing half-created"
-    );
+    assert_eq!(count(&d, None), 1, "nothing half-created");
     let out = d.tmux(&["list-sessions", "-F", "#{session_name}"]);
     let names = String::from_utf8_lossy(&out.stdout);
     assert_eq!(names.lines().filter(|n| n.starts_with("ccmanager_sess_")).count(), 1, "{names}");
 }
 
-fn tmux_pid(d: &TestDaemon) -> u64 {
-    d.ok("daemon.status", json!({}))["tmux"]["servers"][0]["pid"].as_u64().expect("tmux pid")
+fn tmux_pid(d: &TestDaemon) -> u32 {
+    let status = d.request::<DaemonStatus>(&NoParams {});
+    status.tmux.servers.first().and_then(|s| s.pid).expect("tmux pid")
 }
 
 #[test]
@@ -443,7 +448,7 @@ fn ctl_session_commands() {
         Some(1),
         "--all without --yes and without a terminal must not kill"
     );
-    assert_eq!(d.ok("session.list", json!({}))["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(count(&d, None), 2);
     let out = d.ctl(&["kill", &id2]);
     assert!(out.status.success());
     let out = d.ctl(&["kill", "--all", "--yes"]);

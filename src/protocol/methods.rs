@@ -1,6 +1,16 @@
-//! One enum of requests, one variant per method, params as a struct named
-//! after the method. The method table below is the single list of method
-//! names: parsing, naming and re-encoding are generated from it.
+//! The method table: for every method its wire name, its params type and its
+//! result type (the `lsp_types` pattern). From the one table below the macro
+//! generates
+//! - [`Request`], one variant per method, which the daemon parses and
+//!   dispatches on (one exhaustive `match`, no `_` arm);
+//! - one zero-sized marker type per method in [`method`], implementing
+//!   [`Method`], so the CLI and the tests call typed:
+//!   `client.request::<method::SessionGet>(&SessionId { id })` returns a
+//!   [`Session`].
+//!
+//! Params are structs named after the method (or shared, like [`SessionId`]);
+//! results live in [`types`](super::types) (the shared objects) and
+//! [`results`](super::results) (one per method).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +20,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::envelope::{RpcError, METHOD_NOT_FOUND};
-use super::types::{SessionField, SessionState};
+#[cfg(feature = "test-hooks")]
+use super::results::Slept;
+use super::results::{
+    AttachResult, CaptureResult, KillResult, ListResult, MetricsResult, Pong, SendResult,
+};
+use super::types::{
+    CleanupReport, Health, ReloadResult, Session, SessionField, SessionState, Status,
+};
 use crate::limits::Limits;
 use crate::users::UserSpec;
 
@@ -140,8 +157,20 @@ pub struct DebugSleep {
     pub ms: u64,
 }
 
+/// A method: its wire name, the type of its params and of its result. One
+/// zero-sized implementor per method lives in [`method`], generated from the
+/// table below.
+pub trait Method {
+    /// The method name on the wire, e.g. `"session.get"`.
+    const NAME: &'static str;
+    /// What the `params` member decodes into.
+    type Params: Serialize + DeserializeOwned;
+    /// What the `result` member of a success reply decodes into.
+    type Result: Serialize + DeserializeOwned;
+}
+
 macro_rules! methods {
-    ($( $(#[$attr:meta])* $name:literal => $variant:ident($params:ty), )*) => {
+    ($( $(#[$attr:meta])* $name:literal => $variant:ident($params:ty) -> $result:ty, )*) => {
         /// A parsed request: one variant per method.
         // Requests are parsed once and moved, never stored in bulk: boxing
         // the larger params would cost an allocation per request for nothing.
@@ -151,11 +180,32 @@ macro_rules! methods {
             $( $(#[$attr])* #[doc = concat!("`", $name, "`")] $variant($params), )*
         }
 
+        /// One zero-sized type per method, for typed calls:
+        /// `client.request::<method::SessionGet>(&params)`.
+        pub mod method {
+            $(
+                $(#[$attr])*
+                #[doc = concat!("`", $name, "`: params `", stringify!($params),
+                    "`, result `", stringify!($result), "`.")]
+                #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+                pub struct $variant;
+            )*
+        }
+
+        $(
+            $(#[$attr])*
+            impl Method for method::$variant {
+                const NAME: &'static str = $name;
+                type Params = $params;
+                type Result = $result;
+            }
+        )*
+
         impl Request {
             /// Parses `method` and its `params` into a typed request.
             pub fn parse(method: &str, params: Option<Value>) -> Result<Request, RpcError> {
                 match method {
-                    $( $(#[$attr])* $name => Ok(Request::$variant(decode(params)?)), )*
+                    $( $(#[$attr])* $name => Ok(Request::$variant(decode_params(params)?)), )*
                     _ => Err(RpcError::new(METHOD_NOT_FOUND, format!("method not found: {method:?}"))),
                 }
             }
@@ -182,29 +232,34 @@ macro_rules! methods {
     };
 }
 
+// The table. Adding a method: a line here, its params and result types (with a
+// JSON example each), an arm in `rpc::dispatch` (the compiler asks for it), and
+// an example in the round-trip test below.
 methods! {
-    "daemon.ping" => DaemonPing(NoParams),
-    "daemon.status" => DaemonStatus(NoParams),
-    "daemon.reload" => DaemonReload(NoParams),
-    "daemon.metrics" => DaemonMetrics(NoParams),
-    "health.check" => HealthCheck(NoParams),
-    "session.create" => SessionCreate(SessionCreate),
-    "session.list" => SessionList(SessionList),
-    "session.get" => SessionGet(SessionId),
-    "session.kill" => SessionKill(SessionId),
-    "session.send" => SessionSend(SessionSend),
-    "session.capture" => SessionCapture(SessionCapture),
-    "session.resize" => SessionResize(SessionResize),
-    "session.attach" => SessionAttach(SessionId),
-    "cleanup.run" => CleanupRun(CleanupRun),
+    "daemon.ping" => DaemonPing(NoParams) -> Pong,
+    "daemon.status" => DaemonStatus(NoParams) -> Status,
+    "daemon.reload" => DaemonReload(NoParams) -> ReloadResult,
+    "daemon.metrics" => DaemonMetrics(NoParams) -> MetricsResult,
+    "health.check" => HealthCheck(NoParams) -> Health,
+    "session.create" => SessionCreate(SessionCreate) -> Session,
+    "session.list" => SessionList(SessionList) -> ListResult,
+    "session.get" => SessionGet(SessionId) -> Session,
+    "session.kill" => SessionKill(SessionId) -> KillResult,
+    "session.send" => SessionSend(SessionSend) -> SendResult,
+    "session.capture" => SessionCapture(SessionCapture) -> CaptureResult,
+    "session.resize" => SessionResize(SessionResize) -> Session,
+    "session.attach" => SessionAttach(SessionId) -> AttachResult,
+    "cleanup.run" => CleanupRun(CleanupRun) -> CleanupReport,
+    // Always an error reply; `()` (null) is never sent.
     #[cfg(feature = "test-hooks")]
-    "debug.fail" => DebugFail(NoParams),
+    "debug.fail" => DebugFail(NoParams) -> (),
     #[cfg(feature = "test-hooks")]
-    "debug.sleep" => DebugSleep(DebugSleep),
+    "debug.sleep" => DebugSleep(DebugSleep) -> Slept,
 }
 
-/// Decodes named params; an error message names the bad field.
-fn decode<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
+/// Decodes named params (absent, null and `[]` are `{}`); an error message
+/// names the bad field, e.g. `invalid params: limits.nofile: ...`.
+pub fn decode_params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
     let value = match params {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(Value::Array(a)) if a.is_empty() => Value::Object(Default::default()),
@@ -227,60 +282,5 @@ fn decode<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::envelope::INVALID_PARAMS;
-    use serde_json::json;
-
-    #[test]
-    fn every_name_parses_back_to_its_variant() {
-        for name in Request::names() {
-            let params = match name {
-                "session.create" => json!({"command": ["true"]}),
-                "session.get" | "session.kill" | "session.attach" | "session.send"
-                | "session.capture" => json!({"id": "a"}),
-                "session.resize" => json!({"id": "a", "cols": 80, "rows": 24}),
-                "debug.sleep" => json!({"ms": 1}),
-                _ => json!({}),
-            };
-            let req = Request::parse(name, Some(params)).unwrap();
-            assert_eq!(req.method(), name);
-            assert_eq!(Request::parse(name, Some(req.params())).unwrap(), req);
-        }
-    }
-
-    #[test]
-    fn unknown_method_is_32601() {
-        assert_eq!(Request::parse("nope", None).unwrap_err().code, METHOD_NOT_FOUND);
-    }
-
-    #[test]
-    fn bad_params_name_the_field() {
-        let e = Request::parse("session.create", Some(json!({"command": "ls -l"}))).unwrap_err();
-        assert_eq!(e.code, INVALID_PARAMS);
-        assert!(e.message.contains("command"), "{}", e.message);
-        let e = Request::parse("session.create", Some(json!({"command": ["a", 1]}))).unwrap_err();
-        assert!(e.message.contains("command[1]"), "{}", e.message);
-        let e = Request::parse("session.get", Some(json!({}))).unwrap_err();
-        assert!(e.message.contains("missing field `id`"), "{}", e.message);
-        let e = Request::parse("daemon.ping", Some(json!({"x": 1}))).unwrap_err();
-        assert!(e.message.contains("unknown field `x`"), "{}", e.message);
-        let e = Request::parse(
-            "session.create",
-            Some(json!({"command": ["a"], "limits": {"nofile": "x"}})),
-        )
-        .unwrap_err();
-        assert!(e.message.contains("limits.nofile"), "{}", e.message);
-    }
-
-    #[test]
-    fn no_params_accepts_the_empty_forms() {
-        for p in [None, Some(Value::Null), Some(json!({})), Some(json!([]))] {
-            assert_eq!(Request::parse("daemon.ping", p).unwrap(), Request::DaemonPing(NoParams {}));
-        }
-        assert_eq!(
-            Request::parse("daemon.ping", Some(json!([1]))).unwrap_err().code,
-            INVALID_PARAMS
-        );
-    }
-}
+#[path = "methods_tests.rs"]
+mod tests;

@@ -1,10 +1,13 @@
-//! The wire protocol, shared by the daemon and `ccmanagerctl`: the JSON-RPC 2.0
-//! envelope ([`envelope`]), one typed request per method ([`methods`]) and the
-//! result types ([`types`]). `docs/protocol.md` is the prose reference.
+//! The wire protocol, shared by the daemon, `ccmanagerctl` and the tests: the
+//! JSON-RPC 2.0 envelope ([`envelope`]), the method table with one typed
+//! request per method and its params ([`methods`]), and the result types
+//! ([`types`] for the shared objects, [`results`] for the per-method ones).
+//! `docs/protocol.md` is the prose reference.
 
 pub mod envelope;
 pub mod methods;
+pub mod results;
 pub mod types;
 
 pub use envelope::{ErrorKind, RpcError};
-pub use methods::Request;
+pub use methods::{method, Method, Request};

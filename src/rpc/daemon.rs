@@ -1,14 +1,15 @@
 //! `daemon.*` methods: ping, status, reload, metrics.
 
-use serde_json::{json, Value};
-
 use super::Ctx;
 use crate::error::Result;
+#[cfg(feature = "test-hooks")]
+use crate::protocol::results::Slept;
+use crate::protocol::results::{MetricsResult, Pong};
 use crate::protocol::types::{ReloadResult, Status, TmuxStatus};
 
 /// `daemon.ping` -> `"pong"`.
-pub fn ping() -> Value {
-    json!("pong")
+pub fn ping() -> Pong {
+    Pong
 }
 
 /// `daemon.status`.
@@ -41,13 +42,13 @@ pub async fn reload(ctx: &Ctx<'_>) -> Result<ReloadResult> {
 }
 
 /// `daemon.metrics`: Prometheus text.
-pub async fn metrics(ctx: &Ctx<'_>) -> Result<Value> {
-    Ok(json!({ "text": ctx.service.gauges.exposition() }))
+pub async fn metrics(ctx: &Ctx<'_>) -> Result<MetricsResult> {
+    Ok(MetricsResult { text: ctx.service.gauges.exposition() })
 }
 
 /// `debug.sleep` (test builds only): answers after `ms` milliseconds.
 #[cfg(feature = "test-hooks")]
-pub async fn debug_sleep(ms: u64) -> Value {
+pub async fn debug_sleep(ms: u64) -> Slept {
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-    json!("slept")
+    Slept
 }

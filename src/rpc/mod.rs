@@ -1,7 +1,8 @@
 //! Request dispatch: one exhaustive `match` over [`Request`], each arm a
 //! one-line call into the method family's file, which gets only the handles
-//! it needs through [`Ctx`]. [`Service`] is what the server calls (it
-//! implements [`Handler`]).
+//! it needs through [`Ctx`], checked against the method table: `reply` takes
+//! only the result type the table declares. [`Service`] is what the server
+//! calls (it implements [`Handler`]).
 
 pub mod cleanup;
 pub mod daemon;
@@ -22,7 +23,7 @@ use crate::gauges::Gauges;
 use crate::health::Checker;
 use crate::metrics::Metrics;
 use crate::protocol::envelope::RpcError;
-use crate::protocol::Request;
+use crate::protocol::{method, Method, Request};
 use crate::reload::Reloader;
 use crate::server::{Access, Bounds, Handler, Peer};
 use crate::sessions::{Caller, Sessions};
@@ -72,27 +73,38 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
         .map_err(|e| Error::Internal(format!("encoding the result: {e}")))
 }
 
+/// Serialises the result of method `M`: an arm whose result is not the type
+/// the method table declares for it does not compile.
+fn reply<M: Method>(result: Result<M::Result>) -> Result<Encoded> {
+    json(&result?)
+}
+
 /// Serves one request.
 pub async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Encoded> {
+    use method as m;
     match request {
-        Request::DaemonPing(_) => json(&daemon::ping()),
-        Request::DaemonStatus(_) => json(&daemon::status(ctx).await?),
-        Request::DaemonReload(_) => json(&daemon::reload(ctx).await?),
-        Request::DaemonMetrics(_) => json(&daemon::metrics(ctx).await?),
-        Request::HealthCheck(_) => json(&health::check(ctx).await),
-        Request::SessionCreate(p) => json(&sessions::create(ctx, p).await?),
+        Request::DaemonPing(_) => reply::<m::DaemonPing>(Ok(daemon::ping())),
+        Request::DaemonStatus(_) => reply::<m::DaemonStatus>(daemon::status(ctx).await),
+        Request::DaemonReload(_) => reply::<m::DaemonReload>(daemon::reload(ctx).await),
+        Request::DaemonMetrics(_) => reply::<m::DaemonMetrics>(daemon::metrics(ctx).await),
+        Request::HealthCheck(_) => reply::<m::HealthCheck>(Ok(health::check(ctx).await)),
+        Request::SessionCreate(p) => reply::<m::SessionCreate>(sessions::create(ctx, p).await),
+        // Encoded by the registry as a `ProjectedList`, which writes the
+        // same JSON as the declared `ListResult` (protocol::results tests).
         Request::SessionList(p) => sessions::list(ctx, p),
-        Request::SessionGet(p) => json(&sessions::get(ctx, p)?),
-        Request::SessionKill(p) => json(&sessions::kill(ctx, p).await?),
-        Request::SessionSend(p) => json(&sessions::send(ctx, p).await?),
-        Request::SessionCapture(p) => json(&sessions::capture(ctx, p).await?),
-        Request::SessionResize(p) => json(&sessions::resize(ctx, p).await?),
-        Request::SessionAttach(p) => json(&sessions::attach(ctx, p)?),
-        Request::CleanupRun(p) => json(&cleanup::run(ctx, p).await),
+        Request::SessionGet(p) => reply::<m::SessionGet>(sessions::get(ctx, p)),
+        Request::SessionKill(p) => reply::<m::SessionKill>(sessions::kill(ctx, p).await),
+        Request::SessionSend(p) => reply::<m::SessionSend>(sessions::send(ctx, p).await),
+        Request::SessionCapture(p) => reply::<m::SessionCapture>(sessions::capture(ctx, p).await),
+        Request::SessionResize(p) => reply::<m::SessionResize>(sessions::resize(ctx, p).await),
+        Request::SessionAttach(p) => reply::<m::SessionAttach>(sessions::attach(ctx, p)),
+        Request::CleanupRun(p) => reply::<m::CleanupRun>(Ok(cleanup::run(ctx, p).await)),
         #[cfg(feature = "test-hooks")]
-        Request::DebugFail(_) => Err(Error::Internal("debug.fail was called".into())),
+        Request::DebugFail(_) => {
+            reply::<m::DebugFail>(Err(Error::Internal("debug.fail was called".into())))
+        }
         #[cfg(feature = "test-hooks")]
-        Request::DebugSleep(p) => json(&daemon::debug_sleep(p.ms).await),
+        Request::DebugSleep(p) => reply::<m::DebugSleep>(Ok(daemon::debug_sleep(p.ms).await)),
     }
 }
 

@@ -1,14 +1,12 @@
 //! `session.*` methods: thin adapters from params to the registry, with the
 //! caller's credentials for owner isolation.
 
-use serde::Serialize;
-use serde_json::{json, Value};
-
 use super::{Ctx, Encoded};
 use crate::error::{Error, Result};
 use crate::protocol::methods::{
     SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionSend,
 };
+use crate::protocol::results::{AttachResult, CaptureResult, KillResult, SendResult};
 use crate::protocol::types::{Session, SessionField};
 
 /// `session.create`.
@@ -37,31 +35,24 @@ pub fn get(ctx: &Ctx<'_>, p: SessionId) -> Result<Session> {
 }
 
 /// `session.kill`.
-pub async fn kill(ctx: &Ctx<'_>, p: SessionId) -> Result<Value> {
+pub async fn kill(ctx: &Ctx<'_>, p: SessionId) -> Result<KillResult> {
     tracing::info!(session_id = %p.id, peer_uid = ctx.peer.uid, "kill requested");
     ctx.service.sessions.kill(&ctx.caller, &p.id, "killed").await?;
-    Ok(json!({"id": p.id, "killed": true}))
+    Ok(KillResult { id: p.id, killed: true })
 }
 
 /// `session.send`.
-pub async fn send(ctx: &Ctx<'_>, p: SessionSend) -> Result<Value> {
+pub async fn send(ctx: &Ctx<'_>, p: SessionSend) -> Result<SendResult> {
     let id = p.id.clone();
     ctx.service.sessions.send(&ctx.caller, p).await?;
-    Ok(json!({ "id": id }))
-}
-
-/// `session.capture` result.
-#[derive(Serialize)]
-pub struct Captured {
-    id: String,
-    text: String,
+    Ok(SendResult { id })
 }
 
 /// `session.capture`.
-pub async fn capture(ctx: &Ctx<'_>, p: SessionCapture) -> Result<Captured> {
+pub async fn capture(ctx: &Ctx<'_>, p: SessionCapture) -> Result<CaptureResult> {
     let id = p.id.clone();
     let text = ctx.service.sessions.capture(&ctx.caller, &ctx.config, p).await?;
-    Ok(Captured { id, text })
+    Ok(CaptureResult { id, text })
 }
 
 /// `session.resize`.
@@ -70,6 +61,6 @@ pub async fn resize(ctx: &Ctx<'_>, p: SessionResize) -> Result<Session> {
 }
 
 /// `session.attach`.
-pub fn attach(ctx: &Ctx<'_>, p: SessionId) -> Result<Value> {
-    Ok(json!({ "argv": ctx.service.sessions.attach(&ctx.caller, &p.id)? }))
+pub fn attach(ctx: &Ctx<'_>, p: SessionId) -> Result<AttachResult> {
+    Ok(AttachResult { argv: ctx.service.sessions.attach(&ctx.caller, &p.id)? })
 }

@@ -11,7 +11,8 @@ use super::record::Record;
 use super::store::{Store, Stored};
 use super::validate;
 use crate::error::{Error, Result};
-use crate::protocol::types::{Projected, Session, SessionCounts, SessionField, SessionState};
+use crate::protocol::results::ProjectedList;
+use crate::protocol::types::{Session, SessionCounts, SessionField, SessionState};
 
 /// Who asks, as far as sessions are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,13 +158,9 @@ impl Registry {
         state: Option<SessionState>,
         fields: &[SessionField],
     ) -> Result<Box<RawValue>> {
-        #[derive(serde::Serialize)]
-        struct Listed<'a> {
-            sessions: Vec<Projected<'a>>,
-        }
         self.with_listed(caller, state, |listed| {
-            let sessions = listed.iter().map(|session| Projected { session, fields }).collect();
-            serde_json::value::to_raw_value(&Listed { sessions })
+            let list = ProjectedList::new(listed.iter().copied(), fields);
+            serde_json::value::to_raw_value(&list)
                 .map_err(|e| Error::Internal(format!("encoding the session list: {e}")))
         })
     }

@@ -9,9 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use ccmanagerd::client::{Client, ClientError};
+use ccmanagerd::protocol::method::DaemonPing;
+use ccmanagerd::protocol::methods::NoParams;
+use ccmanagerd::protocol::Method;
 
 /// How long a daemon may take to start answering on a loaded machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -96,7 +99,7 @@ impl TestDaemon {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(mut c) = Client::connect(&self.socket, Some(Duration::from_secs(5))) {
-                if c.call("daemon.ping", json!({})).is_ok() {
+                if c.request::<DaemonPing>(&NoParams {}).is_ok() {
                     return;
                 }
             }
@@ -136,6 +139,13 @@ impl TestDaemon {
     pub fn ok(&self, method: &str, params: Value) -> Value {
         self.call(method, params)
             .unwrap_or_else(|e| panic!("{method} failed: {e}\n{}", self.log_text()))
+    }
+
+    /// One typed call (method `M`) on a fresh connection; panics on error.
+    pub fn request<M: Method>(&self, params: &M::Params) -> M::Result {
+        self.client()
+            .request::<M>(params)
+            .unwrap_or_else(|e| panic!("{} failed: {e}\n{}", M::NAME, self.log_text()))
     }
 
     /// Sends a signal to the daemon.

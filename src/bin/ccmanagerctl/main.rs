@@ -1,0 +1,212 @@
+//! `ccmanagerctl`: the operators' command-line client. Human output by
+//! default, `--json` for scripts (the daemon's result as it came). Exit codes:
+//! 0 success, 1 error reply (or bad arguments of ours), 2 cannot connect.
+//!
+//! This file holds the command line and the dispatch; each command is one
+//! file of the same name, calling the daemon through the typed method table.
+
+mod attach;
+mod call;
+mod capture;
+mod cleanup;
+mod health;
+mod kill;
+mod ls;
+mod metrics;
+mod new;
+mod output;
+mod ping;
+mod reload;
+mod resize;
+mod send;
+mod show;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use ccmanagerd::client::Client;
+use ccmanagerd::config::Config;
+use output::{Ctl, Failure};
+
+/// How long one request may take before the CLI gives up.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Control ccmanagerd, the tmux session manager daemon.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, env = "CCMANAGERD_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print the raw JSON result instead of a human summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Daemon version, uptime, tmux server and session counts.
+    Status,
+    /// Check that the daemon answers.
+    Ping,
+    /// Re-read the config file (same as `systemctl reload ccmanagerd`).
+    Reload,
+    /// Health checks.
+    Health,
+    /// Prometheus metrics text.
+    Metrics,
+    /// List sessions.
+    Ls {
+        /// Only sessions in this state (running, exited, lost).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Create a session running CMD (an argv, never a shell string).
+    New(NewArgs),
+    /// Show one session.
+    Show {
+        /// Session id.
+        id: String,
+    },
+    /// Kill sessions (the whole process tree of each).
+    Kill(KillArgs),
+    /// Type text into a session.
+    Send(SendArgs),
+    /// Print a session's screen (and scrollback with --lines).
+    Capture(CaptureArgs),
+    /// Resize a session's pane, e.g. `resize ID 120x40`.
+    Resize {
+        /// Session id.
+        id: String,
+        /// COLSxROWS.
+        size: String,
+    },
+    /// Attach this terminal to a session (detach with the tmux prefix, C-b d).
+    Attach {
+        /// Session id.
+        id: String,
+    },
+    /// Remove old, idle and dead sessions now.
+    Cleanup {
+        /// Only show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Send a raw JSON-RPC request and print the result.
+    Call {
+        /// Method name, e.g. daemon.status.
+        method: String,
+        /// Params as JSON (an object), e.g. '{"id":"abc"}'.
+        params: Option<String>,
+    },
+}
+
+// The arguments of the commands that take more than two. (No `///` here: a
+// doc comment would replace the command's own in `--help`.)
+
+#[derive(Args, Debug)]
+struct NewArgs {
+    /// A label.
+    #[arg(long)]
+    name: Option<String>,
+    /// Working directory (absolute; default: the user's home). Entered as
+    /// the session's user.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Run as this user (name or uid; root and admins only).
+    #[arg(long)]
+    user: Option<String>,
+    /// Environment variable, K=V (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Size as COLSxROWS, e.g. 120x40.
+    #[arg(long, value_name = "COLSxROWS")]
+    size: Option<String>,
+    /// Exempt from cleanup.
+    #[arg(long)]
+    keep: bool,
+    /// A limit, NAME=VALUE (e.g. nofile=1024, memory_max=2G; repeatable).
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    limits: Vec<String>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    argv: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct KillArgs {
+    /// Session ids.
+    ids: Vec<String>,
+    /// Kill every session you can see.
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    /// Do not ask for confirmation with --all.
+    #[arg(long, short)]
+    yes: bool,
+}
+
+#[derive(Args, Debug)]
+struct SendArgs {
+    /// Session id.
+    id: String,
+    /// Literal text.
+    text: Option<String>,
+    /// Named keys sent after the text (e.g. C-c, Up; repeatable).
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<String>,
+    /// Press Enter at the end.
+    #[arg(long)]
+    enter: bool,
+}
+
+#[derive(Args, Debug)]
+struct CaptureArgs {
+    /// Session id.
+    id: String,
+    /// Scrollback lines above the visible screen.
+    #[arg(long, default_value_t = 0)]
+    lines: u32,
+    /// Keep colour escape sequences.
+    #[arg(long)]
+    escapes: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("ccmanagerctl: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let socket = cli.socket.unwrap_or_else(|| Config::default().socket_path());
+    let client = Client::connect(&socket, Some(REQUEST_TIMEOUT))?;
+    let ctl = &mut Ctl { client, json: cli.json };
+    match cli.command {
+        Command::Status => status::run(ctl),
+        Command::Ping => ping::run(ctl),
+        Command::Reload => reload::run(ctl),
+        Command::Health => health::run(ctl),
+        Command::Metrics => metrics::run(ctl),
+        Command::Ls { state } => ls::run(ctl, state),
+        Command::New(args) => new::run(ctl, args),
+        Command::Show { id } => show::run(ctl, id),
+        Command::Kill(args) => kill::run(ctl, args),
+        Command::Send(args) => send::run(ctl, args),
+        Command::Capture(args) => capture::run(ctl, args),
+        Command::Resize { id, size } => resize::run(ctl, id, &size),
+        Command::Attach { id } => attach::run(ctl, id),
+        Command::Cleanup { dry_run } => cleanup::run(ctl, dry_run),
+        Command::Call { method, params } => call::run(ctl, &method, params.as_deref()),
+    }
+}
