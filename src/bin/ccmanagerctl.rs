@@ -1,6 +1,7 @@
 //! `ccmanagerctl`: the operators' command-line client. Human output by
 //! default, `--json` for scripts. Exit codes: 0 success, 1 error reply,
-//! 2 cannot connect.
+//! 2 cannot connect. With `--json`, an error reply is also printed on stdout
+//! as `{"error": {code, message, data}}`, so scripts can match `data.kind`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 use ccmanagerd::client::{Client, ClientError};
 use ccmanagerd::config::Config;
 use ccmanagerd::protocol::types::{CleanupReport, Health, Session, Status};
+use ccmanagerd::protocol::RpcError;
 
 /// How long one request may take before the CLI gives up.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -144,6 +146,8 @@ enum Command {
 struct Failure {
     code: u8,
     message: String,
+    /// The daemon's error object, when the failure is an error reply.
+    rpc: Option<RpcError>,
 }
 
 impl From<ClientError> for Failure {
@@ -155,21 +159,27 @@ impl From<ClientError> for Failure {
                     "cannot connect to ccmanagerd at {}: {source}\nhint: is the daemon running? try `systemctl start ccmanagerd`, or point --socket / CCMANAGERD_SOCKET at it",
                     path.display()
                 ),
+                rpc: None,
             },
-            other => Failure { code: 1, message: other.to_string() },
+            ClientError::Rpc(e) => Failure { code: 1, message: e.message.clone(), rpc: Some(e) },
+            other => Failure { code: 1, message: other.to_string(), rpc: None },
         }
     }
 }
 
 fn usage(message: impl Into<String>) -> Failure {
-    Failure { code: 1, message: message.into() }
+    Failure { code: 1, message: message.into(), rpc: None }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_out = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
+            if let Some(e) = f.rpc.as_ref().filter(|_| json_out) {
+                println!("{}", json!({"error": e}));
+            }
             eprintln!("ccmanagerctl: {}", f.message);
             ExitCode::from(f.code)
         }
@@ -325,7 +335,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
             if let Some(code) = failed {
-                return Err(Failure { code, message: "some sessions were not killed".into() });
+                return Err(Failure {
+                    code,
+                    message: "some sessions were not killed".into(),
+                    rpc: None,
+                });
             }
         }
         Command::Send { id, text, keys, enter } => {
