@@ -1,6 +1,6 @@
 //! A real `ccmanagerd` binary on temp sockets, for integration tests: start,
-//! wait until it answers, talk to it, and always stop it (and its tmux
-//! server) on drop.
+//! wait until it answers, talk to it, and always stop it (and every tmux
+//! server it started) on drop.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -27,11 +27,45 @@ pub fn bin(name: &str) -> PathBuf {
     }
 }
 
+/// How a test daemon is told where its tmux servers live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmuxFlag {
+    /// `--tmux-socket FILE`: one tmux server for every session (the daemon
+    /// before per-uid servers).
+    Socket,
+    /// `--tmux-dir DIR`: the server of uid U listens on `DIR/U/tmux.sock`.
+    Dir,
+}
+
+/// The flag [`TestDaemon::start`] passes. Switch to [`TmuxFlag::Dir`] when
+/// the daemon with one tmux server per session uid lands.
+pub const DEFAULT_TMUX_FLAG: TmuxFlag = TmuxFlag::Socket;
+
+/// `CCM_TEST_TMUX_FLAG=socket|dir` overrides the flag of every test daemon:
+/// e.g. `socket` runs the isolation tests (written for `--tmux-dir`) against
+/// a daemon that only has `--tmux-socket`, to see them fail for their reason.
+pub const TMUX_FLAG_ENV: &str = "CCM_TEST_TMUX_FLAG";
+
+/// `default`, unless [`TMUX_FLAG_ENV`] says otherwise.
+pub fn tmux_flag(default: TmuxFlag) -> TmuxFlag {
+    match std::env::var(TMUX_FLAG_ENV).as_deref() {
+        Ok("socket") => TmuxFlag::Socket,
+        Ok("dir") => TmuxFlag::Dir,
+        Ok(other) => panic!("{TMUX_FLAG_ENV}={other:?}: expected socket or dir"),
+        Err(_) => default,
+    }
+}
+
 /// A running daemon with its own temp directory, sockets and config.
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// The tmux server of the daemon's own uid (with [`TmuxFlag::Socket`]:
+    /// the only one), so tests can look at its sessions from outside.
     pub tmux_socket: PathBuf,
+    /// `--tmux-dir`: every uid's server lives in `tmux_dir/<uid>/`.
+    pub tmux_dir: PathBuf,
+    pub tmux_flag: TmuxFlag,
     pub config: PathBuf,
     pub child: Option<Child>,
     pub log: PathBuf,
@@ -45,16 +79,73 @@ impl TestDaemon {
 
     /// Like [`TestDaemon::start`], letting the caller adjust the command.
     pub fn start_with(extra_config: &str, adjust: impl FnOnce(&mut Command)) -> TestDaemon {
-        let dir = tempfile::Builder::new().prefix("ccm").tempdir().expect("tempdir");
+        Self::launch(Self::temp_dir(), extra_config, tmux_flag(DEFAULT_TMUX_FLAG), adjust)
+    }
+
+    /// A daemon that other uids can use: its directory is 0755, its socket
+    /// 0666, `uids` may connect, and it gets `--tmux-dir` (one tmux server
+    /// per session uid) unless [`TMUX_FLAG_ENV`] says otherwise.
+    pub fn start_shared(uids: &[u32], extra_config: &str) -> TestDaemon {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Self::temp_dir();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the test dir");
+        let mut shared = toml::Table::new();
+        let mut daemon = toml::Table::new();
+        daemon.insert("socket_mode".into(), "0666".into());
+        let uids: toml::value::Array = uids.iter().map(|u| i64::from(*u).into()).collect();
+        daemon.insert("allowed_uids".into(), uids.into());
+        shared.insert("daemon".into(), daemon.into());
+        let extra: toml::Table = toml::from_str(extra_config).expect("extra config must be TOML");
+        merge(&mut shared, extra);
+        let config = toml::to_string(&shared).expect("serialize config");
+        Self::launch(dir, &config, tmux_flag(TmuxFlag::Dir), |_| {})
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::Builder::new().prefix("ccm").tempdir().expect("tempdir")
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        extra_config: &str,
+        tmux_flag: TmuxFlag,
+        adjust: impl FnOnce(&mut Command),
+    ) -> TestDaemon {
         let socket = dir.path().join("d.sock");
-        let tmux_socket = dir.path().join("t.sock");
+        let tmux_dir = dir.path().join("tmux");
+        let tmux_socket = match tmux_flag {
+            TmuxFlag::Socket => dir.path().join("t.sock"),
+            TmuxFlag::Dir => uid_socket(&tmux_dir, nix::unistd::geteuid().as_raw()),
+        };
         let config = dir.path().join("config.toml");
         let log = dir.path().join("daemon.log");
         std::fs::write(&config, test_config(dir.path(), extra_config)).expect("write config");
-        let mut d = TestDaemon { dir, socket, tmux_socket, config, child: None, log };
+        let mut d =
+            TestDaemon { dir, socket, tmux_socket, tmux_dir, tmux_flag, config, child: None, log };
         d.spawn(adjust);
         d.wait_ready();
         d
+    }
+
+    /// The socket of the tmux server that runs `uid`'s sessions (with
+    /// [`TmuxFlag::Socket`], the one server that runs them all).
+    pub fn tmux_socket_of(&self, uid: u32) -> PathBuf {
+        match self.tmux_flag {
+            TmuxFlag::Socket => self.tmux_socket.clone(),
+            TmuxFlag::Dir => uid_socket(&self.tmux_dir, uid),
+        }
+    }
+
+    /// Every tmux server socket that exists now.
+    pub fn tmux_sockets(&self) -> Vec<PathBuf> {
+        let per_uid = std::fs::read_dir(&self.tmux_dir).into_iter().flatten().flatten();
+        let sockets: std::collections::BTreeSet<PathBuf> = per_uid
+            .map(|e| e.path().join(TMUX_SOCKET_NAME))
+            .chain(std::iter::once(self.tmux_socket.clone()))
+            .filter(|s| s.exists())
+            .collect();
+        sockets.into_iter().collect()
     }
 
     /// Starts the process again on the same sockets (after a stop or kill).
@@ -70,13 +161,12 @@ impl TestDaemon {
             .open(&self.log)
             .expect("log file");
         let mut cmd = Command::new(bin("ccmanagerd"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--tmux-socket")
-            .arg(&self.tmux_socket)
-            .env("RUST_LOG", "debug")
+        cmd.arg("--config").arg(&self.config).arg("--socket").arg(&self.socket);
+        match self.tmux_flag {
+            TmuxFlag::Socket => cmd.arg("--tmux-socket").arg(&self.tmux_socket),
+            TmuxFlag::Dir => cmd.arg("--tmux-dir").arg(&self.tmux_dir),
+        };
+        cmd.env("RUST_LOG", "debug")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("INVOCATION_ID")
             .env_remove("JOURNAL_STREAM")
@@ -193,17 +283,55 @@ impl Drop for TestDaemon {
             );
             let _ = child.wait();
         }
-        // The tmux server outlives the daemon by design; tests must not leak it.
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.tmux_socket)
-            .arg("kill-server")
-            .stderr(Stdio::null())
-            .stdout(Stdio::null())
-            .status();
+        // tmux servers outlive the daemon by design; tests must not leak them.
+        for socket in self.tmux_sockets() {
+            kill_tmux_server(&socket);
+        }
         if std::env::var_os("CCM_TEST_SHOW_LOG").is_some() {
             eprintln!("--- daemon log ---\n{}", self.log_text());
         }
+    }
+}
+
+/// File name of each uid's tmux socket under `--tmux-dir`.
+pub const TMUX_SOCKET_NAME: &str = "tmux.sock";
+
+/// `DIR/<uid>/tmux.sock`.
+pub fn uid_socket(tmux_dir: &Path, uid: u32) -> PathBuf {
+    tmux_dir.join(uid.to_string()).join(TMUX_SOCKET_NAME)
+}
+
+/// The pid of the tmux server on `socket`, if one answers (asked as root,
+/// whom every tmux server lets in).
+pub fn tmux_server_pid(socket: &Path) -> Option<i32> {
+    let out = Command::new("tmux")
+        .arg("-N")
+        .arg("-S")
+        .arg(socket)
+        .args(["display-message", "-p", "#{pid}"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// `kill-server`, then SIGKILL of its pid: a wedged server must not survive.
+pub fn kill_tmux_server(socket: &Path) {
+    let pid = tmux_server_pid(socket);
+    let _ = Command::new("tmux")
+        .arg("-N")
+        .arg("-S")
+        .arg(socket)
+        .arg("kill-server")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status();
+    if let Some(pid) = pid {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 

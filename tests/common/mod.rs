@@ -5,6 +5,8 @@ pub mod daemon;
 pub mod service;
 pub mod sysbox;
 pub mod tmux;
+pub mod users;
+pub mod wait;
 
 #[allow(unused_imports)]
 pub use tmux::*;
