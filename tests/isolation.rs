@@ -414,6 +414,14 @@ fn session_program_runs_as_its_owner_with_the_owners_groups() {
 }
 
 #[test]
+fn session_cwd_defaults_to_the_owners_home() {
+    let Some(w) = World::start("session_cwd_defaults_to_the_owners_home") else { return };
+    let dir = w.u.a.scratch_dir();
+    let r = Probe::new(dir.path(), PY_REPORT_SELF).run_in_session(&w.a(), &[], json!({}));
+    assert_eq!(r["cwd"], json!(w.u.a.home), "A's session started elsewhere");
+}
+
+#[test]
 fn only_root_may_create_sessions_as_another_user() {
     let Some(w) = World::start("only_root_may_create_sessions_as_another_user") else { return };
     let (a, b) = (&w.u.a, &w.u.b);
@@ -433,9 +441,8 @@ fn only_root_may_create_sessions_as_another_user() {
 }
 
 #[test]
-fn root_sessions_without_user_run_as_session_user_never_as_root() {
-    let Some(u) = users_or_skip("root_sessions_without_user_run_as_session_user_never_as_root")
-    else {
+fn root_sessions_without_user_run_as_the_session_user() {
+    let Some(u) = users_or_skip("root_sessions_without_user_run_as_the_session_user") else {
         return;
     };
     let config = format!("[tmux]\nsession_user = \"{}\"\n", u.b.name);
@@ -444,8 +451,20 @@ fn root_sessions_without_user_run_as_session_user_never_as_root() {
     let pid = s["pid"].as_u64().expect("pid");
     wait_exec(pid, "/bin/sleep");
     assert_runs_as(pid, &w.u.b, w.u.shared_gid);
-    let err = w.root().err("session.create", json!({"command": ["/bin/true"], "user": "root"}));
-    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{err}");
+}
+
+#[test]
+fn root_sessions_as_root_need_allow_root_sessions() {
+    let Some(u) = users_or_skip("root_sessions_as_root_need_allow_root_sessions") else {
+        return;
+    };
+    let config = format!("[tmux]\nsession_user = \"{}\"\nallow_root_sessions = false\n", u.b.name);
+    let w = World { d: TestDaemon::start_shared(&[u.a.uid, u.b.uid], &config), u };
+    for user in [json!("root"), json!(0)] {
+        let err = w.root().err("session.create", json!({"command": ["/bin/true"], "user": user}));
+        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{err}");
+    }
+    assert_eq!(listed_ids(&w.root()), Vec::<String>::new(), "a refused create left a session");
 }
 
 #[test]
@@ -964,6 +983,8 @@ fn attach_argv_attaches_the_owner_and_others_are_refused() {
             .arg(&typescript)
             .env("TERM", "xterm")
             .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("script"),
     );
