@@ -11,24 +11,21 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use common::caller::{as_root, as_user, sid, socket_of, Caller};
 use common::daemon::{tmux_server_pid, TestDaemon};
-use common::users::{as_root, as_user, users_or_skip, Caller, TestUser, Users};
-use common::wait::{eventually, maybe};
+use common::probe::{LineReader, Probe, PYTHON, REPORT_SELF};
+use common::users::{users_or_skip, TestUser, Users};
+use common::wait::{eventually, maybe, WAIT};
 
-/// Generous: two shared cores, other engineers' builds running.
-const WAIT: Duration = Duration::from_secs(30);
 /// How long a thing that must not happen (a planted session being listed, a
 /// `#()` job creating its file) is given to happen anyway.
 const GRACE: Duration = Duration::from_secs(3);
-/// The only Python the test users can run (root's PATH may point elsewhere).
-const PYTHON: &str = "/usr/bin/python3";
 
 /// A daemon that A and B may use, and the users.
 struct World {
@@ -42,8 +39,13 @@ impl World {
     }
 
     fn start_with(test: &str, extra_config: &str) -> Option<World> {
+        Self::start_with_users(test, |_| extra_config.to_string())
+    }
+
+    /// Like [`World::start_with`], with a config that names the users.
+    fn start_with_users(test: &str, config: impl FnOnce(&Users) -> String) -> Option<World> {
         let u = users_or_skip(test)?;
-        let d = TestDaemon::start_shared(&[u.a.uid, u.b.uid], extra_config);
+        let d = TestDaemon::start_shared(&[u.a.uid, u.b.uid], &config(&u));
         Some(World { d, u })
     }
 
@@ -58,68 +60,30 @@ impl World {
     fn root(&self) -> Caller<'_> {
         as_root(&self.d)
     }
+
+    /// Runs the probe `body` as the program of a new session of `user`.
+    fn probe(&self, user: &TestUser, body: &str, args: &[String]) -> Value {
+        let dir = user.scratch_dir();
+        Probe::new(dir.path(), body).run_in_session(&as_user(&self.d, user), args, json!({}))
+    }
 }
 
-// ---- sessions, seen through the CLI ----
-
-fn sid(session: &Value) -> &str {
-    session["id"].as_str().expect("session id")
-}
-
-fn create(c: &Caller, params: Value) -> Value {
-    c.ok("session.create", params)
-}
-
-fn screen(c: &Caller, id: &str) -> String {
-    c.ok("session.capture", json!({"id": id}))["text"].as_str().unwrap_or_default().to_string()
-}
-
-fn wait_screen(c: &Caller, id: &str, needle: &str) {
-    maybe(WAIT, || screen(c, id).contains(needle).then_some(())).unwrap_or_else(|| {
-        panic!("{needle:?} never showed in {}'s session {id}:\n{}", c.who(), screen(c, id))
-    })
-}
-
-fn wait_state(c: &Caller, id: &str, state: &str) -> Value {
-    eventually(WAIT, &format!("{}'s session {id} to be {state}", c.who()), || {
-        let s = c.ok("session.get", json!({"id": id}));
-        (s["state"] == state).then_some(s)
-    })
-}
-
-fn listed_ids(c: &Caller) -> Vec<String> {
-    let list = c.ok("session.list", json!({}));
-    list["sessions"].as_array().unwrap().iter().map(|s| sid(s).to_string()).collect()
-}
-
-/// The tmux socket in the argv `session.attach` gives `c` for session `id`.
-fn attach_argv(c: &Caller, id: &str) -> Vec<String> {
-    serde_json::from_value(c.ok("session.attach", json!({"id": id}))["argv"].clone())
-        .expect("attach argv")
-}
-
-fn socket_of(argv: &[String]) -> PathBuf {
-    let at = argv.iter().position(|a| a == "-S").expect("attach argv names its socket with -S");
-    PathBuf::from(&argv[at + 1])
-}
-
-/// A session of `c` that shows `marker` and then echoes what it is typed
-/// (`cat`), with `marker` also in its environment as `SECRET`.
+/// A session of `c` that shows `marker`, then echoes what it is typed
+/// (`cat`); `marker` is also in its environment.
 fn victim(c: &Caller, marker: &str) -> Value {
-    let s = create(
-        c,
-        json!({"command": ["/bin/sh", "-c", format!("echo {marker}; exec /bin/cat")],
-               "env": {"SECRET": marker}}),
-    );
-    wait_screen(c, sid(&s), marker);
+    let s = c.create(json!({"command": ["/bin/sh", "-c", format!("echo {marker}; exec /bin/cat")],
+                           "env": {"SECRET": marker}}));
+    c.wait_screen(sid(&s), marker);
     s
 }
 
-/// Waits until `pid` has exec'd `program` (past any exec-wrapper).
-fn wait_exec(pid: u64, program: &str) {
+/// The pid of a session's program, once it has exec'd `program` (past any
+/// exec-wrapper).
+fn program_pid(session: &Value, program: &str) -> u64 {
+    let pid = session["pid"].as_u64().unwrap_or_else(|| panic!("no pid in {session}"));
     eventually(WAIT, &format!("pid {pid} to exec {program}"), || {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        cmdline.starts_with(program.as_bytes()).then_some(())
+        cmdline.starts_with(program.as_bytes()).then_some(pid)
     })
 }
 
@@ -138,83 +102,7 @@ fn assert_runs_as(pid: u64, user: &TestUser, shared_gid: u32) {
     assert!(groups.contains(&shared_gid), "pid {pid} lacks {}'s groups: {groups:?}", user.name);
 }
 
-// ---- programs in sessions ----
-
-/// Helpers every probe script starts with: `OUT` (where `report` writes its
-/// JSON atomically), `ARGS`, `run` (a command's rc/stdout/stderr) and
-/// `attempt` (a call's value, or its errno).
-const PY_PRELUDE: &str = r#"
-import json, os, socket, subprocess, sys
-OUT, ARGS = sys.argv[1], sys.argv[2:]
-def run(*argv):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return {"rc": "timeout"}
-    return {"rc": p.returncode, "out": p.stdout, "err": p.stderr}
-def attempt(f):
-    try:
-        return {"ok": repr(f())}
-    except OSError as e:
-        return {"errno": e.errno, "error": str(e)}
-def report(**r):
-    with open(OUT + ".tmp", "w") as f:
-        json.dump(r, f)
-    os.rename(OUT + ".tmp", OUT)
-"#;
-
-/// Records the program's argv (after OUT), cwd and environment.
-const PY_REPORT_SELF: &str = "report(argv=ARGS, cwd=os.getcwd(), env=dict(os.environ))\n";
-
-/// Appends each line typed into the session to OUT, as a JSON string.
-const PY_LINE_READER: &str = r#"
-print("ready", flush=True)
-with open(OUT, "a") as f:
-    for line in sys.stdin:
-        f.write(json.dumps(line.rstrip("\n")) + "\n")
-        f.flush()
-"#;
-
-/// A probe script: argv elements cannot hold newlines, so scripts are files
-/// (in `dir`, readable by the session's user).
-struct Probe {
-    script: PathBuf,
-    dir: PathBuf,
-}
-
-impl Probe {
-    fn new(dir: &Path, body: &str) -> Probe {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let script = dir.join(format!("probe-{}.py", NEXT.fetch_add(1, Ordering::Relaxed)));
-        std::fs::write(&script, format!("{PY_PRELUDE}{body}")).expect("write probe");
-        Probe { script, dir: dir.to_path_buf() }
-    }
-
-    /// A fresh output path and the command running the probe with `args`.
-    fn command(&self, args: &[String]) -> (PathBuf, Vec<String>) {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let out = self.dir.join(format!("out-{}.json", NEXT.fetch_add(1, Ordering::Relaxed)));
-        let mut argv = vec![PYTHON.to_string(), self.script.display().to_string()];
-        argv.push(out.display().to_string());
-        argv.extend(args.iter().cloned());
-        (out, argv)
-    }
-
-    /// Runs the probe as `c`'s session program (with `extra` params) and
-    /// returns its report; the session's screen if it never reports.
-    fn run_in_session(&self, c: &Caller, args: &[String], extra: Value) -> Value {
-        let (out, argv) = self.command(args);
-        let mut params = json!({"command": argv});
-        params.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
-        let s = create(c, params);
-        let text = maybe(WAIT, || std::fs::read_to_string(&out).ok()).unwrap_or_else(|| {
-            panic!("the probe in {}'s session wrote no report:\n{}", c.who(), screen(c, sid(&s)))
-        });
-        serde_json::from_str(&text).expect("probe report")
-    }
-}
-
-/// Asserts an `attempt(...)` of a probe failed with one of `errnos`.
+/// Asserts a probe's `attempt(...)` failed with one of `errnos`.
 fn assert_refused_by_kernel(what: &str, r: &Value, errnos: &[i32]) {
     let errno = r["errno"].as_i64().map(|e| e as i32);
     assert!(errno.is_some_and(|e| errnos.contains(&e)), "{what} should fail with {errnos:?}: {r}");
@@ -225,28 +113,23 @@ fn assert_command_failed(what: &str, r: &Value) {
     assert!(r["rc"] != json!(0), "{what} should have failed: {r}");
 }
 
-// ---- A's side after an attack ----
-
 /// A's victim shows nothing typed, and A lists only what A created.
 fn assert_a_untouched(w: &World, victim: &Value, typed: &str) {
-    let text = screen(&w.a(), sid(victim));
+    let text = w.a().screen(sid(victim));
     assert!(!text.contains(typed), "text typed by B reached A's session:\n{text}");
-    assert_eq!(listed_ids(&w.a()), [sid(victim)], "A's session.list changed");
+    assert_eq!(w.a().listed_ids(), [sid(victim)], "A's session.list changed");
 }
 
-// ---- B's program against A ----
+// ---- a program in B's session against A ----
 
 #[test]
 fn program_in_b_session_cannot_use_a_tmux_socket() {
     let Some(w) = World::start("program_in_b_session_cannot_use_a_tmux_socket") else { return };
     let victim = victim(&w.a(), "SECRET-OF-A");
-    let a_socket = socket_of(&attach_argv(&w.a(), sid(&victim)));
+    let a_socket = socket_of(&w.a().attach_argv(sid(&victim)));
     // `=NAME:` is the exact session's active pane (`=NAME` alone is a window).
     let target = format!("={}:", victim["tmux_session"].as_str().unwrap());
-    let dir = w.u.b.scratch_dir();
-    let probe = Probe::new(
-        dir.path(),
-        r#"
+    let body = r#"
 sock, target = ARGS
 tmux = lambda *a: run("/usr/bin/tmux", "-S", sock, *a)
 report(capture=tmux("capture-pane", "-p", "-t", target),
@@ -254,14 +137,10 @@ report(capture=tmux("capture-pane", "-p", "-t", target),
        list=tmux("list-sessions"),
        plant=tmux("new-session", "-d", "-s", "ccmanager_sess_zzz", "/bin/sleep 100000"),
        connect=attempt(lambda: socket.socket(socket.AF_UNIX).connect(sock)))
-"#,
-    );
-    let r = probe.run_in_session(&w.b(), &[a_socket.display().to_string(), target], json!({}));
-    assert!(
-        !r.to_string().contains("SECRET-OF-A"),
-        "B's program read A's screen through {}: {r}",
-        a_socket.display()
-    );
+"#;
+    let r = w.probe(&w.u.b, body, &[a_socket.display().to_string(), target]);
+    let read = r.to_string().contains("SECRET-OF-A");
+    assert!(!read, "B's program read A's screen through {}: {r}", a_socket.display());
     for attempt in ["capture", "send", "list", "plant"] {
         assert_command_failed(&format!("B's `tmux -S <A's socket> {attempt}`"), &r[attempt]);
     }
@@ -276,12 +155,9 @@ fn program_in_b_session_cannot_reach_a_through_its_own_tmux_env() {
         return;
     };
     let victim = victim(&w.a(), "SECRET-OF-A");
-    let a_socket = socket_of(&attach_argv(&w.a(), sid(&victim)));
+    let a_socket = socket_of(&w.a().attach_argv(sid(&victim)));
     let name = victim["tmux_session"].as_str().unwrap().to_string();
-    let dir = w.u.b.scratch_dir();
-    let probe = Probe::new(
-        dir.path(),
-        r##"
+    let body = r##"
 target = "=" + ARGS[0] + ":"
 tmux = lambda *a: run("/usr/bin/tmux", *a)
 report(tmux_env=os.environ.get("TMUX", ""),
@@ -289,14 +165,11 @@ report(tmux_env=os.environ.get("TMUX", ""),
        send=tmux("send-keys", "-t", target, "-l", "TYPED-BY-B"),
        sessions=tmux("list-sessions", "-F", "#{session_name}"),
        panes=tmux("list-panes", "-a", "-F", "#{session_name} #{pane_pid}"))
-"##,
-    );
-    let r = probe.run_in_session(&w.b(), std::slice::from_ref(&name), json!({}));
+"##;
+    let r = w.probe(&w.u.b, body, std::slice::from_ref(&name));
     let tmux_env = r["tmux_env"].as_str().unwrap_or_default();
-    assert!(
-        !tmux_env.starts_with(&a_socket.display().to_string()),
-        "B's program got A's tmux socket in $TMUX: {tmux_env}"
-    );
+    let a_env = tmux_env.starts_with(&a_socket.display().to_string());
+    assert!(!a_env, "B's program got A's tmux socket in $TMUX: {tmux_env}");
     assert!(!r.to_string().contains("SECRET-OF-A"), "B's program read A's screen via $TMUX: {r}");
     for listing in ["sessions", "panes"] {
         let out = r[listing]["out"].as_str().unwrap_or_default();
@@ -315,12 +188,8 @@ fn program_in_b_session_cannot_read_or_type_into_a_program_through_proc() {
         return;
     };
     let victim = victim(&w.a(), "SECRET-OF-A");
-    let pid = victim["pid"].as_u64().expect("victim pid");
-    wait_exec(pid, "/bin/cat");
-    let dir = w.u.b.scratch_dir();
-    let probe = Probe::new(
-        dir.path(),
-        r#"
+    let pid = program_pid(&victim, "/bin/cat");
+    let body = r#"
 p = "/proc/" + ARGS[0]
 report(environ=attempt(lambda: open(p + "/environ", "rb").read().decode(errors="replace")),
        root=attempt(lambda: os.readlink(p + "/root")),
@@ -328,13 +197,12 @@ report(environ=attempt(lambda: open(p + "/environ", "rb").read().decode(errors="
        cwd=attempt(lambda: os.readlink(p + "/cwd")),
        mem=attempt(lambda: open(p + "/mem", "rb").read(1)),
        tty=attempt(lambda: open(p + "/fd/0", "w").write("TYPED-BY-B\n")))
-"#,
-    );
-    let r = probe.run_in_session(&w.b(), &[pid.to_string()], json!({}));
+"#;
+    let r = w.probe(&w.u.b, body, &[pid.to_string()]);
     assert!(!r.to_string().contains("SECRET-OF-A"), "B's program read A's environment: {r}");
     for what in ["environ", "root", "root_list", "cwd", "mem", "tty"] {
-        let what_full = format!("B's program opening /proc/<A's pid>/{what}");
-        assert_refused_by_kernel(&what_full, &r[what], &[libc::EACCES, libc::EPERM]);
+        let attack = format!("B's program opening /proc/<A's pid>/{what}");
+        assert_refused_by_kernel(&attack, &r[what], &[libc::EACCES, libc::EPERM]);
     }
     assert_a_untouched(&w, &victim, "TYPED-BY-B");
 }
@@ -346,15 +214,11 @@ fn program_in_b_session_cannot_signal_a_program_or_a_tmux_server() {
         return;
     };
     let victim = victim(&w.a(), "SECRET-OF-A");
-    let pid = victim["pid"].as_u64().expect("victim pid");
-    let server = tmux_server_pid(&socket_of(&attach_argv(&w.a(), sid(&victim)))).expect("pid");
-    let dir = w.u.b.scratch_dir();
-    let probe = Probe::new(
-        dir.path(),
-        "report(program=attempt(lambda: os.kill(int(ARGS[0]), 0)),\n       \
-         server=attempt(lambda: os.kill(int(ARGS[1]), 0)))\n",
-    );
-    let r = probe.run_in_session(&w.b(), &[pid.to_string(), server.to_string()], json!({}));
+    let pid = program_pid(&victim, "/bin/cat");
+    let server = tmux_server_pid(&socket_of(&w.a().attach_argv(sid(&victim)))).expect("pid");
+    let body = "report(program=attempt(lambda: os.kill(int(ARGS[0]), 0)),\n       \
+                server=attempt(lambda: os.kill(int(ARGS[1]), 0)))\n";
+    let r = w.probe(&w.u.b, body, &[pid.to_string(), server.to_string()]);
     assert_refused_by_kernel("B's `kill -0 <A's program>`", &r["program"], &[libc::EPERM]);
     assert_refused_by_kernel("B's `kill -0 <A's tmux server>`", &r["server"], &[libc::EPERM]);
 }
@@ -371,53 +235,46 @@ fn session_planted_by_b_program_never_shows_as_a_session() {
         "command": ["/bin/sleep", "100000"], "state": "running",
         "created_at": "2026-01-01T00:00:00Z", "limits": {}, "keep": true,
         "owner_uid": a.uid, "uid": a.uid, "user": a.name, "adopted": false}});
-    let dir = b.scratch_dir();
-    let probe = Probe::new(
-        dir.path(),
-        r#"
+    // One tmux command line: the metadata is there before anyone can list it.
+    let body = r#"
 name, meta = ARGS
-report(tmux_env=os.environ.get("TMUX", ""),
-       plant=run("/usr/bin/tmux", "new-session", "-d", "-s", name, "/bin/sleep 100000",
+report(plant=run("/usr/bin/tmux", "new-session", "-d", "-s", name, "/bin/sleep 100000",
                  ";", "set-option", "-t", name, "@ccm_meta", meta))
-"#,
-    );
-    let args = ["ccmanager_sess_zzz".to_string(), forged.to_string()];
-    let r = probe.run_in_session(&w.b(), &args, json!({}));
+"#;
+    let r = w.probe(b, body, &["ccmanager_sess_zzz".to_string(), forged.to_string()]);
     assert_eq!(r["plant"]["rc"], 0, "B's program could not plant in its own server via $TMUX: {r}");
     let seen = maybe(GRACE, || {
         let list = w.root().ok("session.list", json!({}));
         list["sessions"].as_array().unwrap().iter().find(|s| s["id"] == "zzz").cloned()
     });
-    assert_eq!(listed_ids(&w.a()), [sid(&victim)], "a planted session is listed as A's");
+    assert_eq!(w.a().listed_ids(), [sid(&victim)], "a planted session is listed as A's");
     let err = w.a().err("session.get", json!({"id": "zzz"}));
     assert_eq!(err["data"]["kind"], "session_not_found", "{err}");
     if let Some(s) = seen {
         let shown = (&s["uid"], &s["owner_uid"], &s["user"], &s["adopted"]);
         assert_eq!(shown, (&json!(b.uid), &json!(b.uid), &json!(b.name), &json!(true)), "{s}");
-        assert!(listed_ids(&w.b()).contains(&"zzz".to_string()), "B does not see its own {s}");
+        assert!(w.b().listed_ids().contains(&"zzz".to_string()), "B does not see its own {s}");
     }
 }
 
-// ---- who the program runs as ----
+// ---- who programs and servers run as ----
 
 #[test]
 fn session_program_runs_as_its_owner_with_the_owners_groups() {
     let Some(w) = World::start("session_program_runs_as_its_owner_with_the_owners_groups") else {
         return;
     };
-    let s = create(&w.a(), json!({"command": ["/bin/sleep", "100000"]}));
-    let pid = s["pid"].as_u64().expect("pid");
-    wait_exec(pid, "/bin/sleep");
-    assert_runs_as(pid, &w.u.a, w.u.shared_gid);
+    let a = &w.u.a;
+    let s = w.a().create(json!({"command": ["/bin/sleep", "100000"]}));
+    assert_runs_as(program_pid(&s, "/bin/sleep"), a, w.u.shared_gid);
     let shown = (&s["uid"], &s["user"], &s["owner_uid"]);
-    assert_eq!(shown, (&json!(w.u.a.uid), &json!(w.u.a.name), &json!(w.u.a.uid)), "{s}");
+    assert_eq!(shown, (&json!(a.uid), &json!(a.name), &json!(a.uid)), "{s}");
 }
 
 #[test]
 fn session_cwd_defaults_to_the_owners_home() {
     let Some(w) = World::start("session_cwd_defaults_to_the_owners_home") else { return };
-    let dir = w.u.a.scratch_dir();
-    let r = Probe::new(dir.path(), PY_REPORT_SELF).run_in_session(&w.a(), &[], json!({}));
+    let r = w.probe(&w.u.a, REPORT_SELF, &[]);
     assert_eq!(r["cwd"], json!(w.u.a.home), "A's session started elsewhere");
 }
 
@@ -427,44 +284,41 @@ fn only_root_may_create_sessions_as_another_user() {
     let (a, b) = (&w.u.a, &w.u.b);
     let err = w.a().err("session.create", json!({"command": ["/bin/true"], "user": b.name}));
     assert_eq!(err["data"]["kind"], "permission_denied", "A asking for B: {err}");
-    assert_eq!(listed_ids(&w.root()), Vec::<String>::new(), "a refused create left a session");
+    assert_eq!(w.root().listed_ids(), Vec::<String>::new(), "a refused create left a session");
     for user in [json!(a.name), json!(a.uid)] {
-        let s = create(&w.root(), json!({"command": ["/bin/sleep", "100000"], "user": user}));
-        let pid = s["pid"].as_u64().expect("pid");
-        wait_exec(pid, "/bin/sleep");
-        assert_runs_as(pid, a, w.u.shared_gid);
-        assert_eq!(
-            (&s["uid"], &s["user"], &s["owner_uid"]),
-            (&json!(a.uid), &json!(a.name), &json!(0))
-        );
+        let s = w.root().create(json!({"command": ["/bin/sleep", "100000"], "user": user}));
+        assert_runs_as(program_pid(&s, "/bin/sleep"), a, w.u.shared_gid);
+        let shown = (&s["uid"], &s["user"], &s["owner_uid"]);
+        assert_eq!(shown, (&json!(a.uid), &json!(a.name), &json!(0)), "{s}");
     }
 }
 
 #[test]
 fn root_sessions_without_user_run_as_the_session_user() {
-    let Some(u) = users_or_skip("root_sessions_without_user_run_as_the_session_user") else {
+    let config = |u: &Users| format!("[tmux]\nsession_user = \"{}\"\n", u.b.name);
+    let Some(w) =
+        World::start_with_users("root_sessions_without_user_run_as_the_session_user", config)
+    else {
         return;
     };
-    let config = format!("[tmux]\nsession_user = \"{}\"\n", u.b.name);
-    let w = World { d: TestDaemon::start_shared(&[u.a.uid, u.b.uid], &config), u };
-    let s = create(&w.root(), json!({"command": ["/bin/sleep", "100000"]}));
-    let pid = s["pid"].as_u64().expect("pid");
-    wait_exec(pid, "/bin/sleep");
-    assert_runs_as(pid, &w.u.b, w.u.shared_gid);
+    let s = w.root().create(json!({"command": ["/bin/sleep", "100000"]}));
+    assert_runs_as(program_pid(&s, "/bin/sleep"), &w.u.b, w.u.shared_gid);
 }
 
 #[test]
 fn root_sessions_as_root_need_allow_root_sessions() {
-    let Some(u) = users_or_skip("root_sessions_as_root_need_allow_root_sessions") else {
+    let config = |u: &Users| {
+        format!("[tmux]\nsession_user = \"{}\"\nallow_root_sessions = false\n", u.b.name)
+    };
+    let Some(w) = World::start_with_users("root_sessions_as_root_need_allow_root_sessions", config)
+    else {
         return;
     };
-    let config = format!("[tmux]\nsession_user = \"{}\"\nallow_root_sessions = false\n", u.b.name);
-    let w = World { d: TestDaemon::start_shared(&[u.a.uid, u.b.uid], &config), u };
     for user in [json!("root"), json!(0)] {
         let err = w.root().err("session.create", json!({"command": ["/bin/true"], "user": user}));
         assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{err}");
     }
-    assert_eq!(listed_ids(&w.root()), Vec::<String>::new(), "a refused create left a session");
+    assert_eq!(w.root().listed_ids(), Vec::<String>::new(), "a refused create left a session");
 }
 
 #[test]
@@ -474,7 +328,7 @@ fn each_uid_gets_its_own_tmux_server_in_a_private_dir() {
         return;
     };
     for c in [w.a(), w.b()] {
-        create(&c, json!({"command": ["/bin/sleep", "100000"]}));
+        c.create(json!({"command": ["/bin/sleep", "100000"]}));
     }
     let top = std::fs::metadata(&w.d.tmux_dir).expect("the --tmux-dir directory");
     assert_eq!(top.uid(), 0, "{} must be root's", w.d.tmux_dir.display());
@@ -484,7 +338,7 @@ fn each_uid_gets_its_own_tmux_server_in_a_private_dir() {
     let mut pids = Vec::new();
     for u in [&w.u.a, &w.u.b] {
         let socket = w.d.tmux_socket_of(u.uid);
-        let dir = std::fs::metadata(socket.parent().unwrap()).expect("uid's socket dir");
+        let dir = std::fs::metadata(socket.parent().unwrap()).expect("the uid's socket dir");
         assert_eq!((dir.uid(), dir.mode() & 0o777), (u.uid, 0o700), "{}", socket.display());
         let pid = tmux_server_pid(&socket).expect("a server answers on the uid's socket");
         assert_runs_as(pid as u64, u, w.u.shared_gid);
@@ -524,8 +378,27 @@ fn refused_naming(e: &Value, field: &str) -> Result<(), String> {
     }
 }
 
+/// Creates a session of A running `probe` with `params` added: fine if
+/// refused with -32602 naming `field`, else the program's report must pass
+/// `check`.
+fn literal_or_refused(
+    a: &Caller,
+    probe: &Probe,
+    params: Value,
+    field: &str,
+    check: impl FnOnce(&Value) -> Result<(), String>,
+) -> Result<(), String> {
+    let (out, argv) = probe.command(&[]);
+    let mut full = json!({"command": argv});
+    full.as_object_mut().unwrap().extend(params.as_object().cloned().unwrap_or_default());
+    match a.call("session.create", full) {
+        Err(e) => refused_naming(&e, field),
+        Ok(_) => check(&Probe::report(&out).ok_or("the program never ran")?),
+    }
+}
+
 /// What a hostile string must not do: create its `#()` file, or change
-/// another session's screen (A's victim, in the server the requests reach).
+/// another session's screen (A's victim, in the server A's requests reach).
 struct Tripwire {
     pwn: PathBuf,
     victim: Value,
@@ -537,7 +410,7 @@ impl Tripwire {
         let pwn = pwn_file(tag);
         let _ = std::fs::remove_file(&pwn);
         let victim = victim(&w.a(), "VICTIM-SCREEN");
-        let before = screen(&w.a(), sid(&victim));
+        let before = w.a().screen(sid(&victim));
         Tripwire { pwn, victim, before }
     }
 
@@ -546,7 +419,7 @@ impl Tripwire {
         if maybe(GRACE, || self.pwn.exists().then_some(())).is_some() {
             problems.push(format!("a #() job ran: {} exists", self.pwn.display()));
         }
-        let after = screen(&w.a(), sid(&self.victim));
+        let after = w.a().screen(sid(&self.victim));
         if after != self.before {
             problems.push(format!("another session's screen changed:\n{after}"));
         }
@@ -560,9 +433,8 @@ fn hostile_command_argv_reaches_the_program_literally() {
         return;
     };
     let trip = Tripwire::arm(&w, "argv");
-    let dir = w.u.a.scratch_dir();
     let args = hostile("argv");
-    let r = Probe::new(dir.path(), PY_REPORT_SELF).run_in_session(&w.a(), &args, json!({}));
+    let r = w.probe(&w.u.a, REPORT_SELF, &args);
     let mut problems = Vec::new();
     if r["argv"] != json!(args) {
         problems.push(format!("argv {args:?} arrived as {}", r["argv"]));
@@ -577,23 +449,15 @@ fn hostile_cwd_reaches_the_program_literally_or_is_refused() {
     };
     let trip = Tripwire::arm(&w, "cwd");
     let dir = w.u.a.scratch_dir();
-    let probe = Probe::new(dir.path(), PY_REPORT_SELF);
+    let probe = Probe::new(dir.path(), REPORT_SELF);
     let mut problems = Vec::new();
     for s in hostile("cwd") {
+        // A `/` in `s` makes nested directories: the path still holds `s`.
         let cwd = dir.path().join("cwd").join(&s);
         std::fs::create_dir_all(&cwd).expect("create a hostile cwd");
-        let (out, argv) = probe.command(&[]);
-        let created = w.a().call("session.create", json!({"command": argv, "cwd": cwd}));
-        let outcome = match created {
-            Err(e) => refused_naming(&e, "cwd"),
-            Ok(_) => match maybe(WAIT, || std::fs::read_to_string(&out).ok()) {
-                None => Err("the program never ran".into()),
-                Some(text) => {
-                    let got = serde_json::from_str::<Value>(&text).unwrap()["cwd"].clone();
-                    (got == json!(cwd)).then_some(()).ok_or(format!("ran in {got}"))
-                }
-            },
-        };
+        let outcome = literal_or_refused(&w.a(), &probe, json!({"cwd": cwd}), "cwd", |r| {
+            (r["cwd"] == json!(cwd)).then_some(()).ok_or(format!("ran in {}", r["cwd"]))
+        });
         if let Err(p) = outcome {
             problems.push(format!("cwd {}: {p}", cwd.display()));
         }
@@ -608,11 +472,10 @@ fn hostile_env_reaches_the_program_literally_or_is_refused() {
     };
     let trip = Tripwire::arm(&w, "env");
     let dir = w.u.a.scratch_dir();
-    let probe = Probe::new(dir.path(), PY_REPORT_SELF);
+    let probe = Probe::new(dir.path(), REPORT_SELF);
     let mut problems = Vec::new();
-    let values = hostile("env");
     let env: serde_json::Map<String, Value> =
-        values.iter().enumerate().map(|(i, v)| (format!("HOSTILE_{i}"), json!(v))).collect();
+        hostile("env").into_iter().enumerate().map(|(i, v)| (format!("V{i}"), json!(v))).collect();
     let r = probe.run_in_session(&w.a(), &[], json!({"env": env}));
     for (k, v) in &env {
         if &r["env"][k] != v {
@@ -620,18 +483,9 @@ fn hostile_env_reaches_the_program_literally_or_is_refused() {
         }
     }
     for key in hostile("env") {
-        let (out, argv) = probe.command(&[]);
-        let created = w.a().call("session.create", json!({"command": argv, "env": {&key: "v"}}));
-        let outcome = match created {
-            Err(e) => refused_naming(&e, "env"),
-            Ok(_) => match maybe(WAIT, || std::fs::read_to_string(&out).ok()) {
-                None => Err("the program never ran".into()),
-                Some(text) => {
-                    let got = serde_json::from_str::<Value>(&text).unwrap()["env"][&key].clone();
-                    (got == "v").then_some(()).ok_or(format!("arrived as {got}"))
-                }
-            },
-        };
+        let outcome = literal_or_refused(&w.a(), &probe, json!({"env": {&key: "v"}}), "env", |r| {
+            (r["env"][&key] == "v").then_some(()).ok_or(format!("arrived as {}", r["env"][&key]))
+        });
         if let Err(p) = outcome {
             problems.push(format!("env name {key:?}: {p}"));
         }
@@ -647,55 +501,21 @@ fn hostile_session_names_are_kept_literally_or_refused() {
     let trip = Tripwire::arm(&w, "name");
     let mut problems = Vec::new();
     for name in hostile("name") {
-        let created = w.a().call("session.create", json!({"command": ["/bin/true"], "name": name}));
-        let outcome = match created {
-            Err(e) => refused_naming(&e, "name"),
-            Ok(s) => {
-                let got = w.a().ok("session.get", json!({"id": sid(&s)}));
-                let literal = got["name"] == json!(name)
-                    && got["tmux_session"] == format!("ccmanager_sess_{}", sid(&s));
-                literal.then_some(()).ok_or(format!("kept as {got}"))
-            }
-        };
+        let outcome =
+            match w.a().call("session.create", json!({"command": ["/bin/true"], "name": name})) {
+                Err(e) => refused_naming(&e, "name"),
+                Ok(s) => {
+                    let got = w.a().ok("session.get", json!({"id": sid(&s)}));
+                    let literal = got["name"] == json!(name)
+                        && got["tmux_session"] == format!("ccmanager_sess_{}", sid(&s));
+                    literal.then_some(()).ok_or(format!("kept as {got}"))
+                }
+            };
         if let Err(p) = outcome {
             problems.push(format!("name {name:?}: {p}"));
         }
     }
     trip.check(&w, problems);
-}
-
-/// A session whose program writes each line it reads to a file.
-struct LineReader<'a> {
-    c: Caller<'a>,
-    id: String,
-    out: PathBuf,
-    lines: usize,
-}
-
-impl<'a> LineReader<'a> {
-    fn start(c: Caller<'a>, dir: &Path) -> LineReader<'a> {
-        let (out, argv) = Probe::new(dir, PY_LINE_READER).command(&[]);
-        let s = create(&c, json!({"command": argv}));
-        wait_screen(&c, sid(&s), "ready");
-        LineReader { id: sid(&s).to_string(), c, out, lines: 0 }
-    }
-
-    /// `session.send` with `params`: the error object if refused, else the
-    /// line the program read (`None`: none arrived).
-    fn send(&mut self, mut params: Value) -> Result<Option<String>, Value> {
-        params["id"] = json!(self.id);
-        self.c.call("session.send", params)?;
-        self.lines += 1;
-        Ok(maybe(WAIT, || {
-            let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-            text.lines().nth(self.lines - 1).map(|l| serde_json::from_str::<String>(l).unwrap())
-        }))
-    }
-
-    /// A problem for a line that never arrived, with what the screen shows.
-    fn no_line(&self) -> String {
-        format!("no line arrived; screen:\n{}", screen(&self.c, &self.id))
-    }
 }
 
 #[test]
@@ -766,22 +586,14 @@ fn ld_preload_from_the_request_runs_only_in_the_program_with_its_limits() {
         return;
     };
     let dir = w.u.a.scratch_dir();
-    let (src, lib, out) =
-        (dir.path().join("p.c"), dir.path().join("p.so"), dir.path().join("nofile"));
+    let [src, lib, out] = ["p.c", "p.so", "nofile"].map(|f| dir.path().join(f));
     std::fs::write(&src, PRELOAD_C).unwrap();
-    let cc = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .output()
-        .expect("gcc");
+    let cc = Command::new("gcc").args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).output();
+    let cc = cc.expect("run gcc");
     assert!(cc.status.success(), "gcc: {}", String::from_utf8_lossy(&cc.stderr));
-    let s = create(
-        &w.a(),
-        json!({"command": ["/bin/true"], "limits": {"nofile": 123},
-               "env": {"LD_PRELOAD": lib, "CCM_PRELOAD_OUT": out}}),
-    );
-    wait_state(&w.a(), sid(&s), "exited");
+    let s = w.a().create(json!({"command": ["/bin/true"], "limits": {"nofile": 123},
+                                "env": {"LD_PRELOAD": lib, "CCM_PRELOAD_OUT": out}}));
+    w.a().wait_state(sid(&s), "exited");
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     assert_eq!(text, "123\n", "one line per process that loaded the request's LD_PRELOAD");
 }
@@ -796,10 +608,10 @@ fn assert_create_fails_cleanly(w: &World, c: &Caller, params: Value, problem: &s
     assert!(kind_ok, "want spawn_failed or -32602: {e}");
     let message = e["message"].as_str().unwrap_or_default();
     assert!(message.contains(problem), "the message should name {problem:?}: {message}");
-    assert_eq!(listed_ids(&w.root()), Vec::<String>::new(), "the daemon kept a failed session");
+    assert_eq!(w.root().listed_ids(), Vec::<String>::new(), "the daemon kept a failed session");
     let socket = w.d.tmux_socket_of(c.uid());
     if socket.exists() {
-        let out = std::process::Command::new("tmux")
+        let out = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
             .args(["list-sessions", "-F", "#{session_name}"])
@@ -845,22 +657,22 @@ fn killing_a_tmux_server_loses_only_a_sessions() {
     let Some(w) = World::start("killing_a_tmux_server_loses_only_a_sessions") else { return };
     let a_sessions = [victim(&w.a(), "A-ONE"), victim(&w.a(), "A-TWO")];
     let b_session = victim(&w.b(), "B-ONE");
-    let a_socket = socket_of(&attach_argv(&w.a(), sid(&a_sessions[0])));
+    let a_socket = socket_of(&w.a().attach_argv(sid(&a_sessions[0])));
     let pid = tmux_server_pid(&a_socket).expect("A's tmux server pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
         .expect("kill -9 A's tmux server");
     for s in &a_sessions {
-        wait_state(&w.a(), sid(s), "lost");
+        w.a().wait_state(sid(s), "lost");
     }
     let b = w.b().ok("session.get", json!({"id": sid(&b_session)}));
     assert_eq!(b["state"], "running", "B's session went with A's tmux server: {b}");
     w.b().ok("session.send", json!({"id": sid(&b_session), "text": "B-STILL-HERE", "enter": true}));
-    wait_screen(&w.b(), sid(&b_session), "B-STILL-HERE");
+    w.b().wait_screen(sid(&b_session), "B-STILL-HERE");
 }
 
-/// Opens up to `want` connections as `user`, pings on each, keeps those that
-/// answered, and prints `{"held": N, "refused": <the refusing reply>}`; then
-/// holds them until its stdin closes.
+/// Opens up to `want` connections, pings on each, keeps those that answered,
+/// prints `{"held": N, "refused": <the refusing reply>}`, then holds them
+/// until its stdin closes.
 const PY_HOLDER: &str = r#"
 import json, socket, sys
 path, want = sys.argv[1], int(sys.argv[2])
@@ -880,7 +692,8 @@ print(json.dumps({"held": len(held), "refused": refused}), flush=True)
 sys.stdin.read()
 "#;
 
-/// A process of a test user holding connections to the daemon; killed on drop.
+/// A process of a test user holding connections to the daemon (killed on
+/// drop), and what it reported.
 struct Holder {
     child: Child,
     report: Value,
@@ -954,6 +767,23 @@ fn shell_quote(s: &str) -> String {
 /// A command of a test user under a pty (`script`), killed on drop.
 struct Terminal(Child);
 
+impl Terminal {
+    fn start(user: &TestUser, argv: &[String], typescript: &std::path::Path) -> Terminal {
+        let line: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+        let child = user
+            .command("script")
+            .args(["-qfec", &line.join(" ")])
+            .arg(typescript)
+            .env("TERM", "xterm")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script");
+        Terminal(child)
+    }
+}
+
 impl Drop for Terminal {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -968,28 +798,16 @@ fn attach_argv_attaches_the_owner_and_others_are_refused() {
     };
     let s = victim(&w.a(), "A-SCREEN");
     let name = s["tmux_session"].as_str().unwrap().to_string();
-    let argv = attach_argv(&w.a(), sid(&s));
+    let argv = w.a().attach_argv(sid(&s));
     assert!(argv.contains(&"attach-session".to_string()), "{argv:?}");
     assert_eq!(argv.last(), Some(&format!("={name}")), "{argv:?}");
     let socket = socket_of(&argv);
     assert_eq!(socket, w.d.tmux_socket_of(w.u.a.uid), "not A's own server: {argv:?}");
-    let line: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     let dir = w.u.a.scratch_dir();
     let typescript = dir.path().join("typescript");
-    let _terminal = Terminal(
-        w.u.a
-            .command("script")
-            .args(["-qfec", &line.join(" ")])
-            .arg(&typescript)
-            .env("TERM", "xterm")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("script"),
-    );
+    let _terminal = Terminal::start(&w.u.a, &argv, &typescript);
     let attached = maybe(WAIT, || {
-        let out = std::process::Command::new("tmux")
+        let out = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
             .args(["list-clients", "-t", &format!("={name}"), "-F", "#{client_uid}"])

@@ -1,7 +1,9 @@
 //! Shared fixtures for the integration and system tests.
 #![allow(dead_code)]
 
+pub mod caller;
 pub mod daemon;
+pub mod probe;
 pub mod service;
 pub mod sysbox;
 pub mod tmux;

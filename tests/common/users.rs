@@ -5,19 +5,16 @@
 //! and serialised by a lock file, so parallel tests and test binaries do not
 //! race `useradd`. Not root: [`users_or_skip`] prints a SKIP line.
 //!
-//! Acting as a user never goes through the daemon's own code paths: the real
-//! `ccmanagerctl` runs under `setpriv --reuid --regid --init-groups`
-//! ([`Caller`]), and so does any other command ([`TestUser::command`]).
+//! Acting as a user never goes through the daemon's own code paths: any
+//! command runs under `setpriv --reuid --regid --init-groups`
+//! ([`TestUser::command`]); `super::caller` runs the real CLI that way.
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use serde_json::{json, Value};
-
-use super::daemon::{bin, TestDaemon};
 use super::sysbox::skip;
 
 /// The first test user.
@@ -129,75 +126,5 @@ impl TestUser {
         )
         .expect("chown scratch dir");
         dir
-    }
-}
-
-/// Calls a daemon through the real CLI (`ccmanagerctl --socket S --json
-/// call METHOD PARAMS`), as a test user or as root.
-pub struct Caller<'a> {
-    socket: &'a Path,
-    user: Option<&'a TestUser>,
-}
-
-/// Calls `d` as `user`.
-pub fn as_user<'a>(d: &'a TestDaemon, user: &'a TestUser) -> Caller<'a> {
-    Caller { socket: &d.socket, user: Some(user) }
-}
-
-/// Calls `d` as root (the test process's own uid).
-pub fn as_root(d: &TestDaemon) -> Caller<'_> {
-    Caller { socket: &d.socket, user: None }
-}
-
-impl Caller<'_> {
-    /// Who calls, for messages.
-    pub fn who(&self) -> &str {
-        self.user.map_or("root", |u| u.name)
-    }
-
-    /// The uid that calls.
-    pub fn uid(&self) -> u32 {
-        self.user.map_or(0, |u| u.uid)
-    }
-
-    /// The result, or the JSON-RPC error object (`{code, message, data}`).
-    /// A failure with no error object (cannot connect, a broken reply) is
-    /// `{"message": <stderr>, "exit_code": N}`.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
-        let ctl = bin("ccmanagerctl");
-        let mut cmd = match self.user {
-            Some(u) => u.command(&ctl),
-            None => Command::new(&ctl),
-        };
-        let out = cmd
-            .arg("--socket")
-            .arg(self.socket)
-            .args(["--json", "call", method, &params.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ccmanagerctl");
-        let stdout: Option<Value> = serde_json::from_slice(&out.stdout).ok();
-        match (out.status.code(), stdout) {
-            (Some(0), Some(result)) => Ok(result),
-            (Some(1), Some(reply)) if reply.get("error").is_some() => Err(reply["error"].clone()),
-            (code, _) => Err(json!({
-                "message": String::from_utf8_lossy(&out.stderr).trim(),
-                "exit_code": code,
-            })),
-        }
-    }
-
-    /// The result; panics with the error.
-    pub fn ok(&self, method: &str, params: Value) -> Value {
-        self.call(method, params.clone())
-            .unwrap_or_else(|e| panic!("{method} {params} as {} failed: {e}", self.who()))
-    }
-
-    /// The error object; panics if the call succeeded.
-    pub fn err(&self, method: &str, params: Value) -> Value {
-        match self.call(method, params.clone()) {
-            Ok(r) => panic!("{method} {params} as {} should have failed; got {r}", self.who()),
-            Err(e) => e,
-        }
     }
 }

@@ -4,6 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+/// How long tests wait for what must happen: generous, for two shared
+/// cores with other builds running.
+pub const WAIT: Duration = Duration::from_secs(30);
+
 /// How often a condition is polled.
 pub const POLL: Duration = Duration::from_millis(50);
 
