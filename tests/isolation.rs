@@ -236,10 +236,13 @@ fn session_planted_by_b_program_never_shows_as_a_session() {
         "created_at": "2026-01-01T00:00:00Z", "limits": {}, "keep": true,
         "owner_uid": a.uid, "uid": a.uid, "user": a.name, "adopted": false}});
     // One tmux command line: the metadata is there before anyone can list it.
+    // Only through $TMUX (without it, tmux would start a server of its own).
     let body = r#"
 name, meta = ARGS
-report(plant=run("/usr/bin/tmux", "new-session", "-d", "-s", name, "/bin/sleep 100000",
-                 ";", "set-option", "-t", name, "@ccm_meta", meta))
+sock = os.environ.get("TMUX", "").split(",")[0]
+plant = ("new-session", "-d", "-s", name, "/bin/sleep 100000",
+         ";", "set-option", "-t", name, "@ccm_meta", meta)
+report(plant=run("/usr/bin/tmux", "-S", sock, *plant) if sock else {"rc": "no $TMUX"})
 "#;
     let r = w.probe(b, body, &["ccmanager_sess_zzz".to_string(), forged.to_string()]);
     assert_eq!(r["plant"]["rc"], 0, "B's program could not plant in its own server via $TMUX: {r}");
