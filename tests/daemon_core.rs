@@ -489,6 +489,12 @@ fn ctl_exit_codes_and_raw_call() {
     let out = d.ctl(&["call", "no.such.method", "{}"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("method not found"));
+    assert!(out.stdout.is_empty(), "without --json an error prints nothing on stdout");
+    let out = d.ctl(&["--json", "call", "session.get", r#"{"id":"nosuch"}"#]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], json!(-32000), "{v}");
+    assert_eq!(v["error"]["data"]["kind"], "session_not_found", "{v}");
     let out = d.ctl(&["reload"]);
     assert!(out.status.success());
     let out = Command::new(bin("ccmanagerctl"))

@@ -1,6 +1,6 @@
 //! A real `ccmanagerd` binary on temp sockets, for integration tests: start,
-//! wait until it answers, talk to it, and always stop it (and its tmux
-//! server) on drop.
+//! wait until it answers, talk to it, and always stop it (and every tmux
+//! server it started) on drop.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -34,10 +34,11 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
-    /// `--tmux-dir`: the server of uid U is `<tmux_dir>/U/tmux.sock`.
-    pub tmux_dir: PathBuf,
-    /// The socket of the server that root's sessions run in (the test user's own).
+    /// The tmux server of the daemon's own uid (root's sessions run in it),
+    /// so tests can look at its sessions from outside.
     pub tmux_socket: PathBuf,
+    /// `--tmux-dir`: every uid's server lives in `tmux_dir/<uid>/`.
+    pub tmux_dir: PathBuf,
     pub config: PathBuf,
     pub child: Option<Child>,
     pub log: PathBuf,
@@ -51,17 +52,58 @@ impl TestDaemon {
 
     /// Like [`TestDaemon::start`], letting the caller adjust the command.
     pub fn start_with(extra_config: &str, adjust: impl FnOnce(&mut Command)) -> TestDaemon {
-        let dir = tempfile::Builder::new().prefix("ccm").tempdir().expect("tempdir");
+        Self::launch(Self::temp_dir(), extra_config, adjust)
+    }
+
+    /// A daemon that other uids can use: its directory is 0755, its socket
+    /// 0666, and `uids` may connect.
+    pub fn start_shared(uids: &[u32], extra_config: &str) -> TestDaemon {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Self::temp_dir();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the test dir");
+        let mut shared = toml::Table::new();
+        let mut daemon = toml::Table::new();
+        daemon.insert("socket_mode".into(), "0666".into());
+        let uids: toml::value::Array = uids.iter().map(|u| i64::from(*u).into()).collect();
+        daemon.insert("allowed_uids".into(), uids.into());
+        shared.insert("daemon".into(), daemon.into());
+        let extra: toml::Table = toml::from_str(extra_config).expect("extra config must be TOML");
+        merge(&mut shared, extra);
+        let config = toml::to_string(&shared).expect("serialize config");
+        Self::launch(dir, &config, |_| {})
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::Builder::new().prefix("ccm").tempdir().expect("tempdir")
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        extra_config: &str,
+        adjust: impl FnOnce(&mut Command),
+    ) -> TestDaemon {
         let socket = dir.path().join("d.sock");
         let tmux_dir = dir.path().join("tmux");
-        let tmux_socket = tmux_dir.join(nix::unistd::geteuid().to_string()).join("tmux.sock");
+        let tmux_socket = uid_socket(&tmux_dir, nix::unistd::geteuid().as_raw());
         let config = dir.path().join("config.toml");
         let log = dir.path().join("daemon.log");
         std::fs::write(&config, test_config(dir.path(), extra_config)).expect("write config");
-        let mut d = TestDaemon { dir, socket, tmux_dir, tmux_socket, config, child: None, log };
+        let mut d = TestDaemon { dir, socket, tmux_socket, tmux_dir, config, child: None, log };
         d.spawn(adjust);
         d.wait_ready();
         d
+    }
+
+    /// The socket of the tmux server that runs `uid`'s sessions.
+    pub fn tmux_socket_of(&self, uid: u32) -> PathBuf {
+        uid_socket(&self.tmux_dir, uid)
+    }
+
+    /// Every tmux server socket that exists now.
+    pub fn tmux_sockets(&self) -> Vec<PathBuf> {
+        let per_uid = std::fs::read_dir(&self.tmux_dir).into_iter().flatten().flatten();
+        per_uid.map(|e| e.path().join(TMUX_SOCKET_NAME)).filter(|s| s.exists()).collect()
     }
 
     /// Starts the process again on the same sockets (after a stop or kill).
@@ -207,28 +249,55 @@ impl Drop for TestDaemon {
             );
             let _ = child.wait();
         }
-        // The tmux servers outlive the daemon by design; tests must not leak them.
-        kill_tmux_servers(&self.tmux_dir);
+        // tmux servers outlive the daemon by design; tests must not leak them.
+        for socket in self.tmux_sockets() {
+            kill_tmux_server(&socket);
+        }
         if std::env::var_os("CCM_TEST_SHOW_LOG").is_some() {
             eprintln!("--- daemon log ---\n{}", self.log_text());
         }
     }
 }
 
-/// Kills every tmux server under `tmux_dir` (one per uid subdirectory).
-pub fn kill_tmux_servers(tmux_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmux_dir) else { return };
-    for entry in entries.flatten() {
-        let socket = entry.path().join("tmux.sock");
-        if socket.exists() {
-            let _ = Command::new("tmux")
-                .arg("-S")
-                .arg(&socket)
-                .arg("kill-server")
-                .stderr(Stdio::null())
-                .stdout(Stdio::null())
-                .status();
-        }
+/// File name of each uid's tmux socket under `--tmux-dir`.
+pub const TMUX_SOCKET_NAME: &str = "tmux.sock";
+
+/// `DIR/<uid>/tmux.sock`.
+pub fn uid_socket(tmux_dir: &Path, uid: u32) -> PathBuf {
+    tmux_dir.join(uid.to_string()).join(TMUX_SOCKET_NAME)
+}
+
+/// The pid of the tmux server on `socket`, if one answers (asked as root,
+/// whom every tmux server lets in).
+pub fn tmux_server_pid(socket: &Path) -> Option<i32> {
+    let out = Command::new("tmux")
+        .arg("-N")
+        .arg("-S")
+        .arg(socket)
+        .args(["display-message", "-p", "#{pid}"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// `kill-server`, then SIGKILL of its pid: a wedged server must not survive.
+pub fn kill_tmux_server(socket: &Path) {
+    let pid = tmux_server_pid(socket);
+    let _ = Command::new("tmux")
+        .arg("-N")
+        .arg("-S")
+        .arg(socket)
+        .arg("kill-server")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status();
+    if let Some(pid) = pid {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 

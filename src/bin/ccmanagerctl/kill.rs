@@ -38,7 +38,9 @@ pub fn run(ctl: &mut Ctl, args: KillArgs) -> Result<(), Failure> {
         }
     }
     match failed {
-        Some(code) => Err(Failure { code, message: "some sessions were not killed".into() }),
+        Some(code) => {
+            Err(Failure { code, message: "some sessions were not killed".into(), rpc: None })
+        }
         None => Ok(()),
     }
 }

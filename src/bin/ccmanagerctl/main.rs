@@ -179,9 +179,13 @@ struct CaptureArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_out = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
+            if let Some(e) = f.rpc.as_ref().filter(|_| json_out) {
+                println!("{}", serde_json::json!({ "error": e }));
+            }
             eprintln!("ccmanagerctl: {}", f.message);
             ExitCode::from(f.code)
         }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use ccmanagerd::client::{Client, ClientError};
-use ccmanagerd::protocol::Method;
+use ccmanagerd::protocol::{Method, RpcError};
 
 /// The connection to the daemon and how to show results.
 pub struct Ctl {
@@ -37,6 +37,9 @@ pub struct Failure {
     pub code: u8,
     /// Printed after `ccmanagerctl: ` on stderr.
     pub message: String,
+    /// The daemon's error object, when the failure is an error reply (with
+    /// `--json` it is printed on stdout too, so scripts can match `data.kind`).
+    pub rpc: Option<RpcError>,
 }
 
 impl From<ClientError> for Failure {
@@ -48,15 +51,17 @@ impl From<ClientError> for Failure {
                     "cannot connect to ccmanagerd at {}: {source}\nhint: is the daemon running? try `systemctl start ccmanagerd`, or point --socket / CCMANAGERD_SOCKET at it",
                     path.display()
                 ),
+                rpc: None,
             },
-            other => Failure { code: 1, message: other.to_string() },
+            ClientError::Rpc(e) => Failure { code: 1, message: e.message.clone(), rpc: Some(e) },
+            other => Failure { code: 1, message: other.to_string(), rpc: None },
         }
     }
 }
 
 /// A mistake in what the user asked (exit code 1).
 pub fn usage(message: impl Into<String>) -> Failure {
-    Failure { code: 1, message: message.into() }
+    Failure { code: 1, message: message.into(), rpc: None }
 }
 
 /// Pretty JSON on stdout.
