@@ -50,7 +50,10 @@ pub const MAX_REPORT: usize = 4096;
 /// own scope wait, so a slow scope reports the wrapper's clear error rather
 /// than the daemon's timeout. The daemon places the pane in its scope while it
 /// waits (the wrapper cannot exec before that).
-pub const WAIT: Duration = Duration::from_secs(super::wrapper::SCOPE_WAIT.as_secs() + 5);
+pub const WAIT: Duration = Duration::from_secs(SCOPE_WAIT.as_secs() + 5);
+/// How long the wrapper waits to be placed in its scope (defined here, with
+/// the rest of what wrapper and daemon agree on).
+pub const SCOPE_WAIT: Duration = Duration::from_secs(10);
 /// The FIFO's mode: the session owner alone may open it.
 const FIFO_MODE: u32 = 0o600;
 

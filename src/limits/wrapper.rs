@@ -40,8 +40,7 @@ use super::spawn_status::{report_line, Stage, EXECUTING, STARTED};
 
 pub use super::exec_args::{rlimit_args, MODE};
 
-/// How long the wrapper waits to be placed in its scope.
-pub const SCOPE_WAIT: Duration = Duration::from_secs(10);
+pub use super::spawn_status::SCOPE_WAIT;
 /// Poll interval while waiting for the scope.
 const SCOPE_POLL: Duration = Duration::from_millis(2);
 /// Exit code when the wrapper itself fails (like a shell's "cannot execute").
