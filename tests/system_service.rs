@@ -419,3 +419,62 @@ fn reload_applies_changes_and_rejects_an_invalid_config() {
         "the running config is not the last valid one: {r}"
     );
 }
+
+/// The fields of a pane's `/proc/PID/status` line `Uid:` or `Gid:`.
+fn ids_of(sb: &SysBox, pid: u64, field: &str) -> Vec<String> {
+    let status = sb.sh_ok(&format!("cat /proc/{pid}/status"));
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_default();
+    line.split_whitespace().skip(1).map(str::to_string).collect()
+}
+
+/// Each owner's server in its own unit, running as that owner: a session of
+/// user B runs as B in `ccmanagerd-tmux-<B>.service`, next to root's
+/// sessions in the session user's unit, and both survive `systemctl restart
+/// ccmanagerd` and `kill -9` of the daemon (same pids, same servers).
+#[test]
+fn each_owner_has_its_own_server_unit_and_sessions_survive_the_daemon() {
+    let name = "each_owner_has_its_own_server_unit_and_sessions_survive_the_daemon";
+    let Some(sb) = setup(name) else { return };
+    sb.sh_ok("useradd --create-home --shell /bin/sh ccmbox-b");
+    let b_uid = sb.sh_ok("id -u ccmbox-b").trim().to_string();
+    let mine = new_session(&sb);
+    let b = ctl(&sb, "new --user ccmbox-b -- sleep 1000");
+    let b_id = b["id"].as_str().unwrap_or_else(|| panic!("new --user: {b}")).to_string();
+    assert_eq!(b["uid"].as_u64().map(|u| u.to_string()), Some(b_uid.clone()), "{b}");
+    assert_eq!(b["cwd"], format!("/home/ccmbox-b"), "the default cwd is the owner's home: {b}");
+    let b_pid = b["pid"].as_u64().expect("pid");
+    assert!(ids_of(&sb, b_pid, "Uid:").iter().all(|u| *u == b_uid), "B's program runs as B");
+    let b_unit = format!("ccmanagerd-tmux-{b_uid}.service");
+    let b_server = sb.sh_ok(&format!("systemctl show -P MainPID {b_unit}")).trim().to_string();
+    assert_ne!(b_server, "0", "{}", journal(&sb));
+    assert_eq!(sb.sh_ok(&format!("ps -o user= -p {b_server}")).trim(), "ccmbox-b");
+    let cg = sb.sh_ok(&format!("cat /proc/{b_server}/cgroup"));
+    assert!(cg.contains(&b_unit) && !cg.contains("ccmanagerd.service"), "{cg}");
+    assert_ne!(b_server, tmux_pid(&sb), "one server per uid");
+    let status = ctl(&sb, "status");
+    let uids: Vec<u64> = status["tmux"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["uid"].as_u64())
+        .collect();
+    assert!(uids.len() == 2 && uids.contains(&b_uid.parse().unwrap()), "{status}");
+
+    let before = sessions(&sb);
+    let servers = (tmux_pid(&sb), b_server.clone());
+    sb.sh_ok("systemctl restart ccmanagerd.service");
+    wait_active(&sb);
+    assert_eq!(sessions(&sb), before, "across restart\n{}", journal(&sb));
+    let old = main_pid(&sb);
+    sb.sh_ok(&format!("kill -9 {old}"));
+    wait_new_main_pid(&sb, &old, Duration::from_secs(20));
+    assert_eq!(sessions(&sb), before, "across kill -9\n{}", journal(&sb));
+    let after = (
+        tmux_pid(&sb),
+        sb.sh_ok(&format!("systemctl show -P MainPID {b_unit}")).trim().to_string(),
+    );
+    assert_eq!(after, servers, "the servers are the same processes");
+    for id in [&mine, &b_id] {
+        assert_eq!(ctl(&sb, &format!("show {id}"))["state"], "running");
+    }
+}
