@@ -826,3 +826,46 @@ fn attach_argv_attaches_the_owner_and_others_are_refused() {
     let kind = err["data"]["kind"].as_str().unwrap_or_default();
     assert!(["session_not_found", "permission_denied"].contains(&kind), "B attaching: {err}");
 }
+
+/// Root never runs a tmux client against a user's server: a hook that a
+/// program in B's session sets on B's own server (`save-buffer` into a
+/// directory only root may write) fires on the daemon's reconnect (B
+/// detaches the daemon's control client) and must not write there.
+#[test]
+fn hooks_in_b_server_never_run_file_commands_as_root() {
+    let Some(w) = World::start("hooks_in_b_server_never_run_file_commands_as_root") else {
+        return;
+    };
+    let root_only = tempfile::Builder::new().prefix("ccm-rootonly-").tempdir_in("/tmp").unwrap();
+    let target = root_only.path().join("pwned");
+    let script = format!(
+        "tmux set-buffer -b evil pwned; \
+         tmux set-hook -g after-display-message 'save-buffer -b evil {t}'; \
+         tmux set-hook -g client-attached 'save-buffer -b evil {t}'; \
+         tmux detach-client -s ccmanager_control; exec sleep 1000",
+        t = target.display()
+    );
+    let s = w.b().create(json!({"command": ["/bin/sh", "-c", script]}));
+    eventually(WAIT, "the daemon to reconnect to B's server", || {
+        w.d.log_text().contains("reconnecting to the same server").then_some(())
+    });
+    // A capture goes through the new control connection.
+    eventually(WAIT, "B's session to answer again", || {
+        w.b().call("session.capture", json!({"id": sid(&s)})).ok()
+    });
+    assert!(!target.exists(), "a hook in B's server wrote {} as root", target.display());
+}
+
+/// Root attaching to a user's session does it as that user (a root tmux
+/// client would run what that user's server sends it, e.g. `detach-client -E`).
+#[test]
+fn root_attaches_as_the_sessions_user() {
+    let Some(w) = World::start("root_attaches_as_the_sessions_user") else { return };
+    let s = victim(&w.a(), "A-SCREEN");
+    let argv: Vec<String> = serde_json::from_value(
+        w.root().ok("session.attach", json!({"id": sid(&s)}))["argv"].clone(),
+    )
+    .unwrap();
+    let name: &str = &w.u.a.name;
+    assert_eq!(argv[..4], ["runuser", "-u", name, "--"], "{argv:?}");
+}

@@ -322,13 +322,22 @@ impl Sessions {
                 record.session.state == SessionState::Exited
                     && std::path::Path::new(&format!("/proc/{pid}")).exists()
             };
-            let root = record.session.pid.filter(|pid| !reused(pid));
+            let uid = record.server_uid();
+            // The pane pid is what the user's server claims: kill only what
+            // runs as that user.
+            let root = record
+                .session
+                .pid
+                .filter(|pid| !reused(pid))
+                .filter(|pid| procs::owned_by(*pid, uid));
             // Reading every /proc/PID/stat takes a millisecond or more on a
             // busy host: not on a runtime worker.
             let tree = match root {
-                Some(pid) => tokio::task::spawn_blocking(move || procs::tree(&procs::all(), pid))
-                    .await
-                    .unwrap_or_default(),
+                Some(pid) => tokio::task::spawn_blocking(move || {
+                    procs::owned(&procs::tree(&procs::all(), pid), uid)
+                })
+                .await
+                .unwrap_or_default(),
                 None => Default::default(),
             };
             procs::kill_all(&tree);
@@ -458,7 +467,10 @@ impl Sessions {
     pub async fn resize(&self, caller: &Caller, id: &str, cols: u16, rows: u16) -> Result<Session> {
         validate::size(Some(cols), Some(rows))?;
         let (r, server, pane) = self.live_pane(caller, id, false)?;
-        let window = r.window.clone().unwrap_or_default();
+        let window = r
+            .window
+            .clone()
+            .ok_or_else(|| Error::InvalidState(format!("session {id} has no window yet")))?;
         server
             .tmux(
                 Cmd::new("resize-window")
@@ -499,13 +511,20 @@ impl Sessions {
                 r.session.uid, r.session.uid
             )));
         }
-        Ok(vec![
+        // Root attaches as the session's user: a root tmux client would run
+        // the commands that user's server sends it (`detach-client -E`) as root.
+        let mut argv = Vec::new();
+        if caller.uid != r.session.uid {
+            argv.extend(["runuser".to_string(), "-u".into(), r.session.user.clone(), "--".into()]);
+        }
+        argv.extend([
             server.paths.tmux_bin.display().to_string(),
             "-S".into(),
             server.paths.socket.display().to_string(),
             "attach-session".into(),
             "-t".into(),
             format!("={}", r.session.tmux_session),
-        ])
+        ]);
+        Ok(argv)
     }
 }

@@ -68,6 +68,20 @@ pub fn cpu_ticks(procs: &[ProcStat], pids: &BTreeSet<u32>) -> u64 {
     procs.iter().filter(|p| pids.contains(&p.pid)).map(|p| p.cpu_ticks).sum()
 }
 
+/// Whether `pid` runs as `uid` (the owner of `/proc/PID`, its effective
+/// uid). A pid a tmux server reports is only a claim: a server run by its
+/// user in a pid namespace can report any number, so the daemon (root)
+/// signals or moves a pid only after this check.
+pub fn owned_by(pid: u32, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    pid > 1 && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid)
+}
+
+/// `pids` without those that do not run as `uid` (see [`owned_by`]).
+pub fn owned(pids: &BTreeSet<u32>, uid: u32) -> BTreeSet<u32> {
+    pids.iter().copied().filter(|p| owned_by(*p, uid)).collect()
+}
+
 /// SIGKILL every pid in `pids`; errors (already gone) are ignored.
 pub fn kill_all(pids: &BTreeSet<u32>) {
     for pid in pids {
@@ -102,6 +116,16 @@ mod tests {
         ];
         let t = tree(&procs, 10);
         assert_eq!(t.into_iter().collect::<Vec<_>>(), vec![10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn ownership_is_the_kernels() {
+        let me = std::process::id();
+        let uid = nix::unistd::geteuid().as_raw();
+        assert!(owned_by(me, uid));
+        assert!(!owned_by(me, uid + 1));
+        assert!(!owned_by(1, 0), "never pid 1");
+        assert!(!owned_by(u32::MAX, uid));
     }
 
     #[test]

@@ -86,13 +86,22 @@ impl Record {
         user: &str,
     ) -> Record {
         let created = pane.created.map(unix_time).unwrap_or_else(SystemTime::now);
+        // What a program wrote into tmux: kept only if a request could have
+        // said it (no control characters to reach an operator's terminal).
         let claimed = claimed.map(|m| &m.session);
+        let name =
+            claimed.and_then(|c| c.name.clone()).filter(|n| super::validate::name(n).is_ok());
+        let command = claimed
+            .map(|c| c.command.clone())
+            .filter(|c| super::validate::command(c).is_ok())
+            .unwrap_or_default();
+        let cwd = claimed.and_then(|c| c.cwd.clone()).filter(|d| super::validate::cwd(d).is_ok());
         let session = Session {
             id: id.to_string(),
-            name: claimed.and_then(|c| c.name.clone()),
+            name,
             tmux_session: pane.session_name.clone(),
-            command: claimed.map(|c| c.command.clone()).unwrap_or_default(),
-            cwd: claimed.and_then(|c| c.cwd.clone()),
+            command,
+            cwd,
             state: SessionState::Running,
             exit_status: None,
             pid: pane.pid,
@@ -263,5 +272,9 @@ mod tests {
         assert_eq!(r.session.limits, Default::default());
         assert_eq!(r.session.command, vec!["claude".to_string()], "informational only");
         assert_eq!(r.session.created_at, "2020-09-13T12:26:40Z");
+        claim.session.name = Some("\u{1b}]0;owned\u{7}".into());
+        claim.session.command = vec!["a\u{1b}[2J".into()];
+        let r = Record::adopted("zz", &pane(false, None), Some(&claim), 1001, "bob");
+        assert_eq!((r.session.name, r.session.command), (None, vec![]), "escapes are dropped");
     }
 }

@@ -70,7 +70,6 @@ impl ServerEnv {
     }
 
     fn launcher(&self, account: &Account) -> Launcher {
-        let am_root = nix::unistd::geteuid().is_root();
         if self.systemd {
             return Launcher::SystemdUnit {
                 unit: self.unit(account.uid),
@@ -82,14 +81,21 @@ impl ServerEnv {
                 ],
             };
         }
-        let run_as = (am_root && !account.is_root()).then(|| RunAs {
-            uid: account.uid,
-            gid: account.gid,
-            groups: account.groups.clone(),
-            env: login_env(account),
-        });
-        Launcher::Detached(run_as)
+        Launcher::Detached(run_as(account))
     }
+}
+
+/// Who the tmux processes of `account`'s server (the server itself when
+/// detached, and every client) run as: the account, when the daemon is root
+/// and the account is not.
+fn run_as(account: &Account) -> Option<RunAs> {
+    let am_root = nix::unistd::geteuid().is_root();
+    (am_root && !account.is_root()).then(|| RunAs {
+        uid: account.uid,
+        gid: account.gid,
+        groups: account.groups.clone(),
+        env: login_env(account),
+    })
 }
 
 /// The environment a login of `account` would have, plus the locale.
@@ -131,7 +137,15 @@ pub struct Server {
     pub(super) lifecycle: tokio::sync::Mutex<()>,
     /// Why the last start failed, until one succeeds (health shows it).
     start_error: Mutex<Option<String>>,
+    /// `ccmanager_sess_*` names in this server the daemon will not adopt
+    /// (over the cap, or another uid's id): warned about once, and their
+    /// metadata not fetched again. Bounded by [`MAX_REFUSED`].
+    refused: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Most refused names remembered per server (a program can plant any
+/// number; past this, they are still refused, just not remembered).
+const MAX_REFUSED: usize = 1024;
 
 pub(super) fn tmux_err(e: TmuxError) -> Error {
     match e {
@@ -151,6 +165,7 @@ impl Server {
                 tmux_bin: env.tmux_bin.clone(),
                 socket: env.socket(account.uid),
                 config: env.config_file.clone(),
+                client_as: run_as(account),
             },
             unit: env.systemd.then(|| env.unit(account.uid)),
             gid: account.gid,
@@ -160,7 +175,19 @@ impl Server {
             epoch: AtomicU64::new(0),
             lifecycle: tokio::sync::Mutex::new(()),
             start_error: Mutex::new(None),
+            refused: Mutex::new(Default::default()),
         }
+    }
+
+    /// Records that `name` is not adopted; true the first time (warn then).
+    pub fn refuse(&self, name: &str) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.len() < MAX_REFUSED && refused.insert(name.to_string())
+    }
+
+    /// Whether `name` was refused before.
+    pub fn refused(&self, name: &str) -> bool {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).contains(name)
     }
 
     /// Why the last attempt to start the server failed, if it did.
@@ -219,7 +246,12 @@ impl Server {
 
     /// Whether a server answers on the socket now.
     pub async fn probe(&self) -> Option<ServerInfo> {
-        tmux::probe(&self.paths.tmux_bin, &self.paths.socket).await
+        tmux::server::probe_as(
+            &self.paths.tmux_bin,
+            &self.paths.socket,
+            self.paths.client_as.as_ref(),
+        )
+        .await
     }
 
     /// Connects to the server, starting it first when `launch` (else `None`
@@ -246,8 +278,9 @@ impl Server {
                 None => return Ok(None),
             }
         };
-        let (client, rx) =
-            tmux::connect(&ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket)).await?;
+        let mut client_config = ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket);
+        client_config.run_as = self.paths.client_as.clone();
+        let (client, rx) = tmux::connect(&client_config).await?;
         let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
         let setup = [
             Cmd::new("set-hook").flag("-g").arg("pane-died").arg(hook),
@@ -308,11 +341,15 @@ impl Server {
         let pid = self.info().map(|i| i.pid);
         self.forget();
         let mut cmd = tokio::process::Command::new(&self.paths.tmux_bin);
+        if let Some(run_as) = &self.paths.client_as {
+            run_as.apply(&mut cmd);
+        }
         cmd.arg("-N").arg("-S").arg(&self.paths.socket).arg("kill-server");
         crate::systemd::scrub_child_env(&mut cmd);
         let killed = tokio::time::timeout(tmux::server::PROBE_TIMEOUT, cmd.output()).await;
         if !matches!(killed, Ok(Ok(ref o)) if o.status.success()) {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) {
+            let pid = pid.filter(|p| super::procs::owned_by(*p, self.uid));
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGTERM,
@@ -328,7 +365,8 @@ impl Server {
     /// zombie. A spare SIGCHLD makes tmux run its `waitpid` loop again; it is
     /// harmless when nothing is waiting.
     pub fn nudge_reaper(&self) {
-        let pid = self.info().and_then(|i| i32::try_from(i.pid).ok()).filter(|p| *p > 1);
+        let pid = self.info().map(|i| i.pid).filter(|p| super::procs::owned_by(*p, self.uid));
+        let pid = pid.and_then(|p| i32::try_from(p).ok());
         if let Some(pid) = pid {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

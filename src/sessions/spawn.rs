@@ -109,6 +109,13 @@ impl Spawner {
         let started = async {
             client.run(&set_meta).await.map_err(super::server::tmux_err)?;
             if let (Some(unit), Some(pid)) = (&scope_unit, pid) {
+                // The pid is the server's claim: never move someone else's.
+                if !super::procs::owned_by(pid, account.uid) {
+                    return Err(Error::SpawnFailed(format!(
+                        "the tmux server of uid {} reported pane pid {pid}, which is not that user's",
+                        account.uid
+                    )));
+                }
                 crate::limits::cgroup::place(unit, pid, limits).await.map_err(Error::Internal)?;
                 record.scope = Some(unit.clone());
             }

@@ -84,11 +84,15 @@ pub fn apply(
                 rec.apply_pane(p, now);
             }
             Some(_) => {
-                tracing::warn!(session_id = %id, uid = server.uid, "a session in this server uses the id of another user's session; ignored");
+                if server.refuse(&p.session_name) {
+                    tracing::warn!(session_id = %id, uid = server.uid, "a session in this server uses the id of another user's session; ignored");
+                }
                 done.refused += 1;
             }
             None if live >= per_uid_cap => {
-                tracing::warn!(session_id = %id, uid = server.uid, "not adopting a session: the uid's session cap is full");
+                if server.refuse(&p.session_name) {
+                    tracing::warn!(session_id = %id, uid = server.uid, "not adopting a session: the uid's session cap is full");
+                }
                 done.refused += 1;
             }
             None => {
@@ -104,6 +108,13 @@ pub fn apply(
             }
         }
     }
+    // An adopted session that vanished was never the daemon's: it goes
+    // (kept as `lost`, a program could fill the registry by planting and
+    // killing sessions); the daemon's own become `lost`.
+    records.retain(|id, rec| {
+        let gone = rec.server_uid() == server.uid && !rec.spawning && !present.contains(id);
+        !(gone && rec.session.adopted)
+    });
     for (id, rec) in records.iter_mut() {
         if rec.server_uid() == server.uid
             && !rec.spawning
@@ -165,7 +176,7 @@ pub async fn refresh(
             panes.iter().any(|p| {
                 p.session_name
                     .strip_prefix(SESSION_PREFIX)
-                    .is_some_and(|id| !records.contains_key(id))
+                    .is_some_and(|id| !records.contains_key(id) && !server.refused(&p.session_name))
             })
         };
         let metas = if unknown { server.metas().await.unwrap_or_default() } else { HashMap::new() };

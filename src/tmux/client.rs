@@ -53,6 +53,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Notification channel capacity.
     pub notification_capacity: usize,
+    /// Run the client as this account (see `ServerPaths::client_as`).
+    pub run_as: Option<super::RunAs>,
 }
 
 impl ClientConfig {
@@ -63,6 +65,7 @@ impl ClientConfig {
             socket: socket.into(),
             request_timeout: REQUEST_TIMEOUT,
             notification_capacity: NOTIFICATION_CAPACITY,
+            run_as: None,
         }
     }
 }
@@ -123,9 +126,15 @@ pub async fn connect(
     cfg: &ClientConfig,
 ) -> Result<(ControlClient, mpsc::Receiver<Notification>), TmuxError> {
     let mut cmd = tmux_command(&cfg.tmux_bin);
+    if let Some(run_as) = &cfg.run_as {
+        run_as.apply(&mut cmd);
+    }
+    // `-f no-output`: the daemon reads no pane output over this connection,
+    // and a program in the server could otherwise switch this client to a
+    // busy session and stream its output at the daemon.
     cmd.args(["-N", "-C", "-S"])
         .arg(&cfg.socket)
-        .args(["new-session", "-A", "-s", KEEPER_SESSION])
+        .args(["new-session", "-A", "-f", "no-output", "-s", KEEPER_SESSION])
         .args(["-x", &KEEPER_COLS.to_string(), "-y", &KEEPER_ROWS.to_string()])
         .args(KEEPER_COMMAND)
         .stdin(Stdio::piped())

@@ -157,7 +157,8 @@ pub fn write_config(path: &Path, settings: &TmuxServerSettings) -> Result<(), Tm
     })
 }
 
-/// Where the server's binary, socket and config are.
+/// Where the server's binary, socket and config are, and who its clients
+/// run as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerPaths {
     /// The tmux binary.
@@ -166,6 +167,12 @@ pub struct ServerPaths {
     pub socket: PathBuf,
     /// The generated config (`-f`).
     pub config: PathBuf,
+    /// Run every tmux client of this server (probes, the control client,
+    /// `kill-server`) as this account. A tmux client does the file reads and
+    /// writes of the commands it runs (`load-buffer`, `save-buffer`, run by a
+    /// hook the server's user set up) and can be told to exec a shell: a
+    /// root client against a user's server would do all that as root.
+    pub client_as: Option<RunAs>,
 }
 
 /// The account a detached server is started as (the daemon must be root to
@@ -182,6 +189,29 @@ pub struct RunAs {
     /// The whole environment of the server (HOME, USER, LOGNAME, SHELL,
     /// PATH, ...); nothing of the daemon's is inherited.
     pub env: Vec<(String, String)>,
+}
+
+impl RunAs {
+    /// Makes `cmd` run as this account: its whole environment is `env`, its
+    /// directory `/`, and the child takes the groups, gid and uid before it
+    /// execs. Only async-signal-safe calls run in the child (setgroups,
+    /// setgid and setuid are plain syscalls on a list built before the fork).
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v))).current_dir("/");
+        let (uid, gid, groups) = (self.uid, self.gid, self.groups.clone());
+        // SAFETY: see above; nothing is allocated in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
 }
 
 /// How the server process is started; the only place that decides it.
@@ -291,27 +321,12 @@ fn launch_detached(
     for var in scrubbed_env() {
         cmd.env_remove(var);
     }
-    let ids = run_as.map(|r| {
-        cmd.env_clear().envs(r.env.iter().map(|(k, v)| (k, v)));
-        let groups: Vec<libc::gid_t> = r.groups.clone();
-        (r.uid, r.gid, groups)
-    });
-    // SAFETY: only async-signal-safe calls (setsid, setgroups, setgid,
-    // setuid are plain syscalls), and the group list was built before the
-    // fork: nothing is allocated in the child.
+    // SAFETY: setsid is async-signal-safe and touches no memory of ours.
     unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::setsid().map_err(std::io::Error::from)?;
-            if let Some((uid, gid, groups)) = &ids {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                    || libc::setgid(*gid) != 0
-                    || libc::setuid(*uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(std::io::Error::from));
+    }
+    if let Some(run_as) = run_as {
+        run_as.apply(&mut cmd);
     }
     let mut child = cmd
         .spawn()
@@ -342,12 +357,23 @@ pub struct ServerInfo {
 /// or a server that does not answer within [`PROBE_TIMEOUT`] all read as `None`.
 /// `-N` keeps the probe itself from starting a server.
 pub async fn probe(tmux_bin: &Path, socket: &Path) -> Option<ServerInfo> {
+    probe_as(tmux_bin, socket, None).await
+}
+
+/// [`probe`], the client running as `run_as` (see [`ServerPaths::client_as`]).
+pub async fn probe_as(
+    tmux_bin: &Path,
+    socket: &Path,
+    run_as: Option<&RunAs>,
+) -> Option<ServerInfo> {
     let mut cmd = tmux_command(tmux_bin);
+    if let Some(run_as) = run_as {
+        run_as.apply(&mut cmd);
+    }
     cmd.arg("-N").arg("-S").arg(socket).args(["display-message", "-p", "#{pid} #{version}"]);
     let out = tokio::time::timeout(PROBE_TIMEOUT, cmd.output()).await.ok()?.ok()?;
-    if !out.status.success() {
-        return None;
-    }
+    // The answer counts even when the client then exits non-zero: a hook the
+    // server's user set on `display-message` may fail after it.
     let text = String::from_utf8_lossy(&out.stdout);
     let (pid, version) = text.trim().split_once(' ')?;
     Some(ServerInfo { pid: pid.parse().ok()?, version: version.to_owned() })
@@ -367,20 +393,21 @@ pub async fn ensure_running(
             |e| TmuxError::io(format!("creating socket directory {}", dir.display()), e),
         )?;
     }
-    if let Some(info) = probe(&paths.tmux_bin, &paths.socket).await {
+    let probe = || probe_as(&paths.tmux_bin, &paths.socket, paths.client_as.as_ref());
+    if let Some(info) = probe().await {
         tracing::info!(pid = info.pid, socket = %paths.socket.display(), "adopting running tmux server");
         return Ok((info, false));
     }
     let mut exited = launch_watched(launcher, paths).await?;
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
-        if let Some(info) = probe(&paths.tmux_bin, &paths.socket).await {
+        if let Some(info) = probe().await {
             tracing::info!(pid = info.pid, socket = %paths.socket.display(), "tmux server started");
             return Ok((info, true));
         }
         if let Some(Ok(status)) = exited.as_mut().map(|rx| rx.try_recv()) {
             // Probe once more: a server that forked away could still answer.
-            if let Some(info) = probe(&paths.tmux_bin, &paths.socket).await {
+            if let Some(info) = probe().await {
                 return Ok((info, true));
             }
             return Err(TmuxError::Launch(format!(

@@ -25,6 +25,7 @@ impl TestServer {
             tmux_bin: TMUX.into(),
             socket: dir.path().join("run/tmux.sock"),
             config: dir.path().join("tmux.conf"),
+            client_as: None,
         };
         write_config(&paths.config, &TmuxServerSettings::default()).unwrap();
         (dir, paths)
