@@ -71,6 +71,8 @@ pub struct Sessions {
     wrapper: PathBuf,
     /// Whether per-session cgroup scopes can be used.
     pub cgroups: bool,
+    /// The connection to systemd (scopes, the tmux unit), when it runs.
+    pub bus: Option<crate::systemd::Bus>,
     /// Bumped (under the records lock) whenever create or remove adds or
     /// drops a record, so a refresh whose tmux listing predates the change
     /// does not apply it (it would re-adopt a session just removed).
@@ -117,8 +119,15 @@ fn tmux_err(e: TmuxError) -> Error {
 
 impl Sessions {
     /// A registry that is not yet connected; [`supervise::start`] connects it.
-    pub fn new(paths: ServerPaths, store: Arc<Store>, wrapper: PathBuf, cgroups: bool) -> Sessions {
+    pub fn new(
+        paths: ServerPaths,
+        store: Arc<Store>,
+        wrapper: PathBuf,
+        cgroups: bool,
+        bus: Option<crate::systemd::Bus>,
+    ) -> Sessions {
         Sessions {
+            bus,
             records: Mutex::new(BTreeMap::new()),
             client: RwLock::new(None),
             server: Mutex::new(None),
@@ -397,7 +406,7 @@ impl Sessions {
         session: &Session,
         limits: &Limits,
     ) -> Result<Record> {
-        let scope_unit = (self.cgroups && limits.has_cgroup_caps())
+        let scope_unit = (self.cgroups && self.bus.is_some() && limits.has_cgroup_caps())
             .then(|| crate::limits::cgroup::scope_name(&session.id));
         let mut cmd = Cmd::new("new-session")
             .flag("-d")
@@ -440,8 +449,10 @@ impl Sessions {
         let set_meta = Cmd::new("set-option").opt("-t", f[0]).arg(META_OPTION).arg(meta);
         let placed = async {
             client.run(&set_meta).await.map_err(tmux_err)?;
-            if let (Some(unit), Some(pid)) = (&scope_unit, pid) {
-                crate::limits::cgroup::place(unit, pid, limits).await.map_err(Error::Internal)?;
+            if let (Some(unit), Some(pid), Some(bus)) = (&scope_unit, pid, &self.bus) {
+                crate::limits::cgroup::place(bus, unit, pid, limits)
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 record.scope = Some(unit.clone());
             }
             Ok::<(), Error>(())
@@ -465,8 +476,8 @@ impl Sessions {
     pub async fn remove(&self, record: &Record, reason: &str) -> Result<()> {
         let id = &record.session.id;
         if record.session.state != SessionState::Lost {
-            if let Some(unit) = &record.scope {
-                if let Err(e) = crate::limits::cgroup::stop(unit).await {
+            if let (Some(unit), Some(bus)) = (&record.scope, &self.bus) {
+                if let Err(e) = crate::limits::cgroup::stop(bus, unit).await {
                     tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
                 }
             }

@@ -18,6 +18,7 @@ use super::{rfc3339, Record, Sessions, META_OPTION};
 use crate::config::{Config, LauncherKind};
 use crate::protocol::types::{Session, SessionState, SESSION_PREFIX};
 use crate::shutdown::ShutdownListener;
+use crate::systemd::bus::{Bus, CollectMode, KillMode, Property};
 use crate::tmux::{
     self, ClientConfig, Cmd, Launcher, Notification, ServerPaths, TmuxServerSettings,
 };
@@ -43,29 +44,63 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// retried this many times in all.
 const REFRESH_ATTEMPTS: usize = 3;
 
-/// How the server is started, from the config.
-pub fn launcher(config: &Config) -> Launcher {
+/// How the server is started, from the config. A systemd unit needs `bus`;
+/// it goes in the daemon's own slice.
+pub async fn launcher(config: &Config, bus: Option<&Bus>) -> anyhow::Result<Launcher> {
     let systemd = match config.tmux.launcher {
         LauncherKind::Detached => false,
         LauncherKind::Systemd => true,
-        LauncherKind::Auto => crate::systemd::booted() && nix::unistd::geteuid().is_root(),
+        LauncherKind::Auto => {
+            crate::systemd::booted() && nix::unistd::geteuid().is_root() && bus.is_some()
+        }
     };
     if !systemd {
-        return Launcher::Detached;
+        return Ok(Launcher::Detached);
     }
+    let bus = bus.context("tmux.launcher = \"systemd\", but there is no connection to systemd")?;
     let user = &config.tmux.session_user;
     let user_exists = nix::unistd::User::from_name(user).ok().flatten().is_some();
     if !user_exists {
         tracing::warn!(user = %user, "tmux.session_user does not exist; the tmux server runs as root");
     }
-    Launcher::SystemdUnit {
-        unit: config.tmux.unit.clone(),
+    Ok(Launcher::SystemdUnit {
+        unit: service_name(&config.tmux.unit),
         user: user_exists.then(|| user.clone()),
+        slice: bus.own_slice().await,
         properties: vec![
-            "Description=tmux server of ccmanagerd".into(),
-            format!("MemoryMax={}", config.tmux.server_memory_max.0),
-            "KillMode=control-group".into(),
+            Property::Description("tmux server of ccmanagerd".into()),
+            Property::MemoryMax(config.tmux.server_memory_max.0),
+            Property::KillMode(KillMode::ControlGroup),
+            // Unloaded once it ended, also failed, so the name is free for
+            // the next start (what `systemd-run --collect` did).
+            Property::CollectMode(CollectMode::InactiveOrFailed),
         ],
+        bus: bus.clone(),
+    })
+}
+
+/// `tmux.unit` as a full unit name: `ccmanagerd-tmux` is
+/// `ccmanagerd-tmux.service` (as `systemd-run --unit=` read it).
+fn service_name(unit: &str) -> String {
+    if unit.ends_with(".service") {
+        unit.to_string()
+    } else {
+        format!("{unit}.service")
+    }
+}
+
+/// The daemon's one connection to systemd, when systemd is PID 1; `None`
+/// (and a warning) when it cannot be reached.
+async fn connect_systemd() -> Option<Bus> {
+    if !crate::systemd::booted() {
+        return None;
+    }
+    match Bus::connect().await {
+        Ok(bus) => Some(bus),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach systemd: no per-session scopes, no tmux unit");
+            None
+        }
     }
 }
 
@@ -81,7 +116,12 @@ pub async fn start(
     let dir = socket.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
     let paths =
         ServerPaths { tmux_bin: bin, socket: socket.clone(), config: dir.join("tmux.conf") };
-    let cgroups = match crate::limits::cgroup::available() {
+    let bus = connect_systemd().await;
+    let available = crate::limits::cgroup::available().and_then(|()| match bus {
+        Some(_) => Ok(()),
+        None => Err("no connection to systemd".to_string()),
+    });
+    let cgroups = match available {
         Ok(()) => true,
         Err(why) => {
             tracing::warn!(reason = %why, "per-session cgroup caps are not available; rlimits still apply");
@@ -90,7 +130,7 @@ pub async fn start(
     };
     let exe =
         std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
-    let sessions = Arc::new(Sessions::new(paths, store.clone(), exe, cgroups));
+    let sessions = Arc::new(Sessions::new(paths, store.clone(), exe, cgroups, bus));
     let rx = sessions.bring_up(config).await?;
     tracing::info!(version = %version.raw, socket = %socket.display(), "tmux ready");
     sessions.reconcile(store.load()).await?;
@@ -111,7 +151,7 @@ impl Sessions {
             let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir);
         }
         tmux::write_config(&self.paths.config, &settings)?;
-        let launcher = launcher(config);
+        let launcher = launcher(config, self.bus.as_ref()).await?;
         if let Launcher::SystemdUnit { user: Some(user), .. } = &launcher {
             hand_to_server_user(user, &self.paths.config);
         }
