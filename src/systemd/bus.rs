@@ -18,6 +18,9 @@
 //! reply has been read is never missed. Every wait is bounded
 //! ([`CALL_TIMEOUT`], [`JOB_TIMEOUT`], [`CONNECT_TIMEOUT`]).
 //!
+//! zbus cannot read what PID 1 sends on its private socket as it comes
+//! (a well-known sender name): [`super::private`] fixes that up underneath.
+//!
 //! PID 1 drops its private connections on `systemctl daemon-reexec`: a dead
 //! connection is noticed (the signal stream ends, or a call fails on the
 //! socket) and replaced by a new one at the next call.
@@ -262,8 +265,8 @@ impl Link {
         let connecting = async {
             let builder = match target {
                 Target::Private(path) => {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    zbus::connection::Builder::unix_stream(stream).p2p()
+                    let (socket, guid) = super::private::connect(path).await?;
+                    zbus::connection::Builder::authenticated_socket(socket, guid)?.p2p()
                 }
                 Target::SystemBus => zbus::connection::Builder::system()?,
             };

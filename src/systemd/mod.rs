@@ -11,6 +11,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 pub mod bus;
+mod private;
 
 pub use bus::{Bus, BusError, Property};
 
