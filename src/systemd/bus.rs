@@ -363,7 +363,7 @@ impl Bus {
     /// Connects to `target` now (so a wrong setup shows at start).
     pub async fn connect_to(target: Target) -> Result<Bus, BusError> {
         let link = Link::open(&target).await?;
-        tracing::debug!(%target, "connected to systemd");
+        tracing::info!(address = %target, "connected to systemd");
         Ok(Bus { target: Arc::new(target), link: Arc::new(Mutex::new(Some(link))) })
     }
 
@@ -379,7 +379,7 @@ impl Bus {
             return Ok(link.clone());
         }
         let link = Link::open(&self.target).await?;
-        tracing::info!(target = %self.target, "reconnected to systemd");
+        tracing::info!(address = %self.target, "reconnected to systemd");
         *slot = Some(link.clone());
         Ok(link)
     }

@@ -38,23 +38,32 @@ pub(super) async fn connect(path: &Path) -> std::io::Result<(BoxedSplit, String)
     let mut stream = tokio::net::UnixStream::connect(path).await?;
     let uid = nix::unistd::geteuid().as_raw().to_string();
     let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
-    stream.write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes()).await?;
-    // The server says nothing more until BEGIN: read just its one line.
-    let mut line = Vec::new();
-    while !line.ends_with(b"\r\n") {
-        if line.len() >= MAX_AUTH_LINE || stream.read_buf(&mut line).await? == 0 {
-            return Err(bad(format!("no handshake answer: {:?}", String::from_utf8_lossy(&line))));
+    // BEGIN goes with AUTH, as sd-bus' own clients send it. Sent after the
+    // OK, it reached PID 1 in one read with our first message now and then;
+    // sd-bus then left that message unparsed in its buffer (no new input to
+    // wake it) and the call went unanswered until CALL_TIMEOUT.
+    stream.write_all(format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").as_bytes()).await?;
+    // The server answers AUTH with one line and BEGIN with nothing; what
+    // follows that line in the same read is already the message stream
+    // (PID 1 sends its signals to private connections unasked).
+    let mut input = Vec::new();
+    let end = loop {
+        if let Some(at) = input.windows(2).position(|w| w == b"\r\n") {
+            break at;
         }
-    }
-    let text = String::from_utf8_lossy(&line);
-    let guid = text
-        .trim_end()
+        if input.len() >= MAX_AUTH_LINE || stream.read_buf(&mut input).await? == 0 {
+            let got = String::from_utf8_lossy(&input).into_owned();
+            return Err(bad(format!("no handshake answer: {got:?}")));
+        }
+    };
+    let line = String::from_utf8_lossy(&input[..end]).into_owned();
+    let guid = line
         .strip_prefix("OK ")
-        .ok_or_else(|| bad(format!("authentication refused: {}", text.trim_end())))?
+        .ok_or_else(|| bad(format!("authentication refused: {line}")))?
         .to_string();
-    stream.write_all(b"BEGIN\r\n").await?;
+    input.drain(..end + 2);
     let (read, write) = stream.into_split();
-    let read = SenderFix { inner: read, input: Vec::new(), output: VecDeque::new() };
+    let read = SenderFix { inner: read, input, output: VecDeque::new() };
     let split: BoxedSplit = Split::new(Box::new(read) as Box<dyn ReadHalf>, Box::new(write));
     Ok((split, guid))
 }
