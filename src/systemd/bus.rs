@@ -19,7 +19,7 @@
 //! ([`CALL_TIMEOUT`], [`JOB_TIMEOUT`], [`CONNECT_TIMEOUT`]).
 //!
 //! zbus cannot read what PID 1 sends on its private socket as it comes
-//! (a well-known sender name): [`super::private`] fixes that up underneath.
+//! (a well-known sender name): `systemd/private.rs` fixes that up underneath.
 //!
 //! PID 1 drops its private connections on `systemctl daemon-reexec`: a dead
 //! connection is noticed (the signal stream ends, or a call fails on the
@@ -36,6 +36,9 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, Mutex};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 use zbus::{Connection, MatchRule, MessageStream};
+
+pub use super::error::BusError;
+pub use super::unit::{slice_of_cgroup, CollectMode, KillMode, Property};
 
 /// systemd's private socket: the manager itself, no bus daemon in between.
 pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
@@ -56,8 +59,6 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
-/// systemd's error for a unit that is not loaded.
-const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
 /// Where to reach systemd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,161 +74,6 @@ impl fmt::Display for Target {
         match self {
             Target::Private(p) => write!(f, "unix:path={}", p.display()),
             Target::SystemBus => f.write_str("the system bus"),
-        }
-    }
-}
-
-/// What went wrong talking to systemd; every variant names the unit.
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    /// No connection could be made.
-    #[error("cannot connect to systemd ({target}): {reason}")]
-    Connect {
-        /// Where we tried.
-        target: String,
-        /// Why it failed.
-        reason: String,
-    },
-    /// systemd refused the call, e.g. `org.freedesktop.systemd1.UnitExists`.
-    #[error("{method} {unit}: systemd: {name}: {message}")]
-    Systemd {
-        /// The manager method.
-        method: &'static str,
-        /// The unit it was about.
-        unit: String,
-        /// systemd's D-Bus error name.
-        name: String,
-        /// systemd's message.
-        message: String,
-    },
-    /// The call failed on the way (connection lost, no answer within
-    /// [`CALL_TIMEOUT`], an unexpected reply).
-    #[error("{method} {unit}: {source}")]
-    Call {
-        /// The manager method.
-        method: &'static str,
-        /// The unit it was about.
-        unit: String,
-        /// zbus' error.
-        #[source]
-        source: zbus::Error,
-    },
-    /// The unit's job ended with another result than `done` (`failed`,
-    /// `canceled`, `timeout`, `dependency`...).
-    #[error("{method} {unit}: job {job} ended with result \"{result}\"")]
-    Job {
-        /// The manager method that queued the job.
-        method: &'static str,
-        /// The unit.
-        unit: String,
-        /// The job's object path.
-        job: String,
-        /// systemd's job result.
-        result: String,
-    },
-    /// The job did not end within [`JOB_TIMEOUT`], or the connection died
-    /// while we waited.
-    #[error("{method} {unit}: job {job} {why}")]
-    JobLost {
-        /// The manager method that queued the job.
-        method: &'static str,
-        /// The unit.
-        unit: String,
-        /// The job's object path.
-        job: String,
-        /// What happened instead of its end.
-        why: String,
-    },
-    /// An argument D-Bus cannot carry (strings there are UTF-8).
-    #[error("{unit}: argument {arg:?} is not valid UTF-8")]
-    NotUtf8 {
-        /// The unit.
-        unit: String,
-        /// The argument.
-        arg: OsString,
-    },
-}
-
-impl BusError {
-    /// systemd's D-Bus error name, when systemd refused the call.
-    pub fn systemd_error(&self) -> Option<&str> {
-        match self {
-            BusError::Systemd { name, .. } => Some(name),
-            _ => None,
-        }
-    }
-
-    /// Whether systemd said the unit is not loaded.
-    pub fn is_no_such_unit(&self) -> bool {
-        self.systemd_error() == Some(NO_SUCH_UNIT)
-    }
-
-    fn from_call(method: &'static str, unit: &str, e: zbus::Error) -> BusError {
-        match e {
-            zbus::Error::MethodError(name, message, _) => BusError::Systemd {
-                method,
-                unit: unit.to_string(),
-                name: name.to_string(),
-                message: message.unwrap_or_default(),
-            },
-            source => BusError::Call { method, unit: unit.to_string(), source },
-        }
-    }
-}
-
-/// `KillMode=` of a unit. Never `process`: it leaves processes behind when
-/// the unit stops (see DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillMode {
-    /// Every process of the unit's cgroup gets the stop signal.
-    ControlGroup,
-    /// The main process gets SIGTERM, the rest of the cgroup SIGKILL.
-    Mixed,
-}
-
-/// `CollectMode=` of a transient unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CollectMode {
-    /// Unload the unit once inactive, also after a failure (so its name can
-    /// be used again at once, like `systemd-run --collect`).
-    InactiveOrFailed,
-}
-
-/// A property of a transient unit, typed as systemd's D-Bus API wants it
-/// (a `MemoryMax` sent as a string instead of a `t` is refused).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Property {
-    /// `Description=`.
-    Description(String),
-    /// `MemoryMax=` in bytes.
-    MemoryMax(u64),
-    /// `TasksMax=`.
-    TasksMax(u64),
-    /// `CPUQuota=N%` is `CPUQuotaPerSecUSec = N * 10000` µs per second.
-    CpuQuotaPerSecUSec(u64),
-    /// `KillMode=`.
-    KillMode(KillMode),
-    /// `CollectMode=`.
-    CollectMode(CollectMode),
-}
-
-impl Property {
-    fn to_dbus(&self) -> (&'static str, Value<'_>) {
-        match self {
-            Property::Description(d) => ("Description", Value::from(d.as_str())),
-            Property::MemoryMax(b) => ("MemoryMax", Value::from(*b)),
-            Property::TasksMax(n) => ("TasksMax", Value::from(*n)),
-            Property::CpuQuotaPerSecUSec(us) => ("CPUQuotaPerSecUSec", Value::from(*us)),
-            Property::KillMode(m) => (
-                "KillMode",
-                Value::from(match m {
-                    KillMode::ControlGroup => "control-group",
-                    KillMode::Mixed => "mixed",
-                }),
-            ),
-            Property::CollectMode(CollectMode::InactiveOrFailed) => {
-                ("CollectMode", Value::from("inactive-or-failed"))
-            }
         }
     }
 }
@@ -596,54 +442,5 @@ impl Bus {
                 slice_of_cgroup(&std::fs::read_to_string("/proc/self/cgroup").ok()?)
             }
         }
-    }
-}
-
-/// The innermost `.slice` of the systemd hierarchy in a `/proc/PID/cgroup`
-/// text (the `0::` line of cgroup v2, else `name=systemd` of v1).
-pub fn slice_of_cgroup(text: &str) -> Option<String> {
-    let path = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
-    let path = path("0::").filter(|p| p != "/").or_else(|| {
-        text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p.to_owned()))
-    })?;
-    path.split('/').filter(|c| c.ends_with(".slice")).last().map(str::to_owned)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slice_from_cgroup_v2_and_v1() {
-        assert_eq!(
-            slice_of_cgroup("0::/system.slice/ccmanagerd.service\n").as_deref(),
-            Some("system.slice")
-        );
-        let v1 = "12:memory:/system.slice/x.service\n1:name=systemd:/user.slice/user-1000.slice/session-3.scope\n0::/\n";
-        assert_eq!(slice_of_cgroup(v1).as_deref(), Some("user-1000.slice"));
-        assert_eq!(slice_of_cgroup("0::/init.scope\n"), None);
-        assert_eq!(slice_of_cgroup(""), None);
-    }
-
-    #[test]
-    fn properties_have_systemds_types() {
-        let sig = |p: Property| p.to_dbus().1.value_signature().to_string();
-        assert_eq!(sig(Property::MemoryMax(1)), "t");
-        assert_eq!(sig(Property::TasksMax(1)), "t");
-        assert_eq!(sig(Property::CpuQuotaPerSecUSec(1)), "t");
-        assert_eq!(sig(Property::KillMode(KillMode::ControlGroup)), "s");
-        assert_eq!(
-            Property::KillMode(KillMode::ControlGroup).to_dbus().1,
-            Value::from("control-group")
-        );
-        assert_eq!(sig(Property::CollectMode(CollectMode::InactiveOrFailed)), "s");
-        assert_eq!(sig(Property::Description("d".into())), "s");
-    }
-
-    #[test]
-    fn exec_start_is_a_sasb() {
-        let exec = vec![("/bin/true".to_string(), vec!["/bin/true".to_string()], false)];
-        assert_eq!(Value::from(exec).value_signature().to_string(), "a(sasb)");
-        assert_eq!(Value::from(vec![1u32, 2]).value_signature().to_string(), "au");
     }
 }

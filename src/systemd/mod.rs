@@ -11,7 +11,9 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 pub mod bus;
+mod error;
 mod private;
+mod unit;
 
 pub use bus::{Bus, BusError, Property};
 
