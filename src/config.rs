@@ -129,7 +129,7 @@ pub enum LauncherKind {
     Auto,
     /// A detached child in a new session (development, no systemd).
     Detached,
-    /// A transient systemd unit (`systemd-run`), outside the daemon's cgroup.
+    /// A transient systemd unit (started over D-Bus), outside the daemon's cgroup.
     Systemd,
 }
 

@@ -866,6 +866,6 @@ fn root_attaches_as_the_sessions_user() {
         w.root().ok("session.attach", json!({"id": sid(&s)}))["argv"].clone(),
     )
     .unwrap();
-    let name: &str = &w.u.a.name;
+    let name: &str = w.u.a.name;
     assert_eq!(argv[..4], ["runuser", "-u", name, "--"], "{argv:?}");
 }

@@ -371,11 +371,13 @@ fn measure(sb: &SysBox, mode: &str, limits: &str) -> Value {
 }
 
 /// Issue 6's create budget, split: what per-session cgroup caps add to
-/// `session.create` (a `busctl call StartTransientUnit` per create, the
-/// wrapper waiting for its scope) and to `session.kill` (`systemctl kill` +
-/// `systemctl stop` of the scope), over the real socket of the installed
-/// daemon. Prints the figures; asserts only correctness (timed asserts
-/// flake on shared machines).
+/// `session.create` (`StartTransientUnit` of the scope on the daemon's kept
+/// D-Bus connection, waiting for its job) and to `session.kill` (`KillUnit`
+/// SIGKILL + `StopUnit`, waiting for its job), over the real socket of the
+/// installed daemon. The cost of one `busctl`/`systemctl` process, what the
+/// daemon spawned per call before, is printed beside them for reference.
+/// Prints the figures; asserts only correctness (timed asserts flake on
+/// shared machines).
 #[test]
 fn create_and_kill_cost_with_and_without_cgroup_caps() {
     let name = "create_and_kill_cost_with_and_without_cgroup_caps";

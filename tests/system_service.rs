@@ -83,6 +83,35 @@ fn start_notifies_ready_and_sessions_run_outside_as_session_user() {
     assert!(cg.contains(&unit) && !cg.contains("ccmanagerd.service"), "{cg}");
     let cg = sb.sh_ok(&format!("cat /proc/{pane}/cgroup"));
     assert!(!cg.contains("ccmanagerd.service"), "pane cgroup: {cg}");
+
+    // The tmux unit was made over D-Bus on PID 1's private socket, in the
+    // daemon's own slice, with the configured properties.
+    let j = journal_json(&sb);
+    let connected = j.iter().find(|e| field(e, "MESSAGE") == "connected to systemd");
+    let address = connected.map(|e| field(e, "ADDRESS")).unwrap_or_default();
+    assert_eq!(address, "unix:path=/run/systemd/private", "{connected:?}\n{}", journal(&sb));
+    for (prop, want) in [
+        ("Slice", "system.slice"),
+        ("User", uid.as_str()),
+        ("KillMode", "control-group"),
+        ("MemoryMax", "2147483648"),
+        ("Description", "tmux server of ccmanagerd for ccmanager"),
+    ] {
+        let got = sb.sh_ok(&format!("systemctl show -P {prop} {unit}"));
+        assert_eq!(got.trim(), want, "{prop} of {unit}");
+    }
+
+    // PID 1 drops the daemon's connection when it re-executes: the next
+    // create (a capped session: a scope) and kill reconnect.
+    sb.sh_ok("systemctl daemon-reexec");
+    let id = new_session(&sb);
+    let pane = sessions(&sb).iter().find(|s| s.0 == id).unwrap().2;
+    let scope = format!("ccmanager-sess-{id}.scope");
+    let cg = sb.sh_ok(&format!("cat /proc/{pane}/cgroup"));
+    assert!(cg.contains(&scope), "not in {scope} after daemon-reexec: {cg}\n{}", journal(&sb));
+    ctl(&sb, &format!("kill {id}"));
+    let state = sb.sh(&format!("systemctl is-active {scope}"));
+    assert!(!state.status.success(), "{scope} still active: {}", describe(&state));
 }
 
 /// Asserts the sessions and the tmux server are the ones in `before`.

@@ -1,10 +1,11 @@
 //! The shipped units, sysusers/tmpfiles files and maintainer scripts, checked
 //! in a booted systemd with a *stand-in* daemon (a small Python program that
 //! does what the unit's sandbox must allow: start the tmux server as the
-//! transient unit ccmanagerd-tmux-<uid>.service with systemd-run, connect to its
-//! socket, notify READY and feed the watchdog, answer on the activated
-//! socket). It proves the units, not the daemon: the real end-to-end proofs
-//! run the real binary.
+//! transient unit ccmanagerd-tmux-<uid>.service with systemd-run, which as
+//! root talks to PID 1 on /run/systemd/private like the daemon's own D-Bus
+//! connection, connect to its socket, notify READY and feed the watchdog,
+//! answer on the activated socket). It proves the units, not the daemon:
+//! the real end-to-end proofs run the real binary.
 
 mod common;
 

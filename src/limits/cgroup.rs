@@ -4,11 +4,11 @@
 //! exec-wrapper waits, so it never runs outside its caps. Stopping the scope
 //! kills every process of the session, also ones that daemonised.
 //!
-//! PID 1 is driven with `busctl`/`systemctl` (one spawn per create or kill,
-//! measured in docs/performance.md) rather than a D-Bus crate: two calls,
-//! no long-lived bus connection to babysit.
+//! PID 1 is driven over the daemon's one kept D-Bus connection
+//! ([`crate::systemd::Bus`]): spawning `busctl`/`systemctl` per create and
+//! kill cost +3 ms and +5 ms (docs/performance.md).
 
-use tokio::process::Command;
+use crate::systemd::bus::{Bus, BusError, CollectMode, Property};
 
 use super::Limits;
 
@@ -31,67 +31,38 @@ pub fn available() -> Result<(), String> {
     Ok(())
 }
 
-async fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    crate::systemd::scrub_child_env(cmd);
-    let out = cmd.output().await.map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// Moves `pid` into a new scope `unit` with the cgroup caps of `limits`.
-pub async fn place(unit: &str, pid: u32, limits: &Limits) -> Result<(), String> {
-    let mut props: Vec<String> = vec![
-        "PIDs".into(),
-        "au".into(),
-        "1".into(),
-        pid.to_string(),
-        "Slice".into(),
-        "s".into(),
-        SLICE.into(),
-        "CollectMode".into(),
-        "s".into(),
-        "inactive-or-failed".into(),
-    ];
+/// The systemd properties of a session scope with the caps of `limits`.
+pub fn scope_properties(limits: &Limits) -> Vec<Property> {
+    // Unloaded once inactive, also after an OOM kill made it `failed`.
+    let mut props = vec![Property::CollectMode(CollectMode::InactiveOrFailed)];
     if let Some(m) = limits.memory_max {
-        props.extend(["MemoryMax".into(), "t".into(), m.0.to_string()]);
+        props.push(Property::MemoryMax(m.0));
     }
     if let Some(t) = limits.tasks_max {
-        props.extend(["TasksMax".into(), "t".into(), t.to_string()]);
+        props.push(Property::TasksMax(t));
     }
     if let Some(q) = limits.cpu_quota {
         // CPUQuota=N% is CPUQuotaPerSecUSec = N * 10000 µs per second.
-        props.extend([
-            "CPUQuotaPerSecUSec".into(),
-            "t".into(),
-            (u64::from(q.0) * 10_000).to_string(),
-        ]);
+        props.push(Property::CpuQuotaPerSecUSec(u64::from(q.0) * 10_000));
     }
-    // Every property is name, signature, value; PIDs carries one more word.
-    let count = (props.len() - 1) / 3;
-    let mut cmd = Command::new("busctl");
-    cmd.args([
-        "call",
-        "--quiet",
-        "org.freedesktop.systemd1",
-        "/org/freedesktop/systemd1",
-        "org.freedesktop.systemd1.Manager",
-        "StartTransientUnit",
-        "ssa(sv)a(sa(sv))",
-        unit,
-        "fail",
-    ])
-    .arg(count.to_string())
-    .args(&props)
-    .arg("0");
-    run(&mut cmd, &format!("creating {unit}")).await
+    props
 }
 
-/// Kills every process of the scope and stops it.
-pub async fn stop(unit: &str) -> Result<(), String> {
-    let _ =
-        run(Command::new("systemctl").args(["kill", "--signal=SIGKILL", unit]), "killing").await;
-    run(Command::new("systemctl").args(["stop", unit]), &format!("stopping {unit}")).await
+/// Moves `pid` into a new scope `unit` (in [`SLICE`]) with the cgroup caps
+/// of `limits`; returns once systemd's start job has ended.
+pub async fn place(bus: &Bus, unit: &str, pid: u32, limits: &Limits) -> Result<(), BusError> {
+    bus.start_scope(unit, &[pid], SLICE, &scope_properties(limits)).await
+}
+
+/// Kills every process of the scope and stops it; a scope already gone is
+/// fine. SIGKILL first: a plain stop sends SIGTERM and waits up to the
+/// scope's TimeoutStopSec (90 s) for a program that ignores it.
+pub async fn stop(bus: &Bus, unit: &str) -> Result<(), BusError> {
+    match bus.kill_unit(unit, libc::SIGKILL).await {
+        Ok(()) => {}
+        Err(e) if e.is_no_such_unit() => return Ok(()),
+        // E.g. nothing left to kill; the stop below decides.
+        Err(e) => tracing::debug!(unit, error = %e, "killing the scope"),
+    }
+    bus.stop_unit(unit).await
 }

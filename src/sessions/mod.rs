@@ -33,6 +33,7 @@ pub use registry::Caller;
 
 use crate::config::{ConfigHandle, LauncherKind};
 use crate::shutdown::{Shutdown, ShutdownListener};
+use crate::systemd::Bus;
 use crate::users::Account;
 use registry::Registry;
 use server::ServerEnv;
@@ -45,12 +46,32 @@ pub const DEFAULT_COLS: u16 = 80;
 /// See [`DEFAULT_COLS`].
 pub const DEFAULT_ROWS: u16 = 24;
 
-/// Whether servers run as transient systemd units.
-fn systemd_launcher(kind: LauncherKind) -> bool {
-    match kind {
-        LauncherKind::Detached => false,
-        LauncherKind::Systemd => true,
-        LauncherKind::Auto => crate::systemd::booted() && nix::unistd::geteuid().is_root(),
+/// The daemon's one connection to systemd, when systemd is PID 1; `None`
+/// (and a warning) when it cannot be reached.
+async fn connect_systemd() -> Option<Bus> {
+    if !crate::systemd::booted() {
+        return None;
+    }
+    match Bus::connect().await {
+        Ok(bus) => Some(bus),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach systemd: no per-session scopes, no server units");
+            None
+        }
+    }
+}
+
+/// The connection servers are started through as transient units, if they
+/// are (else they are detached).
+fn systemd_launcher(kind: LauncherKind, bus: Option<&Bus>) -> anyhow::Result<Option<Bus>> {
+    let root = nix::unistd::geteuid().is_root();
+    match (kind, bus) {
+        (LauncherKind::Detached, _) => Ok(None),
+        (LauncherKind::Systemd, Some(bus)) => Ok(Some(bus.clone())),
+        (LauncherKind::Systemd, None) => {
+            anyhow::bail!("tmux.launcher = \"systemd\", but there is no connection to systemd")
+        }
+        (LauncherKind::Auto, bus) => Ok(bus.filter(|_| root).cloned()),
     }
 }
 
@@ -72,7 +93,12 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
     } else {
         Mode::SingleUser(Account::current().context("looking up the daemon's own account")?)
     };
-    let cgroups = match crate::limits::cgroup::available() {
+    let bus = connect_systemd().await;
+    let available = crate::limits::cgroup::available().and_then(|()| match &bus {
+        Some(_) => Ok(()),
+        None => Err("no connection to systemd".to_string()),
+    });
+    let cgroups = match available {
         Ok(()) => true,
         Err(why) => {
             tracing::warn!(reason = %why, "per-session cgroup caps are not available; rlimits still apply");
@@ -80,11 +106,17 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
         }
     };
     let socket_dir = cfg.tmux_socket_dir();
+    let unit_bus = systemd_launcher(cfg.tmux.launcher, bus.as_ref())?;
+    let slice = match &unit_bus {
+        Some(bus) => bus.own_slice().await,
+        None => None,
+    };
     let env = ServerEnv {
         tmux_bin: bin,
         config_file: socket_dir.join("tmux.conf"),
         socket_dir: socket_dir.clone(),
-        systemd: systemd_launcher(cfg.tmux.launcher),
+        systemd: unit_bus,
+        slice,
         unit_prefix: cfg.tmux.unit_prefix.clone(),
         memory_max: cfg.tmux.server_memory_max,
         history_limit: cfg.tmux.history_limit,
@@ -97,7 +129,7 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
     servers.adopt_all(only).await?;
     let exe =
         std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
-    let spawner = Spawner::new(exe, socket_dir.join("spawn"), cgroups)?;
+    let spawner = Spawner::new(exe, socket_dir.join("spawn"), bus.filter(|_| cgroups))?;
     let sessions = Sessions::new(registry.clone(), servers, spawner, mode);
     if sessions.root_fallback(&cfg) {
         tracing::warn!(user = %cfg.tmux.session_user, "tmux.session_user does not exist: root's sessions run as root (a development machine?)");

@@ -96,6 +96,13 @@ impl Record {
             .filter(|c| super::validate::command(c).is_ok())
             .unwrap_or_default();
         let cwd = claimed.and_then(|c| c.cwd.clone()).filter(|d| super::validate::cwd(d).is_ok());
+        // tmux has the creation time in seconds; the claim is as precise as
+        // the daemon wrote it. A claim from the future (which would keep a
+        // session from ever reaching max_age) is not taken.
+        let created = claimed
+            .and_then(|c| parse_time(&c.created_at))
+            .filter(|t| *t <= SystemTime::now())
+            .unwrap_or(created);
         let session = Session {
             id: id.to_string(),
             name,

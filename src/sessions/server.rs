@@ -17,6 +17,7 @@ use super::store::Stored;
 use crate::error::{Error, Result};
 use crate::limits::ByteSize;
 use crate::protocol::types::SESSION_PREFIX;
+use crate::systemd::bus::{Bus, CollectMode, KillMode, Property};
 use crate::tmux::{
     self, ClientConfig, Cmd, ControlClient, Launcher, Notification, Output, RunAs, ServerInfo,
     ServerPaths, TmuxError,
@@ -40,7 +41,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 const INHERITED_ENV: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
 
 /// How servers are made; the same for every uid.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerEnv {
     /// The tmux binary.
     pub tmux_bin: PathBuf,
@@ -48,8 +49,11 @@ pub struct ServerEnv {
     pub socket_dir: PathBuf,
     /// The generated config every server reads (root's, world-readable).
     pub config_file: PathBuf,
-    /// Start servers as transient systemd units (else detached).
-    pub systemd: bool,
+    /// Start servers as transient systemd units through this connection
+    /// (else detached).
+    pub systemd: Option<Bus>,
+    /// `Slice=` of those units: the daemon's own.
+    pub slice: Option<String>,
     /// `tmux.unit_prefix`.
     pub unit_prefix: String,
     /// `tmux.server_memory_max`.
@@ -70,15 +74,23 @@ impl ServerEnv {
     }
 
     fn launcher(&self, account: &Account) -> Launcher {
-        if self.systemd {
+        if let Some(bus) = &self.systemd {
             return Launcher::SystemdUnit {
                 unit: self.unit(account.uid),
                 user: Some(account.uid.to_string()),
+                slice: self.slice.clone(),
                 properties: vec![
-                    format!("Description=tmux server of ccmanagerd for {}", account.name),
-                    format!("MemoryMax={}", self.memory_max.0),
-                    "KillMode=control-group".into(),
+                    Property::Description(format!(
+                        "tmux server of ccmanagerd for {}",
+                        account.name
+                    )),
+                    Property::MemoryMax(self.memory_max.0),
+                    Property::KillMode(KillMode::ControlGroup),
+                    // Unloaded once it ended, also failed, so the name is
+                    // free for the next start.
+                    Property::CollectMode(CollectMode::InactiveOrFailed),
                 ],
+                bus: bus.clone(),
             };
         }
         Launcher::Detached(run_as(account))
@@ -167,7 +179,7 @@ impl Server {
                 config: env.config_file.clone(),
                 client_as: run_as(account),
             },
-            unit: env.systemd.then(|| env.unit(account.uid)),
+            unit: env.systemd.as_ref().map(|_| env.unit(account.uid)),
             gid: account.gid,
             launcher: env.launcher(account),
             client: RwLock::new(None),

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::limits::spawn_status::{self, SpawnFailure, Stage, StatusPipe};
 use crate::limits::Limits;
 use crate::protocol::types::Session;
+use crate::systemd::Bus;
 use crate::tmux::Cmd;
 use crate::users::Account;
 
@@ -34,20 +35,22 @@ pub struct Spawner {
     pub exe: PathBuf,
     /// Where status FIFOs are made.
     spawn_dir: PathBuf,
+    /// The connection to systemd, when per-session cgroup scopes are used.
+    scopes: Option<Bus>,
     /// Whether per-session cgroup scopes are used.
     pub cgroups: bool,
 }
 
 impl Spawner {
     /// A spawner whose FIFOs live in `spawn_dir` (created here).
-    pub fn new(exe: PathBuf, spawn_dir: PathBuf, cgroups: bool) -> anyhow::Result<Spawner> {
+    pub fn new(exe: PathBuf, spawn_dir: PathBuf, scopes: Option<Bus>) -> anyhow::Result<Spawner> {
         use anyhow::Context;
         let me = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         let mode = if me == 0 { SPAWN_DIR_MODE } else { 0o700 };
         crate::dirs::ensure_owned(&spawn_dir, me, gid, mode)
             .with_context(|| format!("preparing {}", spawn_dir.display()))?;
-        Ok(Spawner { exe, spawn_dir, cgroups })
+        Ok(Spawner { exe, spawn_dir, cgroups: scopes.is_some(), scopes })
     }
 
     fn fifo(&self, id: &str) -> PathBuf {
@@ -64,8 +67,8 @@ impl Spawner {
         account: &Account,
     ) -> Result<Record> {
         let client = server.client()?;
-        let scope_unit = (self.cgroups && limits.has_cgroup_caps())
-            .then(|| crate::limits::cgroup::scope_name(&session.id));
+        let scopes = self.scopes.as_ref().filter(|_| limits.has_cgroup_caps());
+        let scope_unit = scopes.map(|_| crate::limits::cgroup::scope_name(&session.id));
         let fifo = self.fifo(&session.id);
         let pipe = open_status(&fifo, account)
             .map_err(|e| Error::Internal(format!("status pipe {}: {e}", fifo.display())))?;
@@ -108,7 +111,7 @@ impl Spawner {
         let set_meta = Cmd::new("set-option").opt("-t", f[0]).arg(META_OPTION).arg(meta);
         let started = async {
             client.run(&set_meta).await.map_err(super::server::tmux_err)?;
-            if let (Some(unit), Some(pid)) = (&scope_unit, pid) {
+            if let (Some(bus), Some(unit), Some(pid)) = (scopes, &scope_unit, pid) {
                 // The pid is the server's claim: never move someone else's.
                 if !super::procs::owned_by(pid, account.uid) {
                     return Err(Error::SpawnFailed(format!(
@@ -116,7 +119,9 @@ impl Spawner {
                         account.uid
                     )));
                 }
-                crate::limits::cgroup::place(unit, pid, limits).await.map_err(Error::Internal)?;
+                crate::limits::cgroup::place(bus, unit, pid, limits)
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 record.scope = Some(unit.clone());
             }
             pipe.wait(spawn_status::WAIT).await.map_err(spawn_error)
@@ -135,7 +140,8 @@ impl Spawner {
 
     /// Kills every process of a session's scope and stops it.
     pub async fn stop_scope(&self, id: &str, unit: &str) {
-        if let Err(e) = crate::limits::cgroup::stop(unit).await {
+        let Some(bus) = &self.scopes else { return };
+        if let Err(e) = crate::limits::cgroup::stop(bus, unit).await {
             tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
         }
     }

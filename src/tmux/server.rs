@@ -12,6 +12,7 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use super::TmuxError;
+use crate::systemd::bus::{Bus, Property};
 
 /// Oldest tmux we support: `-D` (foreground server) appeared in 3.2.
 pub const MIN_VERSION: (u32, u32) = (3, 2);
@@ -215,21 +216,26 @@ impl RunAs {
 }
 
 /// How the server process is started; the only place that decides it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Launcher {
     /// A session leader outside our process group (development, no systemd),
     /// as the daemon's own uid or, when the daemon is root, as `RunAs`.
     /// It stays in our cgroup, so a systemd stop of the daemon would kill it.
     Detached(Option<RunAs>),
-    /// A transient systemd unit via `systemd-run`, so the server lives in its
-    /// own cgroup and survives daemon restarts.
+    /// A transient systemd service started over D-Bus ([`Bus::start_service`]),
+    /// so the server lives in its own cgroup and survives daemon restarts.
     SystemdUnit {
-        /// Unit name, e.g. `ccmanagerd-tmux.service`.
+        /// Full unit name, e.g. `ccmanagerd-tmux-1000.service`.
         unit: String,
-        /// Run as this user (`--uid`).
+        /// `User=`: a user name or a uid; `None` runs the server as root.
         user: Option<String>,
-        /// Extra `--property=` values, e.g. `MemoryMax=8G`.
-        properties: Vec<String>,
+        /// `Slice=`, e.g. the daemon's own; `None` is systemd's default
+        /// (`system.slice`).
+        slice: Option<String>,
+        /// Further properties: `MemoryMax`, `KillMode`, `Description`...
+        properties: Vec<Property>,
+        /// The daemon's connection to systemd.
+        bus: Bus,
     },
 }
 
@@ -243,28 +249,6 @@ pub fn server_argv(paths: &ServerPaths) -> Vec<OsString> {
         "-f".into(),
         paths.config.clone().into(),
     ]
-}
-
-/// The full `systemd-run` argv for [`Launcher::SystemdUnit`].
-pub fn systemd_run_argv(
-    unit: &str,
-    user: Option<&str>,
-    properties: &[String],
-    paths: &ServerPaths,
-) -> Vec<OsString> {
-    let mut argv: Vec<OsString> = vec![
-        "systemd-run".into(),
-        format!("--unit={unit}").into(),
-        "--collect".into(),
-        "--quiet".into(),
-    ];
-    argv.extend(properties.iter().map(|p| OsString::from(format!("--property={p}"))));
-    if let Some(user) = user {
-        argv.push(format!("--uid={user}").into());
-    }
-    argv.push("--".into());
-    argv.extend(server_argv(paths));
-    argv
 }
 
 /// Starts the server; does not wait for it to answer (see [`ensure_running`]).
@@ -281,24 +265,14 @@ async fn launch_watched(
 ) -> Result<Option<oneshot::Receiver<std::process::ExitStatus>>, TmuxError> {
     match launcher {
         Launcher::Detached(run_as) => launch_detached(paths, run_as.as_ref()).map(Some),
-        Launcher::SystemdUnit { unit, user, properties } => {
-            let argv = systemd_run_argv(unit, user.as_deref(), properties, paths);
-            let mut cmd = Command::new(&argv[0]);
-            cmd.args(&argv[1..]).stdin(Stdio::null());
-            for var in scrubbed_env() {
-                cmd.env_remove(var);
-            }
-            let out = cmd
-                .output()
+        Launcher::SystemdUnit { unit, user, slice, properties, bus } => {
+            // PID 1 starts the unit with its own clean environment, so
+            // nothing of `scrubbed_env()` (nor anything else of ours) can
+            // reach the server; there is no child process of ours to scrub.
+            let argv = server_argv(paths);
+            bus.start_service(unit, &argv, user.as_deref(), slice.as_deref(), properties)
                 .await
-                .map_err(|e| TmuxError::Launch(format!("cannot run systemd-run: {e}")))?;
-            if !out.status.success() {
-                return Err(TmuxError::Launch(format!(
-                    "systemd-run --unit={unit} failed ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+                .map_err(|e| TmuxError::Launch(e.to_string()))?;
             Ok(None)
         }
     }

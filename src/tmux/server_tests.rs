@@ -1,4 +1,4 @@
-//! Unit tests for version parsing, config rendering and launcher argv.
+//! Unit tests for version parsing, config rendering and the server's argv.
 
 use super::*;
 
@@ -80,6 +80,7 @@ fn paths() -> ServerPaths {
         tmux_bin: "/usr/bin/tmux".into(),
         socket: "/run/ccmanagerd/tmux.sock".into(),
         config: "/run/ccmanagerd/tmux.conf".into(),
+        client_as: None,
     }
 }
 
@@ -97,31 +98,4 @@ fn server_argv_is_foreground() {
             "/run/ccmanagerd/tmux.conf"
         ]
     );
-}
-
-#[test]
-fn systemd_run_argv_shape() {
-    let props = vec!["MemoryMax=8G".to_owned(), "TasksMax=4096".to_owned()];
-    let argv = systemd_run_argv("ccmanagerd-tmux.service", Some("ccm"), &props, &paths());
-    assert_eq!(
-        argv,
-        [
-            "systemd-run",
-            "--unit=ccmanagerd-tmux.service",
-            "--collect",
-            "--quiet",
-            "--property=MemoryMax=8G",
-            "--property=TasksMax=4096",
-            "--uid=ccm",
-            "--",
-            "/usr/bin/tmux",
-            "-D",
-            "-S",
-            "/run/ccmanagerd/tmux.sock",
-            "-f",
-            "/run/ccmanagerd/tmux.conf",
-        ]
-    );
-    let bare = systemd_run_argv("u", None, &[], &paths());
-    assert_eq!(bare[..5], ["systemd-run", "--unit=u", "--collect", "--quiet", "--"]);
 }

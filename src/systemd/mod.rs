@@ -2,11 +2,20 @@
 //! STOPPING, WATCHDOG), socket activation fds, and detecting whether we run
 //! under systemd. Children must never inherit the notify or listen variables:
 //! [`scrub_child_env`] is applied to every process the daemon spawns.
+//! Units are created, killed and stopped over one kept D-Bus connection:
+//! [`bus`].
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
+
+pub mod bus;
+mod error;
+mod private;
+mod unit;
+
+pub use bus::{Bus, BusError, Property};
 
 /// Environment variables that belong to this process alone.
 pub const PRIVATE_ENV: [&str; 7] = [
