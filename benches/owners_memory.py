@@ -6,8 +6,9 @@ Usage (root; creates the users ccmbench-1..N if missing, leaves them):
 
 Starts the daemon (detached launcher, a temp directory), then for 1, 2, 5,
 10 and 20 owners gives each owner one session (`sleep 1000`, created by root
-with `user`) and prints the daemon's RSS and the tmux servers' RSS and PSS
-(Pss from /proc/PID/smaps_rollup: shared pages are split between servers).
+with `user`) and prints the daemon's RSS, the tmux servers' RSS and PSS, and
+the PSS of the daemon's control clients (one `tmux -C` per server); Pss from
+/proc/PID/smaps_rollup splits shared pages between the processes.
 """
 
 import json
@@ -33,6 +34,26 @@ def kib(pid, field, path="status"):
     except OSError:
         pass
     return 0
+
+
+def clients_of(daemon_pid):
+    """The daemon's `tmux -C` children (one control client per server)."""
+    kids = []
+    for task in os.listdir(f"/proc/{daemon_pid}/task"):
+        try:
+            with open(f"/proc/{daemon_pid}/task/{task}/children") as f:
+                kids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    out = []
+    for pid in kids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"\0-C\0" in f.read():
+                    out.append(pid)
+        except OSError:
+            pass
+    return out
 
 
 def call(sock, method, params=None):
@@ -86,7 +107,8 @@ def main():
                 break
             except OSError:
                 time.sleep(0.05)
-        print(f"{'owners':>6} {'daemon RSS':>11} {'tmux RSS':>11} {'tmux PSS':>11} {'PSS/owner':>10}")
+        print(f"{'owners':>6} {'daemon RSS':>11} {'servers RSS':>12} {'servers PSS':>12}"
+              f" {'clients PSS':>12} {'PSS/owner':>10}")
         done = 0
         for n in STEPS:
             while done < n:
@@ -98,8 +120,10 @@ def main():
             pids = [s["pid"] for s in servers if s["pid"]]
             rss = sum(kib(p, "VmRSS") for p in pids)
             pss = sum(kib(p, "Pss", "smaps_rollup") for p in pids)
-            print(f"{n:>6} {kib(daemon.pid, 'VmRSS') / 1024:>8.1f} MiB {rss / 1024:>8.1f} MiB"
-                  f" {pss / 1024:>8.1f} MiB {pss / len(pids):>7.0f} KiB")
+            cpss = sum(kib(p, "Pss", "smaps_rollup") for p in clients_of(daemon.pid))
+            print(f"{n:>6} {kib(daemon.pid, 'VmRSS') / 1024:>7.1f} MiB {rss / 1024:>8.1f} MiB"
+                  f" {pss / 1024:>8.1f} MiB {cpss / 1024:>8.1f} MiB"
+                  f" {(pss + cpss) / len(pids):>6.0f} KiB")
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=20)
