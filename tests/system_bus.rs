@@ -43,7 +43,15 @@ fn in_box(test: &str, scenario: impl FnOnce(&tokio::runtime::Runtime, &Bus)) {
         return;
     }
     let sb = SysBox::boot().expect("boot");
-    let exe = std::env::current_exe().unwrap();
+    // The box has its own /tmp (and a checkout may live there): run a copy
+    // of this test binary from a path the box is sure to see.
+    let exe = std::path::Path::new("/usr/local/libexec/ccmanagerd-system-bus-test");
+    sb.copy_in(&std::env::current_exe().unwrap(), exe).expect("copy the test binary in");
+    std::fs::set_permissions(
+        sb.root().join(exe.strip_prefix("/").unwrap()),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the test binary");
     let inside = format!("{INSIDE}=1");
     let argv =
         ["env", &inside, exe.to_str().unwrap(), "--exact", test, "--nocapture", "--test-threads=1"];
