@@ -202,11 +202,8 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
 fn control_connections(sessions: &Sessions) -> Check {
     let servers = sessions.servers();
     let up = servers.iter().filter(|s| s.alive).count();
-    let down: Vec<String> = servers
-        .iter()
-        .filter(|s| !s.alive && (s.sessions > 0 || s.error.is_some()))
-        .map(|s| format!("uid {}", s.uid))
-        .collect();
+    let down: Vec<String> =
+        servers.iter().filter(|s| s.is_down()).map(|s| format!("uid {}", s.uid)).collect();
     if down.is_empty() {
         let detail = format!("{up} tmux servers connected");
         check("control_connection", OK, detail, &[("servers", json!(up))])

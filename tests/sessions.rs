@@ -455,3 +455,47 @@ fn ctl_session_commands() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(d.ok("session.list", json!({}))["sessions"], json!([]));
 }
+
+/// A stalled server is not a dead one: with the server SIGSTOPped and the
+/// daemon's control client killed, requests fail with `tmux_unavailable`
+/// (tmux 3.3a: the stopped server still holds the client's stdout, so the
+/// daemon sees no EOF until it resumes), the server's sessions stay
+/// `running` and no second server is started; after SIGCONT the daemon
+/// reconnects to the same server and its sessions answer again.
+#[test]
+fn a_stalled_tmux_server_keeps_its_sessions() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    /// SIGCONT on the way out, whatever happens: a stopped server would
+    /// hang the fixture's cleanup.
+    struct Resume(Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let d = TestDaemon::start("");
+    let s = create(&d, json!({"command": ["cat"]}));
+    let server = tmux_pid(&d);
+    let client = Command::new("pgrep")
+        .args(["-f", "--", &format!("-C -S {}", d.tmux_socket.display())])
+        .output()
+        .unwrap();
+    let client: i32 = String::from_utf8_lossy(&client.stdout).trim().parse().expect("one tmux -C");
+    let stopped = Resume(Pid::from_raw(server as i32));
+    kill(stopped.0, Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(client), Signal::SIGKILL).unwrap();
+    let e = d.call("session.capture", json!({"id": s["id"]})).unwrap_err().to_string();
+    assert!(e.contains("tmux"), "{e}");
+    eventually(30, "a refresh to fail", || {
+        d.log_text().contains("refreshing sessions from tmux failed").then_some(())
+    });
+    assert_eq!(d.ok("session.get", json!({"id": s["id"]}))["state"], "running");
+    drop(stopped);
+    eventually(60, "the session to answer again", || {
+        d.call("session.capture", json!({"id": s["id"]})).ok()
+    });
+    assert_eq!(tmux_pid(&d), server, "the same server, no second one");
+    assert_eq!(d.ok("session.get", json!({"id": s["id"]}))["state"], "running");
+    assert!(!d.log_text().contains("the tmux server died"), "{}", d.log_text());
+}

@@ -268,6 +268,14 @@ pub struct ServerStatus {
     pub error: Option<String>,
 }
 
+impl ServerStatus {
+    /// Needed (it holds live sessions, or its last start failed) but not
+    /// connected.
+    pub fn is_down(&self) -> bool {
+        !self.alive && (self.sessions > 0 || self.error.is_some())
+    }
+}
+
 /// Session counts by state.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SessionCounts {

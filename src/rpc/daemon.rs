@@ -21,7 +21,7 @@ pub async fn status(ctx: &Ctx<'_>) -> Result<Status> {
         pid: std::process::id(),
         uptime_s: s.started.elapsed().as_secs(),
         tmux: TmuxStatus {
-            alive: s.sessions.servers_up(),
+            alive: servers.iter().all(|v| !v.is_down()),
             version: servers.iter().find_map(|v| v.version.clone()),
             servers: servers
                 .into_iter()

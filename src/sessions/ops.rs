@@ -107,11 +107,6 @@ impl Sessions {
         self.inner.servers.status()
     }
 
-    /// Whether every server holding live sessions is connected.
-    pub fn servers_up(&self) -> bool {
-        self.inner.servers.all_up()
-    }
-
     /// The server objects (health pings them).
     pub fn server_handles(&self) -> Vec<Arc<Server>> {
         self.inner.servers.all()

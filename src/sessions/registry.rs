@@ -191,6 +191,19 @@ impl Registry {
         self.lock().remove(id)
     }
 
+    /// Marks `lost` every session `which` selects (their server is gone,
+    /// or this daemon may not own it), logging `why` for each that was not
+    /// lost already, and saves.
+    pub fn mark_lost_where(&self, why: &str, which: impl Fn(&Record) -> bool) {
+        let now = std::time::SystemTime::now();
+        for rec in self.lock().values_mut().filter(|r| which(r)) {
+            if rec.mark_lost(now) {
+                tracing::warn!(session_id = %rec.session.id, uid = rec.server_uid(), "session lost: {why}");
+            }
+        }
+        self.persist();
+    }
+
     /// Applies `f` to the record `id`, if it exists.
     pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
         self.lock().get_mut(id).map(f)

@@ -352,12 +352,11 @@ impl Server {
     pub(super) async fn stop(&self) {
         let pid = self.info().map(|i| i.pid);
         self.forget();
-        let mut cmd = tokio::process::Command::new(&self.paths.tmux_bin);
+        let mut cmd = tmux::server::tmux_command(&self.paths.tmux_bin);
         if let Some(run_as) = &self.paths.client_as {
             run_as.apply(&mut cmd);
         }
         cmd.arg("-N").arg("-S").arg(&self.paths.socket).arg("kill-server");
-        crate::systemd::scrub_child_env(&mut cmd);
         let killed = tokio::time::timeout(tmux::server::PROBE_TIMEOUT, cmd.output()).await;
         if !matches!(killed, Ok(Ok(ref o)) if o.status.success()) {
             let pid = pid.filter(|p| super::procs::owned_by(*p, self.uid));

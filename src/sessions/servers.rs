@@ -164,10 +164,8 @@ impl Servers {
         // Saved sessions of uids this daemon may not own (a root daemon's
         // state read by a user daemon) are lost to it.
         if let Some(me) = only {
-            let now = std::time::SystemTime::now();
-            for rec in self.registry.lock().values_mut().filter(|r| r.server_uid() != me) {
-                rec.mark_lost(now);
-            }
+            let why = "this daemon is not root and runs only its own uid's server";
+            self.registry.mark_lost_where(why, |r| r.server_uid() != me);
         }
         Ok(())
     }
@@ -202,13 +200,7 @@ impl Servers {
     }
 
     fn mark_lost_uid(&self, uid: u32) {
-        let now = std::time::SystemTime::now();
-        for rec in self.registry.lock().values_mut().filter(|r| r.server_uid() == uid) {
-            if rec.mark_lost(now) {
-                tracing::warn!(session_id = %rec.session.id, uid, "session lost: its tmux server is gone");
-            }
-        }
-        self.registry.persist();
+        self.registry.mark_lost_where("its tmux server is gone", |r| r.server_uid() == uid);
     }
 
     /// `daemon.status`'s view of the servers: those running, and those that
@@ -235,10 +227,5 @@ impl Servers {
                 error: s.start_error(),
             })
             .collect()
-    }
-
-    /// Whether every server that holds live sessions is connected.
-    pub fn all_up(&self) -> bool {
-        self.status().iter().all(|s| s.alive || (s.sessions == 0 && s.error.is_none()))
     }
 }

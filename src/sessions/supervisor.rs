@@ -129,14 +129,8 @@ pub fn apply(
 }
 
 /// Marks every session of `server` lost (the server is gone).
-pub fn mark_all_lost(registry: &Registry, server: &Server) {
-    let now = SystemTime::now();
-    for rec in registry.lock().values_mut().filter(|r| r.server_uid() == server.uid) {
-        if rec.mark_lost(now) {
-            tracing::error!(session_id = %rec.session.id, uid = server.uid, "session lost with its tmux server");
-        }
-    }
-    registry.persist();
+fn mark_all_lost(registry: &Registry, server: &Server) {
+    registry.mark_lost_where("its tmux server is gone", |r| r.server_uid() == server.uid);
 }
 
 /// Merges what the registry has with what tmux has, before READY.
@@ -341,6 +335,20 @@ async fn reconnect(
                 );
                 mark_all_lost(registry, server);
             }
+            // A server whose process lives is stalled or refusing us, not
+            // dead: its sessions stay what they are while we retry.
+            (Some(o), None) if super::procs::owned_by(o.pid, server.uid) => {
+                drop(guard);
+                tracing::warn!(
+                    uid = server.uid,
+                    pid = o.pid,
+                    "the tmux server does not answer; retrying"
+                );
+                if !backoff(&mut pause, shutdown).await {
+                    return None;
+                }
+                continue;
+            }
             (_, None) => {
                 tracing::error!(
                     uid = server.uid,
@@ -365,12 +373,20 @@ async fn reconnect(
             Err(e) => {
                 drop(guard);
                 tracing::error!(uid = server.uid, error = %format!("{e:#}"), "reconnecting to the tmux server failed; retrying");
-                tokio::select! {
-                    _ = shutdown.wait() => return None,
-                    _ = tokio::time::sleep(pause) => {}
+                if !backoff(&mut pause, shutdown).await {
+                    return None;
                 }
-                pause = (pause * 2).min(MAX_RETRY);
             }
         }
     }
+}
+
+/// Waits `pause` and doubles it (up to [`MAX_RETRY`]); false on shutdown.
+async fn backoff(pause: &mut Duration, shutdown: &mut ShutdownListener) -> bool {
+    tokio::select! {
+        _ = shutdown.wait() => return false,
+        _ = tokio::time::sleep(*pause) => {}
+    }
+    *pause = (*pause * 2).min(MAX_RETRY);
+    true
 }

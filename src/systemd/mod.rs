@@ -1,7 +1,9 @@
 //! Talking to the service manager: sd_notify states (READY, STATUS, RELOADING,
 //! STOPPING, WATCHDOG), socket activation fds, and detecting whether we run
-//! under systemd. Children must never inherit the notify or listen variables:
-//! [`scrub_child_env`] is applied to every process the daemon spawns.
+//! under systemd. Children must never inherit the notify or listen variables
+//! ([`PRIVATE_ENV`]): every tmux process the daemon spawns goes through
+//! `tmux::server::tmux_command`, which removes them, and units are started by
+//! PID 1 with an environment of their own.
 //! Units are created, killed and stopped over one kept D-Bus connection:
 //! [`bus`].
 
@@ -27,22 +29,6 @@ pub const PRIVATE_ENV: [&str; 7] = [
     "WATCHDOG_PID",
     "INVOCATION_ID",
 ];
-
-/// Removes [`PRIVATE_ENV`] from a command's environment.
-pub fn scrub_child_env(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
-    for var in PRIVATE_ENV {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// Same as [`scrub_child_env`] for `std::process::Command`.
-pub fn scrub_std_child_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
-    for var in PRIVATE_ENV {
-        cmd.env_remove(var);
-    }
-    cmd
-}
 
 /// Whether systemd is the init system (`/run/systemd/system` exists).
 pub fn booted() -> bool {
