@@ -24,6 +24,8 @@ pub const OK: &str = "ok";
 pub const DEGRADED: &str = "degraded";
 /// Status word: the daemon cannot do its job.
 pub const FAILING: &str = "failing";
+/// Name of the check that every needed control connection is up.
+pub const CONTROL_CONNECTION: &str = "control_connection";
 /// How long the tmux round trip may take before the server counts as not answering.
 pub const TMUX_PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Sessions at or above this percentage of `limits.max_sessions` are `degraded`.
@@ -206,13 +208,13 @@ fn control_connections(sessions: &Sessions) -> Check {
         servers.iter().filter(|s| s.is_down()).map(|s| format!("uid {}", s.uid)).collect();
     if down.is_empty() {
         let detail = format!("{up} tmux servers connected");
-        check("control_connection", OK, detail, &[("servers", json!(up))])
+        check(CONTROL_CONNECTION, OK, detail, &[("servers", json!(up))])
     } else {
         let detail = format!(
             "not connected to the tmux servers of {} (their sessions wait)",
             down.join(", ")
         );
-        check("control_connection", FAILING, detail, &[("servers", json!(up))])
+        check(CONTROL_CONNECTION, FAILING, detail, &[("servers", json!(up))])
     }
 }
 

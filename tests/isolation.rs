@@ -356,6 +356,44 @@ fn each_uid_gets_its_own_tmux_server_in_a_private_dir() {
     assert_ne!(pids[0], pids[1], "A and B share a tmux server");
 }
 
+#[test]
+fn a_user_sees_no_other_uid_in_status_health_or_metrics_and_cannot_reload() {
+    let Some(w) = World::start("a_user_sees_no_other_uid_in_status_health_or_metrics") else {
+        return;
+    };
+    for c in [w.a(), w.b()] {
+        c.create(json!({"command": ["/bin/sleep", "100000"]}));
+    }
+    let (a_uid, b_uid) = (w.u.a.uid, w.u.b.uid);
+    let a = w.a();
+    let json_views = [
+        ("daemon.status", a.ok("daemon.status", json!({})).to_string()),
+        ("health.check", a.ok("health.check", json!({})).to_string()),
+    ];
+    for (method, text) in &json_views {
+        assert!(
+            text.contains(&format!("\"uid\":{a_uid}")),
+            "{method} must show A its own server: {text}"
+        );
+        for needle in [format!("\"uid\":{b_uid}"), format!("uid {b_uid}")] {
+            assert!(!text.contains(&needle), "{method} shows A B's server ({needle}): {text}");
+        }
+    }
+    let label = |uid: u32| format!("uid=\"{uid}\"");
+    let metrics =
+        |c: &Caller| c.ok("daemon.metrics", json!({}))["text"].as_str().unwrap().to_string();
+    let seen = metrics(&a);
+    assert!(seen.contains(&label(a_uid)), "daemon.metrics must show A its own server: {seen}");
+    assert!(!seen.contains(&label(b_uid)), "daemon.metrics shows A B's server: {seen}");
+    // Root still sees both.
+    let all = metrics(&w.root());
+    assert!(all.contains(&label(b_uid)), "root must see every uid's server: {all}");
+    let e = a.err("daemon.reload", json!({}));
+    assert_eq!(e["data"]["kind"], "permission_denied", "{e}");
+    assert!(e["message"].as_str().unwrap_or("").contains("admin_group"), "{e}");
+    w.root().ok("daemon.reload", json!({}));
+}
+
 // ---- strings that mean something to tmux ----
 
 /// Strings tmux would read as flags, formats, separators, quoting, targets

@@ -1,7 +1,7 @@
 //! `daemon.*` methods: ping, status, reload, metrics.
 
 use super::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 #[cfg(feature = "test-hooks")]
 use crate::protocol::results::Slept;
 use crate::protocol::results::{MetricsResult, Pong};
@@ -34,16 +34,54 @@ pub async fn status(ctx: &Ctx<'_>) -> Result<Status> {
     })
 }
 
-/// `daemon.reload`: same as SIGHUP.
+/// `daemon.reload`: same as SIGHUP; root and admins only (a reload rereads
+/// the file an operator wrote; nobody else should be able to make the
+/// daemon apply a half-edited one).
 pub async fn reload(ctx: &Ctx<'_>) -> Result<ReloadResult> {
+    if !ctx.caller.admin {
+        return Err(Error::PermissionDenied(
+            "daemon.reload is for root and members of daemon.admin_group".into(),
+        ));
+    }
     tracing::info!(peer_uid = ctx.peer.uid, "reload requested over RPC");
     let health = &ctx.service.health;
     ctx.service.reloader.reload(|| health.status_line()).await
 }
 
-/// `daemon.metrics`: Prometheus text.
+/// `daemon.metrics`: Prometheus text. A non-admin gets every series except
+/// those labelled with another uid.
 pub async fn metrics(ctx: &Ctx<'_>) -> Result<MetricsResult> {
-    Ok(MetricsResult { text: ctx.service.gauges.exposition() })
+    let text = ctx.service.gauges.exposition();
+    Ok(MetricsResult {
+        text: if ctx.caller.admin { text } else { visible_to(&text, ctx.caller.uid) },
+    })
+}
+
+/// The exposition without the samples of other uids (`uid="N"` labels).
+pub fn visible_to(text: &str, uid: u32) -> String {
+    let mine = format!("uid=\"{uid}\"");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let sample = !line.starts_with('#');
+        if sample && line.contains("uid=\"") && !line.contains(&mine) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_user_sees_no_series_of_another_uid() {
+        let text = "# HELP x pid\n# TYPE x gauge\nx{uid=\"1000\"} 5\nx{uid=\"10001\"} 6\ny 1\n";
+        assert_eq!(
+            super::visible_to(text, 1000),
+            "# HELP x pid\n# TYPE x gauge\nx{uid=\"1000\"} 5\ny 1\n"
+        );
+    }
 }
 
 /// `debug.sleep` (test builds only): answers after `ms` milliseconds.
