@@ -72,6 +72,13 @@ pub fn visible_to(text: &str, uid: u32) -> String {
     out
 }
 
+/// `debug.sleep` (test builds only): answers after `ms` milliseconds.
+#[cfg(feature = "test-hooks")]
+pub async fn debug_sleep(ms: u64) -> Slept {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    Slept
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -82,11 +89,4 @@ mod tests {
             "# HELP x pid\n# TYPE x gauge\nx{uid=\"1000\"} 5\ny 1\n"
         );
     }
-}
-
-/// `debug.sleep` (test builds only): answers after `ms` milliseconds.
-#[cfg(feature = "test-hooks")]
-pub async fn debug_sleep(ms: u64) -> Slept {
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-    Slept
 }
