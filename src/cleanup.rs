@@ -5,14 +5,15 @@
 //! created with `keep: true`, or named with `cleanup.keep_label_prefix`, are
 //! exempt. The same pass serves `cleanup.run` (optionally as a dry run).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{CleanupConfig, ConfigHandle};
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::protocol::types::{CleanupReport, Removal, Session, SessionState};
-use crate::sessions::{parse_time, procs, Sessions};
+use crate::sessions::{parse_time, procs, Record, Sessions};
 use crate::shutdown::ShutdownListener;
 
 /// The first run comes at most this long after start (sooner when the
@@ -89,6 +90,9 @@ impl Reaper {
         let now = SystemTime::now();
         let mut seen = HashMap::new();
         let mut removed = Vec::new();
+        // Removals by server: each uid's go one after the other, the uids at
+        // once, so one stalled server delays only its own.
+        let mut doomed: BTreeMap<u32, Vec<(Record, &'static str)>> = BTreeMap::new();
         for record in records {
             let s = &record.session;
             let busy = match (s.state, s.pid, cfg.max_idle.0) {
@@ -106,23 +110,50 @@ impl Reaper {
                 removed.push(Removal { id: s.id.clone(), reason: reason.to_string() });
                 continue;
             }
-            tracing::info!(session_id = %s.id, reason, "cleanup: removing session");
-            match sessions.remove(&record, reason).await {
-                Ok(()) => {
-                    metrics.reaped(reason);
-                    seen.remove(&s.id);
-                    removed.push(Removal { id: s.id.clone(), reason: reason.to_string() });
-                }
-                Err(e) => {
-                    tracing::warn!(session_id = %s.id, reason, error = %e, "cleanup: removal failed; will retry")
-                }
-            }
+            doomed.entry(record.server_uid()).or_default().push((record, reason));
+        }
+        let passes = doomed.into_values().map(|batch| remove_all(sessions, metrics, batch));
+        for done in futures::future::join_all(passes).await.into_iter().flatten() {
+            seen.remove(&done.id);
+            removed.push(done);
         }
         if !dry_run {
             *ticks = seen;
         }
         CleanupReport { removed, dry_run }
     }
+}
+
+/// Removes one server's doomed sessions in turn. A server that does not
+/// answer (stopped, or flooded) would make every later removal wait its
+/// timeout too: its remaining removals wait for the next pass.
+async fn remove_all(
+    sessions: &Sessions,
+    metrics: &Metrics,
+    batch: Vec<(Record, &'static str)>,
+) -> Vec<Removal> {
+    let mut removed = Vec::new();
+    let total = batch.len();
+    for (i, (record, reason)) in batch.into_iter().enumerate() {
+        let id = &record.session.id;
+        tracing::info!(session_id = %id, reason, "cleanup: removing session");
+        match sessions.remove(&record, reason).await {
+            Ok(()) => {
+                metrics.reaped(reason);
+                removed.push(Removal { id: id.clone(), reason: reason.to_string() });
+            }
+            Err(e @ Error::TmuxUnavailable(_)) => {
+                let left = total - i - 1;
+                tracing::warn!(session_id = %id, reason, uid = record.server_uid(), error = %e, left,
+                    "cleanup: the tmux server does not answer; its removals wait for the next pass");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %id, reason, error = %e, "cleanup: removal failed; will retry")
+            }
+        }
+    }
+    removed
 }
 
 /// Runs the reaper soon after start, then every `cleanup.interval` (re-read

@@ -394,6 +394,63 @@ fn a_user_sees_no_other_uid_in_status_health_or_metrics_and_cannot_reload() {
     w.root().ok("daemon.reload", json!({}));
 }
 
+/// A stopped tmux server delays only its own uid's cleanup, and only by one
+/// request timeout per pass: the reaper removes the other uids' sessions at
+/// once and leaves the stopped server's for the next pass (it used to wait
+/// the timeout for each of them, in turn, before anyone else's).
+#[test]
+fn a_stopped_server_delays_only_its_own_uids_cleanup() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    struct Resume(Pid);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let config = "[cleanup]\nmax_age = \"1s\"\ninterval = \"1h\"\n";
+    let Some(w) = World::start_with("a_stopped_server_delays_only_its_own_uids_cleanup", config)
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for c in [w.a(), w.b()] {
+        for _ in 0..3 {
+            ids.push((
+                c.uid(),
+                sid(&c.create(json!({"command": ["/bin/sleep", "100000"]}))).to_string(),
+            ));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let a_server = tmux_server_pid(&w.d.tmux_socket_of(w.u.a.uid)).expect("A's server");
+    let stopped = Resume(Pid::from_raw(a_server as i32));
+    kill(stopped.0, Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    let report = w.root().ok("cleanup.run", json!({}));
+    let took = started.elapsed();
+    let removed: Vec<&str> =
+        report["removed"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for (uid, id) in &ids {
+        let expected = *uid == w.u.b.uid;
+        assert_eq!(removed.contains(&id.as_str()), expected, "uid {uid} session {id}: {report}");
+    }
+    // One request timeout (10 s) for A's first removal, not three in turn.
+    eprintln!("cleanup pass with A's server stopped took {took:?}");
+    assert!(took < Duration::from_secs(25), "the pass waited on each of A's sessions: {took:?}");
+    let a = w.a();
+    for (_, id) in ids.iter().filter(|(uid, _)| *uid == w.u.a.uid) {
+        assert_eq!(a.ok("session.get", json!({"id": id}))["state"], "running", "{id}");
+    }
+    drop(stopped);
+    // The kill-session that timed out was already on the server's pipe and
+    // runs when it resumes; the rest go on the next pass (periodic or asked).
+    eventually(Duration::from_secs(60), "A's sessions to go once its server answers", || {
+        let _ = w.root().call("cleanup.run", json!({}));
+        a.listed_ids().is_empty().then_some(())
+    });
+}
+
 // ---- strings that mean something to tmux ----
 
 /// Strings tmux would read as flags, formats, separators, quoting, targets
