@@ -424,7 +424,7 @@ fn a_stopped_server_delays_only_its_own_uids_cleanup() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let a_server = tmux_server_pid(&w.d.tmux_socket_of(w.u.a.uid)).expect("A's server");
-    let stopped = Resume(Pid::from_raw(a_server as i32));
+    let stopped = Resume(Pid::from_raw(a_server));
     kill(stopped.0, Signal::SIGSTOP).unwrap();
     let started = std::time::Instant::now();
     let report = w.root().ok("cleanup.run", json!({}));
