@@ -267,12 +267,11 @@ pub fn uid_socket(tmux_dir: &Path, uid: u32) -> PathBuf {
     tmux_dir.join(uid.to_string()).join(TMUX_SOCKET_NAME)
 }
 
-/// The pid of the tmux server on `socket`, if one answers (asked as root,
-/// whom every tmux server lets in).
+/// The pid of the tmux server on `socket`, if one answers within 5 s (asked
+/// as root, whom every tmux server lets in; a stopped server never answers).
 pub fn tmux_server_pid(socket: &Path) -> Option<i32> {
-    let out = Command::new("tmux")
-        .arg("-N")
-        .arg("-S")
+    let out = Command::new("timeout")
+        .args(["5", "tmux", "-N", "-S"])
         .arg(socket)
         .args(["display-message", "-p", "#{pid}"])
         .stdin(Stdio::null())
@@ -281,23 +280,38 @@ pub fn tmux_server_pid(socket: &Path) -> Option<i32> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-/// `kill-server`, then SIGKILL of its pid: a wedged server must not survive.
+/// Every tmux process (server or client) whose command line names `socket`,
+/// found through /proc without talking to any of them.
+fn tmux_processes_of(socket: &Path) -> Vec<i32> {
+    let needle = socket.as_os_str().as_encoded_bytes();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            comm.trim() == "tmux" && cmdline.windows(needle.len()).any(|w| w == needle)
+        })
+        .collect()
+}
+
+/// `kill-server` (bounded: a stopped server never answers), then SIGCONT and
+/// SIGKILL to every tmux process of the socket: a wedged or stopped server
+/// must not survive a test.
 pub fn kill_tmux_server(socket: &Path) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
     let pid = tmux_server_pid(socket);
-    let _ = Command::new("tmux")
-        .arg("-N")
-        .arg("-S")
+    let _ = Command::new("timeout")
+        .args(["5", "tmux", "-N", "-S"])
         .arg(socket)
         .arg("kill-server")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .stdout(Stdio::null())
         .status();
-    if let Some(pid) = pid {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    for pid in pid.into_iter().chain(tmux_processes_of(socket)) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
