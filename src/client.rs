@@ -3,17 +3,31 @@
 //! [`Client::request`] calls typed through the method table
 //! (`client.request::<method::SessionGet>(&SessionId { id })` is a
 //! `Session`); [`Client::call`] takes any method name and JSON params.
+//!
+//! Nothing here waits forever: the connect and each request (write and
+//! whole reply) have deadlines, so a socket whose daemon does not accept
+//! (a socket-activated service failing to start keeps connections in the
+//! backlog) or does not answer is a [`ClientError::Timeout`].
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::protocol::{Method, RpcError};
+
+/// What a [`ClientError::Timeout`] waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The connection (the listening socket's backlog is full: nobody accepts).
+    Connect,
+    /// The reply to a request.
+    Reply,
+}
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,47 +40,162 @@ pub enum ClientError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// No connection, or no complete reply, within the timeout.
+    #[error("{}", timeout_message(.path, *.stage, *.after))]
+    Timeout {
+        /// The socket path.
+        path: PathBuf,
+        /// What was waited for.
+        stage: Stage,
+        /// How long.
+        after: Duration,
+    },
+    /// The connection ended before the reply: the daemon closed it (it
+    /// stopped, crashed, or was never started behind its socket).
+    #[error("{path}: the daemon closed the connection without replying{}", detail(.reason))]
+    Closed {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error, when there was one.
+        reason: Option<String>,
+    },
     /// The daemon answered with an error object.
     #[error("{}", .0.message)]
     Rpc(RpcError),
-    /// The connection broke or the reply was not JSON-RPC.
+    /// The reply was not JSON-RPC, or a request could not be encoded.
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+fn timeout_message(path: &Path, stage: Stage, after: Duration) -> String {
+    let after = humantime::format_duration(after);
+    match stage {
+        Stage::Connect => format!(
+            "no connection to {} within {after}: the socket exists but nobody accepts connections",
+            path.display()
+        ),
+        Stage::Reply => format!("no reply from the daemon on {} within {after}", path.display()),
+    }
+}
+
+fn detail(reason: &Option<String>) -> String {
+    reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+}
+
+impl ClientError {
+    /// Whether the daemon could not be reached or did not answer (as
+    /// opposed to answering with an error, or answering garbage).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::Timeout { .. } | ClientError::Closed { .. }
+        )
+    }
 }
 
 /// A connection to the daemon.
 pub struct Client {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    path: PathBuf,
+    /// Bounds each request: writing it and reading the whole reply.
+    reply_timeout: Option<Duration>,
     next_id: u64,
 }
 
+/// Between tries of a connect that found the backlog full.
+const CONNECT_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(200));
+
 impl Client {
-    /// Connects to `path`; `timeout` bounds each read and write.
+    /// Connects to `path`; `timeout` bounds the connect and each request.
     pub fn connect(path: &Path, timeout: Option<Duration>) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path)
-            .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
-        let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
-        stream.set_read_timeout(timeout).map_err(io)?;
-        stream.set_write_timeout(timeout).map_err(io)?;
-        let writer = stream.try_clone().map_err(io)?;
-        Ok(Client { reader: BufReader::new(stream), writer, next_id: 1 })
+        Client::connect_within(path, timeout, timeout)
     }
 
-    /// Writes one line and reads one reply line.
-    fn exchange(&mut self, line: &str) -> Result<String, ClientError> {
+    /// Connects to `path` within `connect_timeout`; `reply_timeout` bounds
+    /// each request (its write and its whole reply). `None`: no bound.
+    pub fn connect_within(
+        path: &Path,
+        connect_timeout: Option<Duration>,
+        reply_timeout: Option<Duration>,
+    ) -> Result<Client, ClientError> {
+        let refused = |source| ClientError::Connect { path: path.to_owned(), source };
+        let stream = match connect_timeout {
+            None => UnixStream::connect(path).map_err(refused)?,
+            Some(after) => connect_before(path, Instant::now() + after).map_err(|e| match e {
+                None => {
+                    ClientError::Timeout { path: path.to_owned(), stage: Stage::Connect, after }
+                }
+                Some(source) => refused(source),
+            })?,
+        };
         let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
+        stream.set_write_timeout(reply_timeout).map_err(io)?;
+        let writer = stream.try_clone().map_err(io)?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+            path: path.to_owned(),
+            reply_timeout,
+            next_id: 1,
+        })
+    }
+
+    /// Writes one line and reads one reply line, within the reply timeout.
+    fn exchange(&mut self, line: &str) -> Result<String, ClientError> {
+        let deadline = self.reply_timeout.map(|t| (Instant::now() + t, t));
+        let timeout =
+            |after| ClientError::Timeout { path: self.path.clone(), stage: Stage::Reply, after };
         // A refused connection (permission, too many) gets one error reply and
         // is closed, possibly before our write: read that reply anyway.
         let written = self.writer.write_all(format!("{line}\n").as_bytes());
-        let mut reply = String::new();
-        match self.reader.read_line(&mut reply) {
-            Ok(0) | Err(_) if written.is_err() => return Err(io(written.unwrap_err())),
-            Ok(0) => return Err(ClientError::Protocol("the daemon closed the connection".into())),
-            Ok(_) => {}
-            Err(e) => return Err(io(e)),
+        if let (Err(e), Some((_, after))) = (&written, deadline) {
+            if is_timeout(e) {
+                return Err(timeout(after));
+            }
         }
-        Ok(reply)
+        let mut reply = Vec::new();
+        loop {
+            if let Some((at, after)) = deadline {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(timeout(after));
+                }
+                let set = self.reader.get_ref().set_read_timeout(Some(left));
+                set.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            }
+            let available = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => {
+                    return Err(timeout(deadline.map_or(Duration::ZERO, |d| d.1)))
+                }
+                Err(e) => {
+                    let reason = written.err().unwrap_or(e).to_string();
+                    return Err(ClientError::Closed {
+                        path: self.path.clone(),
+                        reason: Some(reason),
+                    });
+                }
+            };
+            if available.is_empty() {
+                let reason = written.err().map(|e| e.to_string());
+                return Err(ClientError::Closed { path: self.path.clone(), reason });
+            }
+            match available.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    reply.extend_from_slice(&available[..=i]);
+                    self.reader.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let n = available.len();
+                    reply.extend_from_slice(available);
+                    self.reader.consume(n);
+                }
+            }
+        }
+        String::from_utf8(reply).map_err(|_| ClientError::Protocol("the reply is not UTF-8".into()))
     }
 
     /// Sends one raw line and reads one reply line.
@@ -155,5 +284,43 @@ impl Client {
         reply
             .result
             .ok_or_else(|| ClientError::Protocol("reply has neither result nor error".into()))
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// A Unix-socket connect that gives up at `deadline`. A blocking connect
+/// waits without bound while the listener's backlog is full; a non-blocking
+/// one says `EAGAIN` then (it has no "in progress" state to poll on a Unix
+/// socket), so it is retried with a short backoff. `Err(None)`: timed out.
+fn connect_before(path: &Path, deadline: Instant) -> Result<UnixStream, Option<std::io::Error>> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path).map_err(|e| Some(e.into()))?;
+    let mut pause = CONNECT_RETRY.0;
+    loop {
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Some(e.into()))?;
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream.set_nonblocking(false).map_err(Some)?;
+                return Ok(stream);
+            }
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Some(e.into())),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(None);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(CONNECT_RETRY.1);
     }
 }

@@ -8,6 +8,15 @@ use clap::Parser;
 
 use ccmanagerd::reload::Options;
 
+/// Exit status for an unusable config (sysexits.h `EX_CONFIG`). The unit
+/// names it in `RestartPreventExitStatus=`: restarting cannot fix a config,
+/// so the service ends `failed` at once instead of restarting in a loop.
+const EX_CONFIG: u8 = 78;
+
+/// At most this many waiting clients are answered before exiting (the
+/// socket unit's `Backlog=`).
+const MAX_ANSWERED: usize = 1024;
+
 /// A daemon that owns the tmux servers (one per session uid) and the long-lived terminal sessions in them.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -41,11 +50,28 @@ fn main() -> ExitCode {
         tmux_dir: args.tmux_dir.clone(),
         log: None,
     };
+    // Before any thread exists: take the activation socket and clear LISTEN_*.
+    let activated = match ccmanagerd::systemd::take_listen_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("ccmanagerd: bad socket activation environment: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match options.load_config() {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if args.check_config => {
             eprintln!("ccmanagerd: invalid configuration: {e}");
             return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            // stderr is the journal under systemd: `systemctl status` shows it.
+            eprintln!("ccmanagerd: invalid configuration: {e}");
+            ccmanagerd::systemd::status(&format!("invalid configuration: {e}"));
+            if let Some(listener) = activated {
+                answer_waiting_clients(listener);
+            }
+            return ExitCode::from(EX_CONFIG);
         }
     };
     if args.check_config {
@@ -55,14 +81,6 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    // Before any thread exists: take the activation socket and clear LISTEN_*.
-    let activated = match ccmanagerd::systemd::take_listen_fd() {
-        Ok(fd) => fd,
-        Err(e) => {
-            eprintln!("ccmanagerd: bad socket activation environment: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     options.log = Some(ccmanagerd::logging::init(
         config.daemon.log_level.as_str(),
         args.log_level.as_deref(),
@@ -93,5 +111,33 @@ fn main() -> ExitCode {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Under socket activation, the clients whose connections started this
+/// daemon wait in the listening socket's backlog. Tell them it cannot start,
+/// rather than leave them hanging until their timeout (and, still queued,
+/// trigger one start after another). The reason itself goes to the journal
+/// only: not everyone who may connect may read the config.
+fn answer_waiting_clients(listener: std::os::fd::OwnedFd) {
+    use std::io::Write;
+    use std::os::unix::net::UnixListener;
+
+    use ccmanagerd::protocol::envelope::{failure, ErrorKind, RpcError};
+
+    let listener = UnixListener::from(listener);
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    let error = RpcError::app(
+        ErrorKind::InvalidConfig,
+        "ccmanagerd cannot start: its configuration is invalid (the reason: `systemctl status ccmanagerd` or `journalctl -u ccmanagerd`)",
+    );
+    let line = failure(&serde_json::Value::Null, &error) + "\n";
+    for _ in 0..MAX_ANSWERED {
+        let Ok((mut client, _)) = listener.accept() else { break };
+        // A small write to a new connection never blocks; never wait on one.
+        let _ = client.set_nonblocking(true);
+        let _ = client.write_all(line.as_bytes());
     }
 }

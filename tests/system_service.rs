@@ -162,8 +162,7 @@ impl Load {
             while !flag.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 let mut r = once();
-                if matches!(&r, Err(ccmanagerd::client::ClientError::Protocol(m)) if m.contains("closed the connection"))
-                {
+                if matches!(&r, Err(ccmanagerd::client::ClientError::Closed { .. })) {
                     retries += 1;
                     r = once();
                 }

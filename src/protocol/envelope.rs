@@ -119,15 +119,70 @@ impl RpcError {
     }
 }
 
+/// A request id exactly as it was sent: the raw JSON text of a string, a
+/// number or null, echoed byte for byte. A `Value` would not do: it turns
+/// `18446744073709551616` into a float, `1.50` into `1.5`, and refuses
+/// `1e400` (valid JSON, beyond f64). The text was checked by the JSON parser,
+/// so it holds no raw newline and cannot break the reply's framing.
+#[derive(Debug, Clone)]
+pub struct Id(Option<Box<RawValue>>);
+
+impl Id {
+    /// The id `null`: replies to messages whose id cannot be read.
+    pub const NULL: Id = Id(None);
+
+    /// The id of this raw JSON text when the spec allows it as an id (a
+    /// string, a number or null); `None` for objects, arrays and booleans.
+    pub fn from_raw(raw: &RawValue) -> Option<Id> {
+        match raw.get().as_bytes().first()? {
+            b'"' | b'-' | b'0'..=b'9' => Some(Id(Some(raw.to_owned()))),
+            b'n' => Some(Id::NULL),
+            _ => None,
+        }
+    }
+
+    /// The JSON text, as sent (`null` for [`Id::NULL`]).
+    pub fn as_str(&self) -> &str {
+        self.0.as_deref().map_or("null", RawValue::get)
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(raw) => raw.serialize(s),
+            None => s.serialize_unit(),
+        }
+    }
+}
+
 /// One well-formed call (request or notification) out of a message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Call {
     /// `None` for a notification (no `id` member): it gets no reply.
-    pub id: Option<Value>,
+    pub id: Option<Id>,
     /// The method name.
     pub method: String,
-    /// The params member, if any (an object or an array).
-    pub params: Option<Value>,
+    /// The params member, if any (an object or an array), as raw JSON text:
+    /// it is decoded once, straight into the method's params type
+    /// ([`crate::protocol::Request::parse`]), so a number no float can hold
+    /// fails there as `-32602` naming the field, not here as a parse error.
+    pub params: Option<Box<RawValue>>,
+}
+
+impl PartialEq for Call {
+    fn eq(&self, other: &Call) -> bool {
+        self.id == other.id
+            && self.method == other.method
+            && self.params.as_deref().map(RawValue::get)
+                == other.params.as_deref().map(RawValue::get)
+    }
 }
 
 /// One element of a message: a call to serve, or an error to reply at once.
@@ -138,7 +193,7 @@ pub enum Item {
     /// Reply with this error (the id may be null).
     Invalid {
         /// Echoed id, or null when it could not be read.
-        id: Value,
+        id: Id,
         /// The error.
         error: RpcError,
     },
@@ -153,57 +208,150 @@ pub enum Message {
     Batch(Vec<Item>),
 }
 
-/// Classifies one line of input (without the trailing newline).
-pub fn parse_message(line: &[u8]) -> Message {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            let what =
-                if std::str::from_utf8(line).is_err() { "invalid UTF-8" } else { "invalid JSON" };
-            return Message::Single(Item::Invalid {
-                id: Value::Null,
-                error: RpcError::new(PARSE_ERROR, format!("parse error: {what}: {e}")),
-            });
+/// The members of a request object that matter, each as raw JSON text
+/// borrowed from the line (others are skipped unparsed; a repeated member:
+/// the last wins, as with `serde_json::Value`). Raw, so that reading the
+/// envelope converts no number: `1e400` anywhere is no parse error.
+#[derive(Default)]
+struct Members<'a> {
+    jsonrpc: Option<&'a RawValue>,
+    method: Option<&'a RawValue>,
+    params: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Jsonrpc,
+            Method,
+            Params,
+            Id,
+            #[serde(other)]
+            Other,
         }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut m = Members::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    let slot = match field {
+                        Field::Jsonrpc => &mut m.jsonrpc,
+                        Field::Method => &mut m.method,
+                        Field::Params => &mut m.params,
+                        Field::Id => &mut m.id,
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(m)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// JSON's insignificant whitespace.
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+fn parse_error(what: &str, e: impl std::fmt::Display) -> Message {
+    Message::Single(Item::Invalid {
+        id: Id::NULL,
+        error: RpcError::new(PARSE_ERROR, format!("parse error: {what}: {e}")),
+    })
+}
+
+/// Classifies one line of input (without the trailing newline). Nothing of
+/// the message is converted to a number or a tree here: ids and params stay
+/// raw JSON text (see [`Id`] and [`Call::params`]).
+pub fn parse_message(line: &[u8]) -> Message {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return parse_error("invalid UTF-8", "the message must be UTF-8 text");
     };
-    match value {
-        Value::Array(items) if items.is_empty() => Message::Single(Item::Invalid {
-            id: Value::Null,
-            error: RpcError::invalid_request("invalid request: empty batch"),
-        }),
-        Value::Array(items) => Message::Batch(items.into_iter().map(classify).collect()),
-        other => Message::Single(classify(other)),
+    match text.trim_start_matches(JSON_WHITESPACE).as_bytes().first() {
+        Some(b'{') => match serde_json::from_str::<Members>(text) {
+            Ok(members) => Message::Single(classify(members)),
+            Err(e) => parse_error("invalid JSON", e),
+        },
+        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) if items.is_empty() => Message::Single(Item::Invalid {
+                id: Id::NULL,
+                error: RpcError::invalid_request("invalid request: empty batch"),
+            }),
+            Ok(items) => Message::Batch(items.into_iter().map(classify_element).collect()),
+            Err(e) => parse_error("invalid JSON", e),
+        },
+        _ => match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => Message::Single(not_an_object()),
+            Err(e) => parse_error("invalid JSON", e),
+        },
+    }
+}
+
+fn not_an_object() -> Item {
+    Item::Invalid {
+        id: Id::NULL,
+        error: RpcError::invalid_request("invalid request: expected a JSON object"),
+    }
+}
+
+/// One element of a batch (valid JSON already).
+fn classify_element(raw: &RawValue) -> Item {
+    if !raw.get().starts_with('{') {
+        return not_an_object();
+    }
+    match serde_json::from_str::<Members>(raw.get()) {
+        Ok(members) => classify(members),
+        // Not reached: the batch was parsed as JSON already.
+        Err(e) => Item::Invalid {
+            id: Id::NULL,
+            error: RpcError::new(PARSE_ERROR, format!("parse error: invalid JSON: {e}")),
+        },
     }
 }
 
 /// Checks one request object against the spec.
-fn classify(value: Value) -> Item {
-    let Value::Object(mut obj) = value else {
-        return Item::Invalid {
-            id: Value::Null,
-            error: RpcError::invalid_request("invalid request: expected a JSON object"),
-        };
-    };
-    let id = obj.remove("id");
-    let reply_id = id.clone().unwrap_or(Value::Null);
-    let invalid = |msg: &str| Item::Invalid {
-        id: reply_id.clone(),
+fn classify(m: Members<'_>) -> Item {
+    let invalid = |id: Id, msg: &str| Item::Invalid {
+        id,
         error: RpcError::invalid_request(format!("invalid request: {msg}")),
     };
-    match obj.get("jsonrpc") {
-        Some(Value::String(v)) if v == "2.0" => {}
-        Some(_) => return invalid("\"jsonrpc\" must be \"2.0\""),
-        None => return invalid("missing \"jsonrpc\": \"2.0\""),
-    }
-    let method = match obj.remove("method") {
-        Some(Value::String(m)) => m,
-        Some(_) => return invalid("\"method\" must be a string"),
-        None => return invalid("missing \"method\""),
-    };
-    let params = match obj.remove("params") {
+    let id = match m.id.map(Id::from_raw) {
         None => None,
-        Some(p @ (Value::Object(_) | Value::Array(_))) => Some(p),
-        Some(_) => return invalid("\"params\" must be an object or an array"),
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            return invalid(Id::NULL, "\"id\" must be a string, a number or null");
+        }
+    };
+    let reply_id = id.clone().unwrap_or(Id::NULL);
+    match m.jsonrpc.map(|raw| raw.get()) {
+        Some(r#""2.0""#) => {}
+        // The same string, spelt with escapes.
+        Some(raw) if serde_json::from_str::<String>(raw).is_ok_and(|v| v == "2.0") => {}
+        Some(_) => return invalid(reply_id, "\"jsonrpc\" must be \"2.0\""),
+        None => return invalid(reply_id, "missing \"jsonrpc\": \"2.0\""),
+    }
+    let method = match m.method.map(|raw| serde_json::from_str::<String>(raw.get())) {
+        Some(Ok(method)) => method,
+        Some(Err(_)) => return invalid(reply_id, "\"method\" must be a string"),
+        None => return invalid(reply_id, "missing \"method\""),
+    };
+    let params = match m.params {
+        None => None,
+        Some(p) if p.get().starts_with(['{', '[']) => Some(p.to_owned()),
+        Some(_) => return invalid(reply_id, "\"params\" must be an object or an array"),
     };
     Item::Call(Call { id, method, params })
 }
@@ -213,31 +361,33 @@ fn classify(value: Value) -> Item {
 /// sessions is written once, straight from the daemon's own types, instead
 /// of going through `serde_json::Value` trees.
 #[derive(Serialize)]
-struct Reply<'a, R: Serialize + ?Sized> {
+struct Reply<'a, R: Serialize + ?Sized, I: Serialize + ?Sized> {
     jsonrpc: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a R>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a RpcError>,
-    id: &'a Value,
+    id: &'a I,
 }
 
-fn encode<R: Serialize + ?Sized>(reply: &Reply<'_, R>) -> String {
-    // Serialising a RawValue, a Value id and an RpcError cannot fail.
+fn encode<R: Serialize + ?Sized, I: Serialize + ?Sized>(reply: &Reply<'_, R, I>) -> String {
+    // Serialising a RawValue, an id ([`Id`] or a `Value`) and an RpcError
+    // cannot fail.
     serde_json::to_string(reply).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot encode a reply");
         format!(r#"{{"jsonrpc":"2.0","error":{{"code":{INTERNAL_ERROR},"message":"internal error: cannot encode the reply"}},"id":null}}"#)
     })
 }
 
-/// A success reply, as one JSON text.
-pub fn success(id: &Value, result: &RawValue) -> String {
+/// A success reply, as one JSON text. `id` is the request's [`Id`] (or
+/// `Value::Null` for a reply to no request).
+pub fn success<I: Serialize + ?Sized>(id: &I, result: &RawValue) -> String {
     encode(&Reply { jsonrpc: "2.0", result: Some(result), error: None, id })
 }
 
-/// An error reply, as one JSON text.
-pub fn failure(id: &Value, error: &RpcError) -> String {
-    encode::<RawValue>(&Reply { jsonrpc: "2.0", result: None, error: Some(error), id })
+/// An error reply, as one JSON text; `id` as for [`success`].
+pub fn failure<I: Serialize + ?Sized>(id: &I, error: &RpcError) -> String {
+    encode::<RawValue, I>(&Reply { jsonrpc: "2.0", result: None, error: Some(error), id })
 }
 
 /// The replies of a batch, as one JSON array.
@@ -284,13 +434,20 @@ mod tests {
             code(&single(r#"{"jsonrpc":"2.0","method":"x","params":"p","id":1}"#)),
             INVALID_REQUEST
         );
-        let Item::Call(c) = single(r#"{"jsonrpc":"2.0","method":"x","params":[1],"id":{"a":1}}"#)
+        assert_eq!(
+            code(&single(r#"{"jsonrpc":"2.0","method":"x","params":null,"id":1}"#)),
+            INVALID_REQUEST
+        );
+        let Item::Call(c) = single(r#"{"jsonrpc":"2.0","method":"x","params":[1],"id":"a"}"#)
         else {
             panic!()
         };
-        assert_eq!(c.id, Some(json!({"a": 1})));
+        assert_eq!(c.id.as_ref().map(Id::as_str), Some(r#""a""#));
+        assert_eq!(c.params.as_deref().map(RawValue::get), Some("[1]"));
         let Item::Call(n) = single(r#"{"jsonrpc":"2.0","method":"x"}"#) else { panic!() };
         assert_eq!(n.id, None);
+        let Item::Call(n) = single(r#"{"jsonrpc":"2.0","method":"x","id":null}"#) else { panic!() };
+        assert_eq!(n.id, Some(Id::NULL), "an id of null is a request, not a notification");
     }
 
     #[test]
@@ -300,7 +457,7 @@ mod tests {
             panic!()
         };
         assert_eq!(error.code, PARSE_ERROR);
-        assert_eq!(id, Value::Null);
+        assert_eq!(id, Id::NULL);
     }
 
     #[test]
@@ -308,7 +465,93 @@ mod tests {
         let Item::Invalid { id, .. } = single(r#"{"jsonrpc":"2.0","method":5,"id":"abc"}"#) else {
             panic!()
         };
-        assert_eq!(id, json!("abc"));
+        assert_eq!(id.as_str(), r#""abc""#);
+    }
+
+    /// The id comes back as the same JSON text, whatever number or string
+    /// it is: beyond u64, beyond f64, negative zero, trailing zeros, escapes.
+    #[test]
+    fn ids_are_echoed_byte_for_byte() {
+        for id in [
+            "18446744073709551616",
+            "-18446744073709551617",
+            "-0",
+            "1.50",
+            "1e400",
+            "-1E-400",
+            "0",
+            r#""a\u0041\n\"""#,
+            r#""\ud800""#,
+            r#""""#,
+            "null",
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","method":"daemon.ping","id": {id} }}"#);
+            let Item::Call(call) = single(&line) else { panic!("{line}") };
+            let echoed = call.id.expect("a request");
+            assert_eq!(echoed.as_str(), id);
+            let reply = success(&echoed, &RawValue::from_string("\"pong\"".into()).unwrap());
+            assert_eq!(reply, format!(r#"{{"jsonrpc":"2.0","result":"pong","id":{id}}}"#));
+            let error = failure(&echoed, &RpcError::invalid_params("x"));
+            assert!(error.ends_with(&format!(r#","id":{id}}}"#)), "{error}");
+        }
+    }
+
+    /// The spec allows a string, a number or null as id; anything else is
+    /// an invalid request answered with id null (it cannot be echoed).
+    #[test]
+    fn ids_of_other_types_are_invalid_requests() {
+        for id in ["{\"a\":1}", "[1]", "true", "false"] {
+            let line = format!(r#"{{"jsonrpc":"2.0","method":"daemon.ping","id":{id}}}"#);
+            let Item::Invalid { id, error } = single(&line) else { panic!("{line}") };
+            assert_eq!(error.code, INVALID_REQUEST);
+            assert!(error.message.contains("\"id\" must be"), "{}", error.message);
+            assert_eq!(id, Id::NULL);
+        }
+    }
+
+    /// `1e400` is valid JSON: anywhere in the message it is no parse error.
+    /// The envelope does not read params; the method's params type does.
+    #[test]
+    fn huge_numbers_do_not_break_the_envelope() {
+        let Item::Call(c) =
+            single(r#"{"jsonrpc":"2.0","method":"x","params":{"n":1e400,"m":[-1e400]},"id":1}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(c.params.as_deref().map(RawValue::get), Some(r#"{"n":1e400,"m":[-1e400]}"#));
+        let Item::Call(c) = single(r#"{"jsonrpc":"2.0","method":"x","other":1e400,"id":2}"#) else {
+            panic!()
+        };
+        assert_eq!(c.id.map(|i| i.as_str().to_string()).as_deref(), Some("2"));
+        assert_eq!(code(&single("1e400")), INVALID_REQUEST);
+        let Message::Batch(items) =
+            parse_message(b"[1e400, {\"jsonrpc\":\"2.0\",\"method\":\"x\",\"id\":1e400}]")
+        else {
+            panic!()
+        };
+        assert_eq!(code(&items[0]), INVALID_REQUEST);
+        assert!(matches!(&items[1], Item::Call(c) if c.id.as_ref().unwrap().as_str() == "1e400"));
+    }
+
+    /// Members spelt with escapes are the same members; a repeated member:
+    /// the last wins; deep nesting and junk after the message are parse
+    /// errors or are skipped without recursion.
+    #[test]
+    fn member_spelling_and_structure() {
+        let Item::Call(c) = single(r#"{"jsonrpc":"2\u002e0","\u006dethod":"x","id":1,"id":2}"#)
+        else {
+            panic!()
+        };
+        assert_eq!((c.method.as_str(), c.id.unwrap().as_str()), ("x", "2"));
+        assert_eq!(code(&single(r#"{"jsonrpc":"2.0","method":"x","id":1} {}"#)), PARSE_ERROR);
+        assert_eq!(code(&single(r#"{"jsonrpc":"2.0","method":"x","id":01}"#)), PARSE_ERROR);
+        assert_eq!(code(&single(" \t\r")), PARSE_ERROR);
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","method":"x","params":[{}1{}],"id":1}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(matches!(single(&deep), Item::Call(_)));
     }
 
     #[test]

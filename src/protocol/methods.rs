@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::envelope::{RpcError, METHOD_NOT_FOUND};
@@ -202,10 +203,13 @@ macro_rules! methods {
         )*
 
         impl Request {
-            /// Parses `method` and its `params` into a typed request.
-            pub fn parse(method: &str, params: Option<Value>) -> Result<Request, RpcError> {
+            /// Parses `method` and its `params` (the raw JSON text of the
+            /// params member, see [`Call`](super::envelope::Call)) into a
+            /// typed request.
+            pub fn parse(method: &str, params: Option<Box<RawValue>>) -> Result<Request, RpcError> {
+                let params = params.as_deref();
                 match method {
-                    $( $(#[$attr])* $name => Ok(Request::$variant(decode_params(params)?)), )*
+                    $( $(#[$attr])* $name => Ok(Request::$variant(decode_raw_params(params)?)), )*
                     _ => Err(RpcError::new(METHOD_NOT_FOUND, format!("method not found: {method:?}"))),
                 }
             }
@@ -263,22 +267,52 @@ pub fn decode_params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, Rp
     let value = match params {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(Value::Array(a)) if a.is_empty() => Value::Object(Default::default()),
-        Some(Value::Array(_)) => {
-            return Err(RpcError::invalid_params(
-                "invalid params: this method takes named params (a JSON object), not an array",
-            ))
-        }
+        Some(Value::Array(_)) => return Err(positional()),
         Some(v) => v,
     };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            RpcError::invalid_params(format!("invalid params: {inner}"))
-        } else {
-            RpcError::invalid_params(format!("invalid params: {path}: {inner}"))
+    serde_path_to_error::deserialize(value).map_err(params_error)
+}
+
+/// [`decode_params`] from raw JSON text, straight into `T` (no `Value`
+/// tree). A number no `f64` holds (`1e400`) where `T` wants a number is
+/// `invalid params: lines: number out of range`; where nothing reads it,
+/// it is never converted.
+pub fn decode_raw_params<T: DeserializeOwned>(params: Option<&RawValue>) -> Result<T, RpcError> {
+    let text = params.map_or("null", RawValue::get);
+    let empty = |inner: &str| inner.trim_matches([' ', '\t', '\n', '\r']).is_empty();
+    let text = match text.as_bytes().first() {
+        Some(b'n') => "{}",
+        Some(b'[') if empty(&text[1..text.len() - 1]) => "{}",
+        Some(b'[') => return Err(positional()),
+        _ => text,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(params_error)
+}
+
+fn positional() -> RpcError {
+    RpcError::invalid_params(
+        "invalid params: this method takes named params (a JSON object), not an array",
+    )
+}
+
+/// `invalid params: PATH: what`, without serde_json's position (a column in
+/// the params text is no help to the client; the path says where).
+fn params_error(e: serde_path_to_error::Error<serde_json::Error>) -> RpcError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let mut message = inner.to_string();
+    if inner.line() > 0 {
+        let at = format!(" at line {} column {}", inner.line(), inner.column());
+        if let Some(stripped) = message.strip_suffix(&at) {
+            message = stripped.to_string();
         }
-    })
+    }
+    if path == "." || path.is_empty() {
+        RpcError::invalid_params(format!("invalid params: {message}"))
+    } else {
+        RpcError::invalid_params(format!("invalid params: {path}: {message}"))
+    }
 }
 
 #[cfg(test)]

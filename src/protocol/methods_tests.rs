@@ -5,6 +5,11 @@ use super::*;
 use crate::protocol::envelope::INVALID_PARAMS;
 use serde_json::json;
 
+/// The params member as the envelope hands it over: raw JSON text.
+fn raw(v: Value) -> Option<Box<RawValue>> {
+    Some(serde_json::value::to_raw_value(&v).unwrap())
+}
+
 /// Checks one method through its own types: the params example parses
 /// to the request of that name and back; the result example (a real reply)
 /// decodes into `M::Result` and encodes to the same JSON.
@@ -12,7 +17,7 @@ fn round_trip<M: Method>(seen: &mut Vec<&'static str>, params: Value, result: Va
     let name = M::NAME;
     let typed: M::Params = decode_params(Some(params.clone()))
         .unwrap_or_else(|e| panic!("{name} params: {}", e.message));
-    let req = Request::parse(name, Some(params)).unwrap();
+    let req = Request::parse(name, raw(params)).unwrap();
     assert_eq!(req.method(), name);
     assert_eq!(req.params(), serde_json::to_value(&typed).unwrap(), "{name}");
     let decoded: M::Result =
@@ -142,27 +147,53 @@ fn unknown_method_is_32601() {
 
 #[test]
 fn bad_params_name_the_field() {
-    let e = Request::parse("session.create", Some(json!({"command": "ls -l"}))).unwrap_err();
+    let e = Request::parse("session.create", raw(json!({"command": "ls -l"}))).unwrap_err();
     assert_eq!(e.code, INVALID_PARAMS);
     assert!(e.message.contains("command"), "{}", e.message);
-    let e = Request::parse("session.create", Some(json!({"command": ["a", 1]}))).unwrap_err();
+    let e = Request::parse("session.create", raw(json!({"command": ["a", 1]}))).unwrap_err();
     assert!(e.message.contains("command[1]"), "{}", e.message);
-    let e = Request::parse("session.get", Some(json!({}))).unwrap_err();
+    let e = Request::parse("session.get", raw(json!({}))).unwrap_err();
     assert!(e.message.contains("missing field `id`"), "{}", e.message);
-    let e = Request::parse("daemon.ping", Some(json!({"x": 1}))).unwrap_err();
+    let e = Request::parse("daemon.ping", raw(json!({"x": 1}))).unwrap_err();
     assert!(e.message.contains("unknown field `x`"), "{}", e.message);
-    let e = Request::parse(
-        "session.create",
-        Some(json!({"command": ["a"], "limits": {"nofile": "x"}})),
-    )
-    .unwrap_err();
+    let e =
+        Request::parse("session.create", raw(json!({"command": ["a"], "limits": {"nofile": "x"}})))
+            .unwrap_err();
     assert!(e.message.contains("limits.nofile"), "{}", e.message);
 }
 
 #[test]
 fn no_params_accepts_the_empty_forms() {
-    for p in [None, Some(Value::Null), Some(json!({})), Some(json!([]))] {
+    for p in [None, raw(Value::Null), raw(json!({})), raw(json!([])), raw_text("[ ]")] {
         assert_eq!(Request::parse("daemon.ping", p).unwrap(), Request::DaemonPing(NoParams {}));
     }
-    assert_eq!(Request::parse("daemon.ping", Some(json!([1]))).unwrap_err().code, INVALID_PARAMS);
+    assert_eq!(Request::parse("daemon.ping", raw(json!([1]))).unwrap_err().code, INVALID_PARAMS);
+}
+
+fn raw_text(text: &str) -> Option<Box<RawValue>> {
+    Some(RawValue::from_string(text.to_string()).unwrap())
+}
+
+/// Params decode straight from their text: a number beyond f64 is an error
+/// naming the field that wanted a number, not a parse error of the message;
+/// errors carry the field's path but not serde_json's line and column.
+#[test]
+fn raw_params_name_the_field_of_a_huge_number() {
+    let e =
+        Request::parse("session.capture", raw_text(r#"{"id": "a1", "lines": 1e400}"#)).unwrap_err();
+    assert_eq!(e.code, INVALID_PARAMS);
+    assert_eq!(e.message, "invalid params: lines: number out of range");
+    let e = Request::parse("session.create", raw_text(r#"{"command": ["a", 1e400]}"#)).unwrap_err();
+    assert!(e.message.starts_with("invalid params: command[1]: "), "{}", e.message);
+    assert!(!e.message.contains("column"), "{}", e.message);
+    let e = Request::parse("session.create", raw_text(r#"{"command": ["a"], "cols": 70000}"#))
+        .unwrap_err();
+    assert_eq!(e.message, "invalid params: cols: invalid value: integer `70000`, expected u16");
+    let ok = Request::parse("session.capture", raw_text(r#"{"id": "a1", "lines": 1.0e2}"#));
+    assert!(ok.is_err(), "a float is no line count: {ok:?}");
+    let ok = Request::parse("session.capture", raw_text(r#"{"id": "a\u0031", "lines": 100}"#));
+    assert!(
+        matches!(&ok, Ok(Request::SessionCapture(c)) if c.id == "a1" && c.lines == 100),
+        "{ok:?}"
+    );
 }

@@ -54,22 +54,25 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 
     /// The next line without its `\n` (and `\r`). A final line without
-    /// newline at EOF still counts as a message.
+    /// newline at EOF still counts as a message. `max` bounds the message
+    /// without the `\r\n`: the buffer may hold one byte more, a `\r` that
+    /// turns out to end the line.
     async fn next(&mut self, max: usize) -> std::io::Result<Line> {
+        let room = max.saturating_add(1);
         loop {
             let available = self.reader.fill_buf().await?;
             if available.is_empty() {
                 return Ok(if self.partial.is_empty() {
                     Line::Eof
                 } else {
-                    Line::Message(std::mem::take(&mut self.partial))
+                    Self::finish(std::mem::take(&mut self.partial), max)
                 });
             }
             let (chunk, found) = match available.iter().position(|b| *b == b'\n') {
                 Some(i) => (&available[..i], Some(i + 1)),
                 None => (available, None),
             };
-            if self.partial.len() + chunk.len() > max {
+            if self.partial.len() + chunk.len() > room {
                 self.partial = Vec::new();
                 return Ok(Line::TooLong);
             }
@@ -77,12 +80,20 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             let consumed = found.unwrap_or(available.len());
             self.reader.consume(consumed);
             if found.is_some() {
-                let mut line = std::mem::take(&mut self.partial);
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return Ok(Line::Message(line));
+                return Ok(Self::finish(std::mem::take(&mut self.partial), max));
             }
+        }
+    }
+
+    /// A complete line: without one trailing `\r`, then checked against `max`.
+    fn finish(mut line: Vec<u8>, max: usize) -> Line {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.len() > max {
+            Line::TooLong
+        } else {
+            Line::Message(line)
         }
     }
 }
@@ -286,5 +297,21 @@ mod tests {
     #[tokio::test]
     async fn stops_at_the_cap() {
         assert_eq!(lines(b"12345\n123456789\n", 5).await, vec!["12345", "<too long>"]);
+        assert_eq!(lines(b"123456\n", 5).await, vec!["<too long>"]);
+        assert_eq!(lines(b"123456", 5).await, vec!["<too long>"]);
+        assert_eq!(lines(b"12345\r\r\n", 5).await, vec!["<too long>"]);
+    }
+
+    /// The cap counts the message, not its line ending: exactly `max` bytes
+    /// followed by CRLF is accepted, whatever the read boundaries (the
+    /// reader's buffer is 4 bytes here, so the `\r` and the `\n` often
+    /// arrive in different reads).
+    #[tokio::test]
+    async fn a_trailing_cr_does_not_count_against_the_cap() {
+        for max in 1..12 {
+            let msg = "x".repeat(max);
+            let input = format!("{msg}\r\n{msg}\r\n{msg}\r");
+            assert_eq!(lines(input.as_bytes(), max).await, vec![msg.clone(), msg.clone(), msg]);
+        }
     }
 }

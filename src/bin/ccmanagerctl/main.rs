@@ -1,6 +1,10 @@
 //! `ccmanagerctl`: the operators' command-line client. Human output by
 //! default, `--json` for scripts (the daemon's result as it came). Exit codes:
-//! 0 success, 1 error reply (or bad arguments of ours), 2 cannot connect.
+//! 0 success, 1 the daemon answered an error (or bad arguments of ours, or a
+//! reply that is not JSON-RPC), 2 the daemon cannot be reached: no socket,
+//! refused, no connection within `--connect-timeout`, no reply within
+//! `--timeout`, or the connection closed without a reply. It never waits
+//! longer than its two timeouts.
 //!
 //! This file holds the command line and the dispatch; each command is one
 //! file of the same name, calling the daemon through the typed method table.
@@ -32,8 +36,12 @@ use ccmanagerd::client::Client;
 use ccmanagerd::config::Config;
 use output::{Ctl, Failure};
 
-/// How long one request may take before the CLI gives up.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of `--connect-timeout`: a daemon that accepts at all does so at
+/// once; waiting means the socket's backlog is full.
+const CONNECT_TIMEOUT: &str = "5s";
+/// Default of `--timeout`: the slowest requests (a create that waits for its
+/// program to start, a large capture) take a few seconds on a loaded host.
+const REPLY_TIMEOUT: &str = "30s";
 
 /// Control ccmanagerd, the tmux session manager daemon.
 #[derive(Parser, Debug)]
@@ -45,6 +53,13 @@ struct Cli {
     /// Print the raw JSON result instead of a human summary.
     #[arg(long, global = true)]
     json: bool,
+    /// Give up when the daemon has not answered a request within this long
+    /// (e.g. 30s, 2m).
+    #[arg(long, global = true, value_name = "DURATION", default_value = REPLY_TIMEOUT, value_parser = positive_duration)]
+    timeout: Duration,
+    /// Give up when the connection is not accepted within this long.
+    #[arg(long, global = true, value_name = "DURATION", default_value = CONNECT_TIMEOUT, value_parser = positive_duration)]
+    connect_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -178,7 +193,16 @@ struct CaptureArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, the code of "cannot reach the daemon":
+    // ours is 1 (help and version still exit 0).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+    };
     let json_out = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -192,9 +216,17 @@ fn main() -> ExitCode {
     }
 }
 
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than 0".into()),
+        Err(e) => Err(format!("{e} (expected e.g. 5s, 500ms, 2m)")),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let socket = cli.socket.unwrap_or_else(|| Config::default().socket_path());
-    let client = Client::connect(&socket, Some(REQUEST_TIMEOUT))?;
+    let client = Client::connect_within(&socket, Some(cli.connect_timeout), Some(cli.timeout))?;
     let ctl = &mut Ctl { client, json: cli.json };
     match cli.command {
         Command::Status => status::run(ctl),

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use ccmanagerd::client::{Client, ClientError};
+use ccmanagerd::client::{Client, ClientError, Stage};
 use ccmanagerd::protocol::{Method, RpcError};
 
 /// The connection to the daemon and how to show results.
@@ -31,7 +31,7 @@ impl Ctl {
 }
 
 /// A failure and the exit code it maps to: 1 for an error reply or bad
-/// arguments, 2 when the daemon cannot be reached.
+/// arguments, 2 when the daemon cannot be reached or does not answer.
 pub struct Failure {
     /// The process exit code.
     pub code: u8,
@@ -42,17 +42,26 @@ pub struct Failure {
     pub rpc: Option<RpcError>,
 }
 
+/// What to look at when the daemon does not answer.
+const CHECK_SERVICE: &str = "check `systemctl status ccmanagerd` and `journalctl -u ccmanagerd`";
+
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
+        let unreachable = |message: String| Failure { code: 2, message, rpc: None };
         match e {
-            ClientError::Connect { path, source } => Failure {
-                code: 2,
-                message: format!(
-                    "cannot connect to ccmanagerd at {}: {source}\nhint: is the daemon running? try `systemctl start ccmanagerd`, or point --socket / CCMANAGERD_SOCKET at it",
-                    path.display()
-                ),
-                rpc: None,
-            },
+            ClientError::Connect { path, source } => unreachable(format!(
+                "cannot connect to ccmanagerd at {}: {source}\nhint: is the daemon running? {CHECK_SERVICE}, start it with `systemctl start ccmanagerd`, or point --socket / CCMANAGERD_SOCKET at it",
+                path.display()
+            )),
+            ClientError::Timeout { stage: Stage::Connect, .. } => unreachable(format!(
+                "{e}\nhint: the daemon is not accepting (starting, stuck, or failing to start behind its socket): {CHECK_SERVICE}"
+            )),
+            ClientError::Timeout { stage: Stage::Reply, .. } => unreachable(format!(
+                "{e}\nhint: the daemon is busy, stuck, or not running behind its socket (a service that fails to start): {CHECK_SERVICE}; --timeout waits longer"
+            )),
+            ClientError::Closed { .. } => unreachable(format!(
+                "{e}\nhint: the daemon stopped or failed to start: {CHECK_SERVICE}"
+            )),
             ClientError::Rpc(e) => Failure { code: 1, message: e.message.clone(), rpc: Some(e) },
             other => Failure { code: 1, message: other.to_string(), rpc: None },
         }
