@@ -117,9 +117,12 @@ pub struct Store {
     dir: PathBuf,
     path: PathBuf,
     journal_path: PathBuf,
-    /// The journal, open for appending, once a snapshot started it. `None`
-    /// after a failed write: the next save is a whole snapshot.
-    journal: Option<File>,
+    /// Whether the journal on disk continues the snapshot: false until a
+    /// snapshot started it, and after a failed write (the next save is a
+    /// whole snapshot). No descriptor is kept open between saves (it is
+    /// cheap next to the fsync, and a filesystem with no file open for
+    /// writing can be remounted read-only).
+    journal_ok: bool,
     journal_len: u64,
     snapshot_len: u64,
     base: u64,
@@ -136,7 +139,7 @@ impl Store {
             dir: dir.to_path_buf(),
             path: dir.join(STATE_FILE),
             journal_path: dir.join(JOURNAL_FILE),
-            journal: None,
+            journal_ok: false,
             journal_len: 0,
             snapshot_len: 0,
             base: 0,
@@ -187,7 +190,7 @@ impl Store {
     /// Whether the next save must be a whole snapshot: no journal is open
     /// (at start, after a failure), or it has grown past its bound.
     pub fn needs_compaction(&self) -> bool {
-        self.journal.is_none()
+        !self.journal_ok
             || self.journal_len > COMPACT_MIN_BYTES.max(self.snapshot_len.saturating_mul(2))
     }
 
@@ -195,18 +198,24 @@ impl Store {
     /// failure the torn bytes are cut off (best effort) and the journal is
     /// closed, so the next save is a whole snapshot.
     pub fn append(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        let Some(file) = self.journal.as_mut() else {
-            return Err(std::io::Error::other("the journal is not open"));
-        };
-        let written = file.write_all(lines).and_then(|()| file.sync_data());
-        match written {
+        if !self.journal_ok {
+            return Err(std::io::Error::other("the journal does not continue the snapshot"));
+        }
+        self.journal_ok = false;
+        // Without O_CREAT: a journal removed behind our back is an error
+        // (and a new snapshot), not a fresh journal without its header.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.journal_path)?;
+        match file.write_all(lines).and_then(|()| file.sync_data()) {
             Ok(()) => {
                 self.journal_len += lines.len() as u64;
+                self.journal_ok = true;
                 Ok(())
             }
             Err(e) => {
                 let _ = file.set_len(self.journal_len);
-                self.journal = None;
                 Err(e)
             }
         }
@@ -215,7 +224,7 @@ impl Store {
     /// Writes every session as the new snapshot and starts an empty
     /// journal after it.
     pub fn compact(&mut self, sessions: Vec<Stored>) -> std::io::Result<()> {
-        self.journal = None;
+        self.journal_ok = false;
         let next = self.base + 1;
         let data =
             serde_json::to_vec(&Snapshot { version: FORMAT_VERSION, journal: next, sessions })?;
@@ -225,11 +234,7 @@ impl Store {
         let jtmp = self.dir.join(format!("{JOURNAL_FILE}.tmp.{}", std::process::id()));
         replace_file(&jtmp, &self.journal_path, header.as_bytes())?;
         File::open(&self.dir)?.sync_all()?;
-        let journal = OpenOptions::new()
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.journal_path)?;
-        self.journal = Some(journal);
+        self.journal_ok = true;
         self.journal_len = header.len() as u64;
         self.snapshot_len = data.len() as u64;
         self.base = next;
@@ -409,7 +414,8 @@ mod tests {
         s.append(&put(&b)).unwrap();
         // A crash in the middle of a line.
         let torn = &put(&session("d"))[..40];
-        s.journal.as_mut().unwrap().write_all(torn).unwrap();
+        let journal = dir.path().join(JOURNAL_FILE);
+        OpenOptions::new().append(true).open(&journal).unwrap().write_all(torn).unwrap();
         let loaded = open(dir.path()).load();
         assert_eq!(ids(&loaded), ["b", "c"]);
         assert_eq!(loaded[0].session.state, SessionState::Exited);
