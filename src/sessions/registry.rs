@@ -64,6 +64,10 @@ pub struct UidCount {
     pub live: usize,
 }
 
+/// The fields of a record that change after it is made and are journaled:
+/// exit status, ended, pid, size, pending, name.
+type Durable = (Option<i32>, bool, Option<u32>, Option<u16>, Option<u16>, bool, Option<String>);
+
 /// What of a record the indexes and the journal depend on.
 #[derive(PartialEq)]
 struct Shape {
@@ -74,7 +78,7 @@ struct Shape {
     /// What the journal keeps, besides what never changes after insert
     /// (activity times are not journaled: they are kept by snapshots and
     /// read again from tmux).
-    durable: (Option<i32>, bool, Option<u32>, Option<u16>, Option<u16>, bool, Option<String>),
+    durable: Durable,
 }
 
 impl Shape {

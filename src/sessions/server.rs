@@ -32,6 +32,9 @@ pub const META_OPTION: &str = "@ccm_meta";
 /// buffer is set, no `%paste-buffer-changed`); there an exit is seen at the
 /// next periodic refresh (`health.interval`).
 pub const PANE_DIED_BUFFER: &str = "ccm_pane_died";
+/// `LimitNOFILE=` of a server's unit: tmux holds a descriptor per pane
+/// (systemd's own default hard limit).
+pub const SERVER_NOFILE: u64 = 524_288;
 /// Mode of `<socket_dir>/<uid>`: only that uid (and root) may reach its server.
 pub const SERVER_DIR_MODE: u32 = 0o700;
 /// `PATH` of a server started by the daemon (and of its sessions, unless a
@@ -86,6 +89,10 @@ impl ServerEnv {
                     )),
                     Property::MemoryMax(self.memory_max.0),
                     Property::KillMode(KillMode::ControlGroup),
+                    // One descriptor per pane: systemd's default soft limit
+                    // (1024) would stop a uid near 1000 sessions.
+                    Property::LimitNofile(SERVER_NOFILE),
+                    Property::LimitNofileSoft(SERVER_NOFILE),
                     // Unloaded once it ended, also failed, so the name is
                     // free for the next start.
                     Property::CollectMode(CollectMode::InactiveOrFailed),
