@@ -37,6 +37,10 @@ pub enum Error {
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// A change could not be made durable, so it is not acknowledged (the
+    /// message names the state file and the OS error).
+    #[error("the state could not be saved: {0}")]
+    StateNotSaved(String),
     /// Anything else: a bug or an OS failure; details go to the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -59,6 +63,7 @@ impl From<Error> for RpcError {
             Error::PermissionDenied(_) => RpcError::app(ErrorKind::PermissionDenied, message),
             Error::SpawnFailed(_) => RpcError::app(ErrorKind::SpawnFailed, message),
             Error::ShuttingDown => RpcError::app(ErrorKind::ShuttingDown, message),
+            Error::StateNotSaved(_) => RpcError::app(ErrorKind::StateNotSaved, message),
             Error::Internal(_) => RpcError::new(INTERNAL_ERROR, message),
         }
     }

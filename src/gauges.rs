@@ -100,11 +100,11 @@ impl Gauges {
         let now = SystemTime::now();
         let oldest = self
             .sessions
-            .all_records()
-            .iter()
-            .filter_map(|r| parse_time(&r.session.created_at))
-            .filter_map(|t| now.duration_since(t).ok())
-            .max()
+            .registry()
+            .lock()
+            .oldest_created_at()
+            .and_then(parse_time)
+            .and_then(|t| now.duration_since(t).ok())
             .map_or(0.0, |d| d.as_secs_f64().floor());
         gauge(
             out,
@@ -138,6 +138,13 @@ impl Gauges {
             "Resident memory of each uid's tmux server.",
             &samples,
         );
+        let failures = self.sessions.registry().persist().failures();
+        let _ = writeln!(
+            out,
+            "# HELP ccmanagerd_state_save_failures_total Saves of the state directory that failed."
+        );
+        let _ = writeln!(out, "# TYPE ccmanagerd_state_save_failures_total counter");
+        let _ = writeln!(out, "ccmanagerd_state_save_failures_total {failures}");
         let health = self.health.evaluate_cheap();
         let severity = f64::from(crate::health::severity(&health.status));
         gauge(

@@ -85,6 +85,8 @@ impl Checker {
             disk(&config),
             sessions(&config, &self.sessions),
             cgroups(&self.sessions),
+            state_file(&self.sessions),
+            ptys(),
         ];
         if self.sessions.root_fallback(&config) {
             let detail = format!(
@@ -297,5 +299,51 @@ fn cgroups(sessions: &Sessions) -> Check {
     } else {
         let detail = "cgroup caps not available (no systemd or no delegation): rlimits only".into();
         check("cgroups", OK, detail, &[("available", json!(false))])
+    }
+}
+
+/// Whether the state is being saved: `degraded` (with the path and the OS
+/// error) while it cannot be, as creates are refused then and a kill's
+/// removal may not survive a restart.
+fn state_file(sessions: &Sessions) -> Check {
+    let persist = sessions.registry().persist();
+    let path = json!(persist.path().display().to_string());
+    let failures = json!(persist.failures());
+    match persist.saved().error {
+        None => {
+            let detail = format!("saved to {}", persist.path().display());
+            check("state_file", OK, detail, &[("path", path), ("failures", failures)])
+        }
+        Some(why) => {
+            let detail = format!(
+                "{why}: sessions are kept in memory, creates are refused until it can be saved again"
+            );
+            check("state_file", DEGRADED, detail, &[("path", path), ("failures", failures)])
+        }
+    }
+}
+
+/// The host's pseudo-terminals (`kernel.pty.max`): one per session.
+fn ptys() -> Check {
+    use crate::sessions::pty;
+    match pty::usage() {
+        Ok(u) => {
+            let status = if u.full() {
+                FAILING
+            } else if u.nearly_full() {
+                DEGRADED
+            } else {
+                OK
+            };
+            let mut detail = u.describe();
+            if status != OK {
+                detail.push_str(&format!(
+                    ": new sessions fail at the limit; raise {} (see /usr/lib/sysctl.d/ccmanagerd.conf)",
+                    pty::SYSCTL
+                ));
+            }
+            check("pty", status, detail, &[("nr", json!(u.nr)), ("max", json!(u.max))])
+        }
+        Err(e) => check("pty", OK, format!("cannot read {}: {e}", pty::PTY_DIR), &[]),
     }
 }

@@ -96,6 +96,9 @@ fn start_notifies_ready_and_sessions_run_outside_as_session_user() {
         ("KillMode", "control-group"),
         ("MemoryMax", "2147483648"),
         ("Description", "tmux server of ccmanagerd for ccmanager"),
+        // One descriptor per pane: 10,000 sessions need more than 1024.
+        ("LimitNOFILE", "524288"),
+        ("LimitNOFILESoft", "524288"),
     ] {
         let got = sb.sh_ok(&format!("systemctl show -P {prop} {unit}"));
         assert_eq!(got.trim(), want, "{prop} of {unit}");

@@ -43,6 +43,10 @@ pub enum ErrorKind {
     /// The session's program could not be started (missing program, a cwd
     /// its owner cannot enter, ...); the message names the problem.
     SpawnFailed,
+    /// The change could not be made durable in the state directory, so it
+    /// was not made (a create) or not acknowledged (a kill); the message
+    /// names the file and the OS error.
+    StateNotSaved,
 }
 
 impl ErrorKind {
@@ -59,6 +63,7 @@ impl ErrorKind {
             ErrorKind::InvalidConfig => -32007,
             ErrorKind::TmuxError => -32008,
             ErrorKind::SpawnFailed => -32009,
+            ErrorKind::StateNotSaved => -32010,
         }
     }
 
@@ -75,6 +80,7 @@ impl ErrorKind {
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::TmuxError => "tmux_error",
             ErrorKind::SpawnFailed => "spawn_failed",
+            ErrorKind::StateNotSaved => "state_not_saved",
         }
     }
 }
@@ -573,6 +579,8 @@ mod tests {
             ErrorKind::InvalidState,
             ErrorKind::InvalidConfig,
             ErrorKind::TmuxError,
+            ErrorKind::SpawnFailed,
+            ErrorKind::StateNotSaved,
         ];
         let mut codes: Vec<i64> = kinds.iter().map(|k| k.code()).collect();
         codes.dedup();

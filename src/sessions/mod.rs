@@ -8,12 +8,16 @@
 //!   uid, started on demand, adopted on start, watched by its own task;
 //! - [`spawn`]: starting a program in its owner's server;
 //! - [`ops`]: the operations behind `session.*`, on the [`Sessions`] handle;
-//! - [`store`], [`panes`], [`procs`], [`validate`]: the state file, tmux's
-//!   pane listing, the process tree, request validation.
+//! - [`store`], [`persist`]: the state on disk (snapshot and journal) and
+//!   the task that makes each change durable before it is acknowledged;
+//! - [`panes`], [`procs`], [`pty`], [`validate`]: tmux's pane listing, the
+//!   process tree, the host's pseudo-terminals, request validation.
 
 pub mod ops;
 pub mod panes;
+pub mod persist;
 pub mod procs;
+pub mod pty;
 pub mod record;
 pub mod registry;
 pub mod server;
@@ -82,12 +86,17 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
     let bin = cfg.tmux.binary.clone();
     let version = crate::tmux::check_version(&bin).await?;
     let state_dir = cfg.state_dir();
-    let store = Store::open(&state_dir)
+    let mut store = Store::open(&state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
-    let registry = Arc::new(Registry::new(store.clone()));
-    for saved in store.load() {
-        registry.put(Record::new(saved.session, saved.scope));
+    let saved = store.load();
+    let registry = Arc::new(Registry::new(Arc::new(persist::Persist::new(store))));
+    {
+        let mut records = registry.lock();
+        for s in saved {
+            records.insert_loaded(Record::from_stored(s));
+        }
     }
+    raise_nofile();
     let mode = if nix::unistd::geteuid().is_root() {
         Mode::MultiUser
     } else {
@@ -137,34 +146,26 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
     let c = registry.counts();
     tracing::info!(version = %version.raw, socket_dir = %socket_dir.display(), total = c.total,
         running = c.running, exited = c.exited, lost = c.lost, "sessions reconciled");
-    registry.persist();
     Ok(sessions)
 }
 
-/// Writes the state file whenever the registry changed, until shutdown
-/// (then once more).
-pub async fn persist_loop(registry: Arc<Registry>, mut shutdown: ShutdownListener) {
-    let store = registry.store().clone();
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => break,
-            _ = store.wait_dirty() => {}
+/// Raises the soft limit on open files to the hard one: a tmux server
+/// started detached inherits it and holds one descriptor per pane (10,000
+/// sessions need more than the usual 1024). A session's program gets its
+/// own `nofile` limit from the exec-wrapper.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open files limit");
+            }
         }
-        save(&registry).await;
     }
-    save(&registry).await;
 }
 
-/// Serialising 1000 sessions and the fsync take milliseconds: they run on
-/// the blocking pool, not on a runtime worker serving requests.
-async fn save(registry: &Registry) {
-    let snapshot = registry.snapshot();
-    let store = registry.store().clone();
-    let writer = store.clone();
-    let result = tokio::task::spawn_blocking(move || writer.save(snapshot))
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-    if let Err(e) = result {
-        tracing::error!(path = %store.path().display(), error = %e, "cannot write the state file");
-    }
+/// Makes every change durable (the journal, in groups), until shutdown
+/// (then writes a final snapshot): see [`persist`].
+pub async fn persist_loop(registry: Arc<Registry>, shutdown: ShutdownListener) {
+    persist::run(registry, shutdown).await
 }

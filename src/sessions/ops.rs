@@ -216,7 +216,7 @@ impl Sessions {
         let account = self.runs_as(caller, config, p.user.as_ref())?;
         let now = SystemTime::now();
         let registry = &self.inner.registry;
-        let id = new_id(|id| registry.lock().contains_key(id));
+        let id = new_id(|id| registry.lock().contains(id));
         let session = Session {
             tmux_session: format!("{SESSION_PREFIX}{id}"),
             id: id.clone(),
@@ -239,45 +239,73 @@ impl Sessions {
             rows: Some(p.rows.unwrap_or(DEFAULT_ROWS)),
             env: p.env.clone(),
         };
+        // A session needs a pseudo-terminal, and the host has a fixed number.
+        super::pty::room_for_one().map_err(|why| {
+            on_reject("pty_max");
+            Error::LimitReached(why)
+        })?;
         // The record is reserved before the server is needed: caps cannot be
         // overshot by concurrent creates, and an idle server is not stopped
-        // under a create.
+        // under a create. It is the create's intent, durable before tmux
+        // makes the session: a daemon crash after `new-session` finds the
+        // session and its owner, command and limits on start.
         let caps = Caps {
             total: config.limits.max_sessions,
             per_uid: config.limits.max_sessions_per_owner,
         };
-        let mut reserved = Record::new(session.clone(), None);
+        let mut reserved =
+            Record::new(session.clone(), self.inner.spawner.planned_scope(&id, &limits));
         reserved.spawning = true;
-        if let Err(hit) = registry.reserve(reserved, caps) {
-            let (limit, message) = match hit {
-                CapHit::Total(n) => (
-                    "max_sessions",
-                    format!("limit reached: limits.max_sessions = {n} sessions exist"),
-                ),
-                CapHit::PerUid(n, uid) => (
-                    "max_sessions_per_owner",
-                    format!(
-                        "limit reached: limits.max_sessions_per_owner = {n} sessions for uid {uid}"
+        reserved.pending = true;
+        let intent = match registry.reserve(reserved, caps) {
+            Ok(gen) => gen,
+            Err(hit) => {
+                let (limit, message) = match hit {
+                    CapHit::Total(n) => (
+                        "max_sessions",
+                        format!("limit reached: limits.max_sessions = {n} sessions exist"),
                     ),
-                ),
-            };
-            on_reject(limit);
-            return Err(Error::LimitReached(message));
+                    CapHit::PerUid(n, uid) => (
+                        "max_sessions_per_owner",
+                        format!(
+                            "limit reached: limits.max_sessions_per_owner = {n} sessions for uid {uid}"
+                        ),
+                    ),
+                };
+                on_reject(limit);
+                return Err(Error::LimitReached(message));
+            }
+        };
+        // Nothing that cannot be kept is acknowledged: without a durable
+        // intent the create is refused, before tmux is touched.
+        if let Err(e) = registry.durable(intent).await {
+            registry.remove(&id);
+            tracing::warn!(session_id = %id, error = %e, "session create refused: its intent could not be saved");
+            return Err(e);
         }
         let spawned = async {
             let server = self.inner.servers.get_or_start(&account).await?;
-            let record = self.inner.spawner.spawn(&server, &session, &limits, &account).await?;
-            Ok::<_, Error>((server, record))
+            let record = self.inner.spawner.spawn(&server, &session, &limits, &account).await;
+            Ok::<_, Error>((server, record.map_err(super::pty::explain)))
         }
         .await;
         let spawned = match spawned {
-            Ok((server, record)) => {
+            Ok((server, Ok(mut record))) => {
                 let out = record.session.clone();
                 let mut records = registry.lock();
-                records.insert(id.clone(), record);
                 // A listing taken before new-session must not mark it lost.
-                server.bump_epoch();
+                record.epoch = server.bump_epoch();
+                // The intent is fulfilled; saved with the next group (the
+                // intent alone already brings the session back).
+                records.insert(record);
                 Ok(out)
+            }
+            Ok((server, Err(e))) => {
+                let mut records = registry.lock();
+                records.remove(&id);
+                // A listing taken while it existed must not adopt it.
+                server.note_removed(&id);
+                Err(e)
             }
             Err(e) => {
                 registry.remove(&id);
@@ -286,7 +314,6 @@ impl Sessions {
         };
         match spawned {
             Ok(out) => {
-                registry.persist();
                 tracing::info!(session_id = %out.id, pid = out.pid, uid = out.uid, owner_uid = caller.uid, command = ?out.command, "session created");
                 Ok(out)
             }
@@ -357,17 +384,24 @@ impl Sessions {
                     .collect(),
             );
         }
-        {
+        let gen = {
             let mut records = self.inner.registry.lock();
-            records.remove(id);
+            let (_, gen) = records.remove(id);
             // A listing taken before kill-session must not re-adopt it.
             if let Some(server) = &server {
-                server.bump_epoch();
+                server.note_removed(id);
             }
-        }
-        self.inner.registry.persist();
+            gen
+        };
         tracing::info!(session_id = %id, reason, "session removed");
-        Ok(())
+        // Acknowledged only once the removal is durable: a daemon crash
+        // after the reply never brings the session back (as `lost`).
+        self.inner.registry.durable(gen).await.map_err(|e| match e {
+            Error::StateNotSaved(why) => Error::StateNotSaved(format!(
+                "session {id} was killed, but its removal is not saved ({why}); until it is, a restart of the daemon shows it as lost"
+            )),
+            other => other,
+        })
     }
 
     /// The record and its server, for a request that needs the pane.
@@ -491,7 +525,8 @@ impl Sessions {
                 }
             })
             .ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
-        self.inner.registry.persist();
+        // The size is tmux's too (read back on start): saved with the next
+        // group, not waited for.
         self.get(caller, id)
     }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::panes::PaneInfo;
-use super::store::Stored;
+use super::store::{Stored, StoredRef};
 use crate::protocol::types::{Session, SessionState};
 
 /// How long a pane may show dead without an exit status before the session
@@ -32,6 +32,12 @@ pub struct Record {
     pub dead_seen: Option<SystemTime>,
     /// Reserved by a create that has not finished: refreshes leave it alone.
     pub spawning: bool,
+    /// A create's intent, saved before `new-session` and not yet known to
+    /// have its tmux session (see [`Stored::pending`]).
+    pub pending: bool,
+    /// The server's epoch when this record was created or found: a listing
+    /// taken before it may not show the session (see `Server::epoch`).
+    pub epoch: u64,
 }
 
 /// RFC 3339 UTC, seconds precision.
@@ -60,12 +66,26 @@ impl Record {
             last_input: None,
             dead_seen: None,
             spawning: false,
+            pending: false,
+            epoch: 0,
         }
+    }
+
+    /// A record as it was saved.
+    pub fn from_stored(stored: Stored) -> Record {
+        let mut r = Record::new(stored.session, stored.scope);
+        r.pending = stored.pending;
+        r
     }
 
     /// What the state file keeps.
     pub fn stored(&self) -> Stored {
-        Stored { session: self.session.clone(), scope: self.scope.clone() }
+        Stored { session: self.session.clone(), scope: self.scope.clone(), pending: self.pending }
+    }
+
+    /// [`Record::stored`] without the copy (for the journal).
+    pub fn stored_ref(&self) -> StoredRef<'_> {
+        StoredRef { session: &self.session, scope: &self.scope, pending: self.pending }
     }
 
     /// The uid of the tmux server this session lives in.

@@ -1,14 +1,20 @@
 //! The registry: every session the daemon knows, by id, across all tmux
-//! servers, with who may see it, the caps, and the coalesced state file.
+//! servers, with who may see it, the caps, and what is not saved yet.
 //! One short mutex; nothing here waits on tmux.
+//!
+//! Per-request work does not grow with the number of sessions: the counts
+//! (by state, by uid), the listing order (oldest first) and the index of
+//! tmux windows are kept up to date on every change ([`Records`]), and a
+//! change marks only its own session for the journal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::value::RawValue;
 
+use super::persist::Persist;
 use super::record::Record;
-use super::store::{Store, Stored};
+use super::store::{EntryRef, Stored};
 use super::validate;
 use crate::error::{Error, Result};
 use crate::protocol::results::ProjectedList;
@@ -49,67 +55,346 @@ pub enum CapHit {
     PerUid(usize, u32),
 }
 
-/// See the module documentation.
-pub struct Registry {
-    records: Mutex<BTreeMap<String, Record>>,
-    store: Arc<Store>,
+/// Sessions of one uid's server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UidCount {
+    /// In any state.
+    pub all: usize,
+    /// Not lost (they need the server, and count against the caps).
+    pub live: usize,
 }
 
-impl Registry {
-    /// An empty registry saving to `store`.
-    pub fn new(store: Arc<Store>) -> Registry {
-        Registry { records: Mutex::new(BTreeMap::new()), store }
+/// The fields of a record that change after it is made and are journaled:
+/// exit status, ended, pid, size, pending, name.
+type Durable = (Option<i32>, bool, Option<u32>, Option<u16>, Option<u16>, bool, Option<String>);
+
+/// What of a record the indexes and the journal depend on.
+#[derive(PartialEq)]
+struct Shape {
+    state: SessionState,
+    uid: u32,
+    window: Option<String>,
+    created_at: String,
+    /// What the journal keeps, besides what never changes after insert
+    /// (activity times are not journaled: they are kept by snapshots and
+    /// read again from tmux).
+    durable: Durable,
+}
+
+impl Shape {
+    fn of(r: &Record) -> Shape {
+        let s = &r.session;
+        Shape {
+            state: s.state,
+            uid: r.server_uid(),
+            window: r.window.clone(),
+            created_at: s.created_at.clone(),
+            durable: (
+                s.exit_status,
+                s.ended_at.is_some(),
+                s.pid,
+                s.cols,
+                s.rows,
+                r.pending,
+                s.name.clone(),
+            ),
+        }
+    }
+}
+
+/// The records and their indexes; see the module documentation. Reached
+/// through [`Registry::lock`].
+#[derive(Default)]
+pub struct Records {
+    map: HashMap<String, Record>,
+    /// `(created_at, id)`: the listing order.
+    order: BTreeSet<(String, String)>,
+    /// `(server uid, window id)` -> session id.
+    windows: HashMap<(u32, String), String>,
+    counts: SessionCounts,
+    per_uid: HashMap<u32, UidCount>,
+    /// Sessions whose saved form changed since the last save.
+    dirty: HashSet<String>,
+    /// Bumped on every change to what is saved.
+    generation: u64,
+}
+
+impl Records {
+    /// The record `id`.
+    pub fn get(&self, id: &str) -> Option<&Record> {
+        self.map.get(id)
     }
 
-    /// The records, locked. Keep the guard short and never hold it across
-    /// an await.
-    pub fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Record>> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether `id` exists.
+    pub fn contains(&self, id: &str) -> bool {
+        self.map.contains_key(id)
     }
 
-    /// Saves the registry soon (coalesced).
-    pub fn persist(&self) {
-        self.store.mark_dirty();
-    }
-
-    /// The state file.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
-    /// Everything to save, now.
-    pub fn snapshot(&self) -> Vec<Stored> {
-        self.lock().values().map(Record::stored).collect()
+    /// Every record, in no order.
+    pub fn values(&self) -> impl Iterator<Item = &Record> {
+        self.map.values()
     }
 
     /// Counts by state.
     pub fn counts(&self) -> SessionCounts {
-        let records = self.lock();
-        let mut c = SessionCounts { total: records.len(), ..Default::default() };
-        for r in records.values() {
-            match r.session.state {
-                SessionState::Running => c.running += 1,
-                SessionState::Exited => c.exited += 1,
-                SessionState::Lost => c.lost += 1,
+        self.counts.clone()
+    }
+
+    /// Sessions of the server of `uid`.
+    pub fn uid_count(&self, uid: u32) -> UidCount {
+        self.per_uid.get(&uid).copied().unwrap_or_default()
+    }
+
+    /// The session in window `window` of the server of `uid`.
+    pub fn by_window(&self, uid: u32, window: &str) -> Option<&Record> {
+        let id = self.windows.get(&(uid, window.to_string()))?;
+        self.map.get(id)
+    }
+
+    fn index(&mut self, shape: &Shape, id: &str) {
+        match shape.state {
+            SessionState::Running => self.counts.running += 1,
+            SessionState::Exited => self.counts.exited += 1,
+            SessionState::Lost => self.counts.lost += 1,
+        }
+        let c = self.per_uid.entry(shape.uid).or_default();
+        c.all += 1;
+        if shape.state != SessionState::Lost {
+            c.live += 1;
+        }
+        if let Some(w) = &shape.window {
+            self.windows.insert((shape.uid, w.clone()), id.to_string());
+        }
+    }
+
+    fn unindex(&mut self, shape: &Shape, id: &str) {
+        let n = match shape.state {
+            SessionState::Running => &mut self.counts.running,
+            SessionState::Exited => &mut self.counts.exited,
+            SessionState::Lost => &mut self.counts.lost,
+        };
+        *n = n.saturating_sub(1);
+        if let Some(c) = self.per_uid.get_mut(&shape.uid) {
+            c.all = c.all.saturating_sub(1);
+            if shape.state != SessionState::Lost {
+                c.live = c.live.saturating_sub(1);
+            }
+            if c.all == 0 {
+                self.per_uid.remove(&shape.uid);
             }
         }
-        c
+        if let Some(w) = &shape.window {
+            let key = (shape.uid, w.clone());
+            if self.windows.get(&key).is_some_and(|i| i == id) {
+                self.windows.remove(&key);
+            }
+        }
+    }
+
+    fn mark(&mut self, id: &str) -> u64 {
+        self.dirty.insert(id.to_string());
+        self.generation += 1;
+        self.generation
+    }
+
+    fn put(&mut self, record: Record, dirty: bool) -> u64 {
+        let id = record.session.id.clone();
+        if let Some(old) = self.map.remove(&id) {
+            let shape = Shape::of(&old);
+            self.unindex(&shape, &id);
+            self.order.remove(&(shape.created_at, id.clone()));
+        }
+        let shape = Shape::of(&record);
+        self.index(&shape, &id);
+        self.order.insert((shape.created_at, id.clone()));
+        self.map.insert(id.clone(), record);
+        self.counts.total = self.map.len();
+        if dirty {
+            self.mark(&id)
+        } else {
+            self.generation
+        }
+    }
+
+    /// Inserts or replaces a record; returns the generation that saves it.
+    pub fn insert(&mut self, record: Record) -> u64 {
+        self.put(record, true)
+    }
+
+    /// Inserts a record as it was loaded from disk (nothing to save).
+    pub fn insert_loaded(&mut self, record: Record) {
+        self.put(record, false);
+    }
+
+    /// Removes `id`; returns the record and the generation that saves
+    /// its removal.
+    pub fn remove(&mut self, id: &str) -> (Option<Record>, u64) {
+        let Some(old) = self.map.remove(id) else { return (None, self.generation) };
+        let shape = Shape::of(&old);
+        self.unindex(&shape, id);
+        self.order.remove(&(shape.created_at, id.to_string()));
+        self.counts.total = self.map.len();
+        let gen = self.mark(id);
+        (Some(old), gen)
+    }
+
+    /// Applies `f` to the record `id`, keeping the indexes right and
+    /// marking it for the journal when its saved form changed.
+    pub fn modify<R>(&mut self, id: &str, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
+        let rec = self.map.get_mut(id)?;
+        let before = Shape::of(rec);
+        let out = f(rec);
+        let after = Shape::of(rec);
+        if before != after {
+            if (before.state, before.uid, &before.window) != (after.state, after.uid, &after.window)
+            {
+                self.unindex(&before, id);
+                self.index(&after, id);
+            }
+            if before.created_at != after.created_at {
+                self.order.remove(&(before.created_at.clone(), id.to_string()));
+                self.order.insert((after.created_at.clone(), id.to_string()));
+            }
+            if before.durable != after.durable || before.state != after.state {
+                self.mark(id);
+            }
+        }
+        Some(out)
+    }
+
+    /// The ids `which` selects (a scan: for rare operations only).
+    pub fn ids_where(&self, which: impl Fn(&Record) -> bool) -> Vec<String> {
+        self.map.values().filter(|r| which(r)).map(|r| r.session.id.clone()).collect()
+    }
+
+    /// Whether something waits to be saved.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// The generation of the last change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The journal lines of everything changed since the last call.
+    pub fn take_dirty(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.dirty.len() * 512);
+        for id in std::mem::take(&mut self.dirty) {
+            match self.map.get(&id) {
+                Some(r) => EntryRef::Put(r.stored_ref()).encode(&mut out),
+                None => EntryRef::Del(&id).encode(&mut out),
+            }
+        }
+        out
+    }
+
+    /// Every record's saved form (a snapshot covers every change).
+    pub fn take_all(&mut self) -> Vec<Stored> {
+        self.dirty.clear();
+        self.map.values().map(Record::stored).collect()
+    }
+
+    /// The sessions `caller` may see (in `state`, if given), oldest first.
+    pub fn listed<'a>(
+        &'a self,
+        caller: &'a Caller,
+        state: Option<SessionState>,
+    ) -> impl Iterator<Item = &'a Session> + 'a {
+        self.order
+            .iter()
+            .filter_map(|(_, id)| self.map.get(id))
+            .map(|r| &r.session)
+            .filter(move |s| caller.sees(s))
+            .filter(move |s| state.is_none_or(|st| s.state == st))
+    }
+
+    /// `created_at` of the oldest session.
+    pub fn oldest_created_at(&self) -> Option<&str> {
+        self.order.first().map(|(t, _)| t.as_str())
+    }
+
+    /// Live sessions by uid (those that need their server).
+    pub fn live_by_uid(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        self.per_uid.iter().filter(|(_, c)| c.live > 0).map(|(u, c)| (*u, c.live))
+    }
+}
+
+/// The records, locked; wakes the persister on unlock when something
+/// changed.
+pub struct Locked<'a> {
+    guard: MutexGuard<'a, Records>,
+    persist: &'a Persist,
+    generation: u64,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Records;
+    fn deref(&self) -> &Records {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Records {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if self.guard.generation != self.generation {
+            self.persist.wake();
+        }
+    }
+}
+
+/// See the module documentation.
+pub struct Registry {
+    records: Mutex<Records>,
+    persist: Arc<Persist>,
+}
+
+impl Registry {
+    /// An empty registry saving through `persist`.
+    pub fn new(persist: Arc<Persist>) -> Registry {
+        Registry { records: Mutex::new(Records::default()), persist }
+    }
+
+    /// The records, locked. Keep the guard short and never hold it across
+    /// an await.
+    pub fn lock(&self) -> Locked<'_> {
+        let guard = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = guard.generation;
+        Locked { guard, persist: &self.persist, generation }
+    }
+
+    /// The persister (health reads what is saved).
+    pub fn persist(&self) -> &Arc<Persist> {
+        &self.persist
+    }
+
+    /// Waits until the change of generation `gen` is durable.
+    pub async fn durable(&self, gen: u64) -> Result<()> {
+        self.persist.durable(gen).await
+    }
+
+    /// Counts by state.
+    pub fn counts(&self) -> SessionCounts {
+        self.lock().counts()
     }
 
     /// Sessions of the server of `uid` that still need it (not lost).
     pub fn live_in(&self, uid: u32) -> usize {
-        self.lock()
-            .values()
-            .filter(|r| r.server_uid() == uid && r.session.state != SessionState::Lost)
-            .count()
+        self.lock().uid_count(uid).live
     }
 
     /// Sessions of the server of `uid`, any state.
     pub fn count_in(&self, uid: u32) -> usize {
-        self.lock().values().filter(|r| r.server_uid() == uid).count()
+        self.lock().uid_count(uid).all
     }
 
-    /// A copy of every record (for cleanup and metrics).
+    /// A copy of every record (for cleanup).
     pub fn all_records(&self) -> Vec<Record> {
         self.lock().values().cloned().collect()
     }
@@ -124,88 +409,144 @@ impl Registry {
             .ok_or_else(|| Error::SessionNotFound(id.to_string()))
     }
 
-    /// Runs `f` on the sessions `caller` may see (all, or those in `state`),
-    /// oldest first, under the lock: no copies are made.
-    fn with_listed<R>(
-        &self,
-        caller: &Caller,
-        state: Option<SessionState>,
-        f: impl FnOnce(&[&Session]) -> R,
-    ) -> R {
-        let records = self.lock();
-        let mut listed: Vec<&Session> = records
-            .values()
-            .map(|r| &r.session)
-            .filter(|s| caller.sees(s))
-            .filter(|s| state.is_none_or(|st| s.state == st))
-            .collect();
-        listed.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        f(&listed)
-    }
-
     /// `session.list`, as values.
     pub fn list(&self, caller: &Caller, state: Option<SessionState>) -> Vec<Session> {
-        self.with_listed(caller, state, |listed| listed.iter().map(|s| (*s).clone()).collect())
+        self.lock().listed(caller, state).cloned().collect()
     }
 
     /// `session.list`, serialised straight from the registry (the result
-    /// `{"sessions": [...]}`, each session with only `fields`): 1000 whole
-    /// sessions are about 400 kB of JSON, and cloning them first would cost
-    /// more than writing them.
+    /// `{"sessions": [...]}`, each session with only `fields`), oldest first
+    /// from the kept order: no copies, no sort.
     pub fn list_encoded(
         &self,
         caller: &Caller,
         state: Option<SessionState>,
         fields: &[SessionField],
     ) -> Result<Box<RawValue>> {
-        self.with_listed(caller, state, |listed| {
-            let list = ProjectedList::new(listed.iter().copied(), fields);
-            serde_json::value::to_raw_value(&list)
-                .map_err(|e| Error::Internal(format!("encoding the session list: {e}")))
-        })
+        let records = self.lock();
+        let list = ProjectedList::new(records.listed(caller, state), fields);
+        serde_json::value::to_raw_value(&list)
+            .map_err(|e| Error::Internal(format!("encoding the session list: {e}")))
     }
 
     /// Inserts `record` if the caps allow one more session running as its
-    /// uid; lost sessions do not count.
-    pub fn reserve(&self, record: Record, caps: Caps) -> std::result::Result<(), CapHit> {
+    /// uid (lost sessions do not count); returns the generation that saves it.
+    pub fn reserve(&self, record: Record, caps: Caps) -> std::result::Result<u64, CapHit> {
         let mut records = self.lock();
-        let live = |r: &&Record| r.session.state != SessionState::Lost;
-        if records.values().filter(live).count() >= caps.total {
+        let c = records.counts();
+        if c.total - c.lost >= caps.total {
             return Err(CapHit::Total(caps.total));
         }
         let uid = record.server_uid();
-        if records.values().filter(live).filter(|r| r.server_uid() == uid).count() >= caps.per_uid {
+        if records.uid_count(uid).live >= caps.per_uid {
             return Err(CapHit::PerUid(caps.per_uid, uid));
         }
-        records.insert(record.session.id.clone(), record);
-        Ok(())
+        Ok(records.insert(record))
     }
 
-    /// Replaces or inserts a record.
-    pub fn put(&self, record: Record) {
-        self.lock().insert(record.session.id.clone(), record);
+    /// Replaces or inserts a record; returns the generation that saves it.
+    pub fn put(&self, record: Record) -> u64 {
+        self.lock().insert(record)
     }
 
     /// Removes `id`; returns the record it held.
     pub fn remove(&self, id: &str) -> Option<Record> {
-        self.lock().remove(id)
+        self.lock().remove(id).0
     }
 
     /// Marks `lost` every session `which` selects (their server is gone,
     /// or this daemon may not own it), logging `why` for each that was not
-    /// lost already, and saves.
+    /// lost already. A create's intent that never got its session is
+    /// dropped instead.
     pub fn mark_lost_where(&self, why: &str, which: impl Fn(&Record) -> bool) {
         let now = std::time::SystemTime::now();
-        for rec in self.lock().values_mut().filter(|r| which(r)) {
-            if rec.mark_lost(now) {
-                tracing::warn!(session_id = %rec.session.id, uid = rec.server_uid(), "session lost: {why}");
+        let mut records = self.lock();
+        for id in records.ids_where(which) {
+            if records.get(&id).is_some_and(|r| r.pending && !r.spawning) {
+                records.remove(&id);
+                tracing::warn!(session_id = %id, "a create cut off before its session existed: dropped");
+                continue;
+            }
+            let news = records.modify(&id, |rec| rec.mark_lost(now)).unwrap_or(false);
+            if news {
+                tracing::warn!(session_id = %id, "session lost: {why}");
             }
         }
-        self.persist();
     }
 
     /// Applies `f` to the record `id`, if it exists.
     pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
-        self.lock().get_mut(id).map(f)
+        self.lock().modify(id, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::record::Record;
+
+    fn registry() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::store::Store::open(dir.path()).unwrap();
+        (dir, Registry::new(Arc::new(Persist::new(store))))
+    }
+
+    fn record(id: &str, uid: u32, created: &str) -> Record {
+        let s: Session = serde_json::from_value(serde_json::json!({
+            "id": id, "name": null, "tmux_session": format!("ccmanager_sess_{id}"),
+            "command": ["sleep", "1"], "cwd": "/", "state": "running", "exit_status": null,
+            "pid": null, "created_at": created, "last_activity_at": null,
+            "ended_at": null, "owner_uid": uid, "uid": uid, "user": "u", "limits": {}, "keep": false
+        }))
+        .unwrap();
+        Record::new(s, None)
+    }
+
+    #[test]
+    fn counts_order_and_window_index_follow_every_change() {
+        let (_d, reg) = registry();
+        let caps = Caps { total: 3, per_uid: 2 };
+        reg.reserve(record("b", 1, "2026-01-02T00:00:00Z"), caps).unwrap();
+        reg.reserve(record("a", 1, "2026-01-01T00:00:00Z"), caps).unwrap();
+        assert_eq!(
+            reg.reserve(record("c", 1, "2026-01-03T00:00:00Z"), caps),
+            Err(CapHit::PerUid(2, 1))
+        );
+        reg.reserve(record("c", 2, "2026-01-03T00:00:00Z"), caps).unwrap();
+        assert_eq!(
+            reg.reserve(record("d", 3, "2026-01-04T00:00:00Z"), caps),
+            Err(CapHit::Total(3))
+        );
+        let all = Caller { uid: 0, admin: true };
+        let ids: Vec<String> = reg.list(&all, None).into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["a", "b", "c"], "oldest first");
+        reg.update("a", |r| r.window = Some("@4".into()));
+        assert_eq!(reg.lock().by_window(1, "@4").map(|r| r.session.id.clone()), Some("a".into()));
+        assert!(reg.lock().by_window(2, "@4").is_none(), "window ids are per server");
+        reg.update("a", |r| r.mark_lost(std::time::SystemTime::now()));
+        assert!(reg.lock().by_window(1, "@4").is_none(), "a lost session has no window");
+        let c = reg.counts();
+        assert_eq!((c.total, c.running, c.lost), (3, 2, 1));
+        assert_eq!(reg.lock().uid_count(1), UidCount { all: 2, live: 1 });
+        reg.reserve(record("d", 3, "2026-01-04T00:00:00Z"), caps).unwrap();
+        reg.remove("b");
+        assert_eq!(reg.lock().uid_count(1), UidCount { all: 1, live: 0 });
+        assert_eq!(reg.counts().total, 3);
+        assert_eq!(reg.lock().oldest_created_at(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn only_changes_to_what_is_saved_go_to_the_journal() {
+        let (_d, reg) = registry();
+        let gen = reg.put(record("a", 1, "2026-01-01T00:00:00Z"));
+        assert!(!reg.lock().take_dirty().is_empty());
+        reg.update("a", |r| r.session.last_activity_at = Some("2026-01-05T00:00:00Z".into()));
+        assert!(!reg.lock().is_dirty(), "activity is not journaled");
+        assert_eq!(reg.lock().generation(), gen);
+        reg.update("a", |r| r.session.cols = Some(120));
+        let lines = String::from_utf8(reg.lock().take_dirty()).unwrap();
+        assert!(lines.starts_with("{\"put\":") && lines.contains("120"), "{lines}");
+        reg.remove("a");
+        assert_eq!(String::from_utf8(reg.lock().take_dirty()).unwrap(), "{\"del\":\"a\"}\n");
     }
 }

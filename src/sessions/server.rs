@@ -32,6 +32,9 @@ pub const META_OPTION: &str = "@ccm_meta";
 /// buffer is set, no `%paste-buffer-changed`); there an exit is seen at the
 /// next periodic refresh (`health.interval`).
 pub const PANE_DIED_BUFFER: &str = "ccm_pane_died";
+/// `LimitNOFILE=` of a server's unit: tmux holds a descriptor per pane
+/// (systemd's own default hard limit).
+pub const SERVER_NOFILE: u64 = 524_288;
 /// Mode of `<socket_dir>/<uid>`: only that uid (and root) may reach its server.
 pub const SERVER_DIR_MODE: u32 = 0o700;
 /// `PATH` of a server started by the daemon (and of its sessions, unless a
@@ -86,6 +89,10 @@ impl ServerEnv {
                     )),
                     Property::MemoryMax(self.memory_max.0),
                     Property::KillMode(KillMode::ControlGroup),
+                    // One descriptor per pane: systemd's default soft limit
+                    // (1024) would stop a uid near 1000 sessions.
+                    Property::LimitNofile(SERVER_NOFILE),
+                    Property::LimitNofileSoft(SERVER_NOFILE),
                     // Unloaded once it ended, also failed, so the name is
                     // free for the next start.
                     Property::CollectMode(CollectMode::InactiveOrFailed),
@@ -153,11 +160,29 @@ pub struct Server {
     /// (over the cap, or another uid's id): warned about once, and their
     /// metadata not fetched again. Bounded by [`MAX_REFUSED`].
     refused: Mutex<std::collections::HashSet<String>>,
+    /// Sessions the daemon removed lately, with the epoch of each removal:
+    /// a listing taken before it may still show the session, which must
+    /// not be adopted back. Kept [`TOMBSTONE_TTL`], at most [`MAX_TOMBSTONES`].
+    removed: Mutex<std::collections::VecDeque<(std::time::Instant, u64, String)>>,
 }
+
+/// How long a removal is remembered (longer than any listing can take).
+const TOMBSTONE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most removals remembered per server.
+const MAX_TOMBSTONES: usize = 65_536;
 
 /// Most refused names remembered per server (a program can plant any
 /// number; past this, they are still refused, just not remembered).
 const MAX_REFUSED: usize = 1024;
+
+/// A target tmux cannot find (`can't find session: ...`) is `None`.
+fn missing_is_none<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Tmux(m)) if m.contains("can't find") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 pub(super) fn tmux_err(e: TmuxError) -> Error {
     match e {
@@ -188,6 +213,7 @@ impl Server {
             lifecycle: tokio::sync::Mutex::new(()),
             start_error: Mutex::new(None),
             refused: Mutex::new(Default::default()),
+            removed: Mutex::new(Default::default()),
         }
     }
 
@@ -246,9 +272,30 @@ impl Server {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// See the `epoch` field; call with the registry lock held.
-    pub fn bump_epoch(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+    /// See the `epoch` field; call with the registry lock held. Returns
+    /// the new epoch.
+    pub fn bump_epoch(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The daemon removed session `id` (call with the registry lock held):
+    /// a listing from before now must not adopt it back.
+    pub fn note_removed(&self, id: &str) {
+        let epoch = self.bump_epoch();
+        let now = std::time::Instant::now();
+        let mut removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        while removed.front().is_some_and(|(t, _, _)| now.duration_since(*t) > TOMBSTONE_TTL)
+            || removed.len() >= MAX_TOMBSTONES
+        {
+            removed.pop_front();
+        }
+        removed.push_back((now, epoch, id.to_string()));
+    }
+
+    /// Whether the daemon removed `id` after `epoch`.
+    pub fn removed_since(&self, id: &str, epoch: u64) -> bool {
+        let removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+        removed.iter().rev().take_while(|(_, e, _)| *e > epoch).any(|(_, _, i)| i == id)
     }
 
     /// Runs one tmux command over the control connection.
@@ -320,7 +367,28 @@ impl Server {
 
     /// Every pane of a `ccmanager_sess_*` session (the first pane of each).
     pub async fn list_panes(&self) -> Result<Vec<PaneInfo>> {
-        let lines = self.tmux(Cmd::new("list-panes").flag("-a").opt("-F", PANE_FORMAT)).await?;
+        self.panes(Cmd::new("list-panes").flag("-a")).await
+    }
+
+    /// The panes of the session named `name` (ours: `ccmanager_sess_<id>`);
+    /// `None` when tmux has no such session.
+    pub async fn session_panes(&self, name: &str) -> Result<Option<Vec<PaneInfo>>> {
+        let cmd = Cmd::new("list-panes").flag("-s").opt("-t", format!("={name}"));
+        missing_is_none(self.panes(cmd).await)
+    }
+
+    /// The panes of window `window` (`@N`); `None` when it is gone.
+    pub async fn window_panes(&self, window: &str) -> Result<Option<Vec<PaneInfo>>> {
+        missing_is_none(self.panes(Cmd::new("list-panes").opt("-t", window)).await)
+    }
+
+    /// The dead panes only (tmux filters; the reply stays small).
+    pub async fn dead_panes(&self) -> Result<Vec<PaneInfo>> {
+        self.panes(Cmd::new("list-panes").flag("-a").opt("-f", "#{pane_dead}")).await
+    }
+
+    async fn panes(&self, cmd: Cmd) -> Result<Vec<PaneInfo>> {
+        let lines = self.tmux(cmd.opt("-F", PANE_FORMAT)).await?;
         let mut seen = std::collections::HashSet::new();
         Ok(lines
             .lines()
@@ -328,6 +396,16 @@ impl Server {
             .filter(|p| p.session_name.starts_with(SESSION_PREFIX))
             .filter(|p| seen.insert(p.session_name.clone()))
             .collect())
+    }
+
+    /// `@ccm_meta` of the session named `name`, if it has one that parses.
+    pub async fn meta_of(&self, name: &str) -> Result<Option<Stored>> {
+        let cmd = Cmd::new("display-message")
+            .flag("-p")
+            .opt("-t", format!("={name}:"))
+            .arg(format!("#{{{META_OPTION}}}"));
+        let out = missing_is_none(self.tmux(cmd).await)?;
+        Ok(out.and_then(|o| serde_json::from_str(o.first().unwrap_or_default()).ok()))
     }
 
     /// `@ccm_meta` of every session, by session name.

@@ -13,7 +13,7 @@ use super::server::{Server, ServerEnv};
 use super::supervisor;
 use crate::config::ConfigHandle;
 use crate::error::{Error, Result};
-use crate::protocol::types::{ServerStatus, SessionState};
+use crate::protocol::types::ServerStatus;
 use crate::shutdown::Shutdown;
 use crate::users::Account;
 
@@ -206,12 +206,7 @@ impl Servers {
     /// `daemon.status`'s view of the servers: those running, and those that
     /// still hold sessions.
     pub fn status(&self) -> Vec<ServerStatus> {
-        let mut by_uid: BTreeMap<u32, usize> = BTreeMap::new();
-        for r in self.registry.lock().values() {
-            if r.session.state != SessionState::Lost {
-                *by_uid.entry(r.server_uid()).or_default() += 1;
-            }
-        }
+        let by_uid: BTreeMap<u32, usize> = self.registry.lock().live_by_uid().collect();
         self.all()
             .into_iter()
             .filter(|s| s.is_up() || by_uid.contains_key(&s.uid) || s.start_error().is_some())

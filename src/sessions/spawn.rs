@@ -53,6 +53,15 @@ impl Spawner {
         Ok(Spawner { exe, spawn_dir, cgroups: scopes.is_some(), scopes })
     }
 
+    /// The scope a session with `limits` will run in, if any (saved with
+    /// its intent, before it exists).
+    pub fn planned_scope(&self, id: &str, limits: &Limits) -> Option<String> {
+        self.scopes
+            .as_ref()
+            .filter(|_| limits.has_cgroup_caps())
+            .map(|_| crate::limits::cgroup::scope_name(id))
+    }
+
     fn fifo(&self, id: &str) -> PathBuf {
         self.spawn_dir.join(format!("{id}.status"))
     }

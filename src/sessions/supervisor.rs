@@ -17,21 +17,18 @@ use super::registry::Registry;
 use super::server::{Server, PANE_DIED_BUFFER};
 use super::store::Stored;
 use crate::config::ConfigHandle;
-use crate::protocol::types::{SessionState, SESSION_PREFIX};
+use crate::protocol::types::SESSION_PREFIX;
 use crate::shutdown::ShutdownListener;
 use crate::tmux::Notification;
 
 /// How soon to look again at a pane that died before tmux had its status.
 const EXIT_STATUS_RECHECK: Duration = Duration::from_millis(100);
 /// A notification waits this long before its refresh, so a burst of them
-/// (1000 creates, a cleanup run) costs a few refreshes, not one each: a
-/// refresh lists every pane, so one per notification is quadratic.
+/// is handled together (and a create or kill of the daemon's own has
+/// updated the registry by then, so it needs no refresh).
 const REFRESH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Upper bound on the pause between attempts to reconnect.
 const MAX_RETRY: Duration = Duration::from_secs(5);
-/// A refresh whose listing went stale (a create or remove ran meanwhile) is
-/// retried this many times in all.
-const REFRESH_ATTEMPTS: usize = 3;
 
 /// What one application of a listing did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,45 +40,65 @@ pub struct Applied {
     /// Sessions found in tmux and left alone (their id belongs to another
     /// uid, or the uid's cap is full).
     pub refused: usize,
+    /// Creates cut off by a daemon restart, completed from their intent.
+    pub completed: usize,
 }
 
-/// Brings the registry's sessions of `server` in line with `panes`, or
-/// returns `None` when a create or remove happened since `epoch` (the
-/// listing is stale and nothing was applied). A `ccmanager_sess_*` session
-/// the registry does not know is adopted as the server uid's, while that
-/// uid is under `per_uid_cap`; an id that belongs to another uid's session
-/// is never touched from here.
+/// Which sessions a listing covers: those it does not show are gone.
+pub enum Scope<'a> {
+    /// Every session of the server (`list-panes -a`).
+    All,
+    /// The sessions with these ids (targeted listings).
+    Ids(&'a HashSet<String>),
+    /// Only what it shows (a filtered listing): nothing is gone.
+    Shown,
+}
+
+/// Brings the registry's sessions of `server` in line with `panes`, a
+/// listing taken at `epoch` covering `scope`. A session created after the
+/// listing was taken is not marked lost, and one removed since is not
+/// adopted back. A `ccmanager_sess_*` session the registry does not know
+/// is adopted as the server uid's while that uid is under `per_uid_cap`;
+/// an id that belongs to another uid's session is never touched from here.
+/// A create's intent found with its session is completed from the intent.
 pub fn apply(
     registry: &Registry,
     server: &Server,
     panes: &[PaneInfo],
     metas: &HashMap<String, Stored>,
-    epoch: Option<u64>,
+    epoch: u64,
     per_uid_cap: usize,
-) -> Option<Applied> {
+    scope: Scope<'_>,
+) -> Applied {
     let now = SystemTime::now();
     let mut records = registry.lock();
-    if epoch.is_some_and(|e| e != server.epoch()) {
-        return None;
-    }
     let mut done = Applied::default();
     let mut present = HashSet::new();
-    let mut live = records
-        .values()
-        .filter(|r| r.server_uid() == server.uid && r.session.state != SessionState::Lost)
-        .count();
+    let mut live = records.uid_count(server.uid).live;
     for p in panes {
         let Some(id) = p.session_name.strip_prefix(SESSION_PREFIX) else { continue };
         if !crate::protocol::types::valid_id(id) {
             continue;
         }
-        match records.get_mut(id) {
-            Some(rec) if rec.spawning => {
+        let (spawning, ours) = match records.get(id) {
+            Some(rec) => (rec.spawning, rec.server_uid() == server.uid),
+            None => (false, false),
+        };
+        match records.get(id) {
+            Some(_) if spawning => {
                 present.insert(id.to_string());
             }
-            Some(rec) if rec.server_uid() == server.uid => {
+            Some(_) if ours => {
                 present.insert(id.to_string());
-                rec.apply_pane(p, now);
+                records.modify(id, |rec| {
+                    rec.apply_pane(p, now);
+                    if rec.pending {
+                        rec.pending = false;
+                        done.completed += 1;
+                        tracing::warn!(session_id = %id, uid = server.uid,
+                            "a create cut off by a daemon restart had started its session: completed from its saved intent");
+                    }
+                });
             }
             Some(_) => {
                 if server.refuse(&p.session_name) {
@@ -89,6 +106,7 @@ pub fn apply(
                 }
                 done.refused += 1;
             }
+            None if server.removed_since(id, epoch) => {}
             None if live >= per_uid_cap => {
                 if server.refuse(&p.session_name) {
                     tracing::warn!(session_id = %id, uid = server.uid, "not adopting a session: the uid's session cap is full");
@@ -101,31 +119,41 @@ pub fn apply(
                     "adopted a session the daemon did not create (it belongs to the server's uid)");
                 let mut rec = Record::adopted(id, p, claimed, server.uid, &server.user);
                 rec.apply_pane(p, now);
-                records.insert(id.to_string(), rec);
+                rec.epoch = epoch;
+                records.insert(rec);
                 present.insert(id.to_string());
                 live += 1;
                 done.adopted += 1;
             }
         }
     }
-    // An adopted session that vanished was never the daemon's: it goes
-    // (kept as `lost`, a program could fill the registry by planting and
-    // killing sessions); the daemon's own become `lost`.
-    records.retain(|id, rec| {
-        let gone = rec.server_uid() == server.uid && !rec.spawning && !present.contains(id);
-        !(gone && rec.session.adopted)
-    });
-    for (id, rec) in records.iter_mut() {
-        if rec.server_uid() == server.uid
-            && !rec.spawning
-            && !present.contains(id)
-            && rec.mark_lost(now)
-        {
+    let covered: Vec<String> = match scope {
+        Scope::All => records.ids_where(|r| r.server_uid() == server.uid),
+        Scope::Ids(ids) => ids.iter().cloned().collect(),
+        Scope::Shown => Vec::new(),
+    };
+    for id in covered {
+        if present.contains(&id) {
+            continue;
+        }
+        let Some(rec) = records.get(&id) else { continue };
+        if rec.server_uid() != server.uid || rec.spawning || rec.epoch > epoch {
+            continue;
+        }
+        if rec.session.adopted {
+            // Never the daemon's: it goes (kept as `lost`, a program could
+            // fill the registry by planting and killing sessions).
+            records.remove(&id);
+        } else if rec.pending {
+            records.remove(&id);
+            tracing::warn!(session_id = %id, uid = server.uid,
+                "a create cut off by a daemon restart before its session existed: dropped");
+        } else if records.modify(&id, |r| r.mark_lost(now)) == Some(true) {
             tracing::warn!(session_id = %id, uid = server.uid, "session is lost: its tmux session is gone");
             done.lost += 1;
         }
     }
-    Some(done)
+    done
 }
 
 /// Marks every session of `server` lost (the server is gone).
@@ -133,79 +161,174 @@ fn mark_all_lost(registry: &Registry, server: &Server) {
     registry.mark_lost_where("its tmux server is gone", |r| r.server_uid() == server.uid);
 }
 
+/// The `@ccm_meta` of every listed session the registry does not know
+/// (and has not refused): one `list-sessions` when there are many, one
+/// lookup each when there are a few.
+async fn metas_of_unknown(
+    registry: &Registry,
+    server: &Server,
+    panes: &[PaneInfo],
+) -> HashMap<String, Stored> {
+    let unknown: Vec<&str> = {
+        let records = registry.lock();
+        panes
+            .iter()
+            .map(|p| p.session_name.as_str())
+            .filter(|name| {
+                name.strip_prefix(SESSION_PREFIX)
+                    .is_some_and(|id| !records.contains(id) && !server.refused(name))
+            })
+            .collect()
+    };
+    if unknown.len() > FEW {
+        return server.metas().await.unwrap_or_default();
+    }
+    let mut metas = HashMap::new();
+    for name in unknown {
+        if let Ok(Some(meta)) = server.meta_of(name).await {
+            metas.insert(name.to_string(), meta);
+        }
+    }
+    metas
+}
+
+/// Up to this many unknown sessions get their metadata one by one.
+const FEW: usize = 8;
+
 /// Merges what the registry has with what tmux has, before READY.
 pub async fn reconcile(
     registry: &Registry,
     server: &Server,
     per_uid_cap: usize,
 ) -> crate::error::Result<()> {
+    let epoch = server.epoch();
     let panes = server.list_panes().await?;
-    let metas = server.metas().await.unwrap_or_default();
-    let done = apply(registry, server, &panes, &metas, None, per_uid_cap).unwrap_or_default();
+    let metas = metas_of_unknown(registry, server, &panes).await;
+    let done = apply(registry, server, &panes, &metas, epoch, per_uid_cap, Scope::All);
     tracing::info!(
         uid = server.uid,
         panes = panes.len(),
         adopted = done.adopted,
         lost = done.lost,
         refused = done.refused,
+        completed = done.completed,
         "sessions of a tmux server reconciled"
     );
-    registry.persist();
     Ok(())
 }
 
-/// One refresh from tmux (fetching metadata only for sessions the registry
-/// does not know). Returns whether a dead pane still waits for its exit
-/// status.
+/// Whether a listed pane died and tmux has not reaped its program yet.
+fn waits_for_status(registry: &Registry, server: &Server, panes: &[PaneInfo]) -> bool {
+    let records = registry.lock();
+    panes.iter().any(|p| {
+        p.session_name
+            .strip_prefix(SESSION_PREFIX)
+            .and_then(|id| records.get(id))
+            .is_some_and(|r| r.server_uid() == server.uid && r.waits_for_status(p))
+    })
+}
+
+/// One full refresh from tmux (every pane; the metadata only of sessions
+/// the registry does not know). Returns whether a dead pane still waits
+/// for its exit status.
 pub async fn refresh(
     registry: &Registry,
     server: &Server,
     per_uid_cap: usize,
 ) -> crate::error::Result<bool> {
-    for _ in 0..REFRESH_ATTEMPTS {
-        let epoch = server.epoch();
-        let panes = server.list_panes().await?;
-        let unknown = {
-            let records = registry.lock();
-            panes.iter().any(|p| {
-                p.session_name
-                    .strip_prefix(SESSION_PREFIX)
-                    .is_some_and(|id| !records.contains_key(id) && !server.refused(&p.session_name))
-            })
-        };
-        let metas = if unknown { server.metas().await.unwrap_or_default() } else { HashMap::new() };
-        let before = registry.snapshot();
-        let applied = apply(registry, server, &panes, &metas, Some(epoch), per_uid_cap);
-        if registry.snapshot() != before {
-            registry.persist();
-        }
-        if applied.is_some() {
-            let records = registry.lock();
-            let waiting = panes.iter().any(|p| {
-                p.session_name
-                    .strip_prefix(SESSION_PREFIX)
-                    .and_then(|id| records.get(id))
-                    .is_some_and(|r| r.server_uid() == server.uid && r.waits_for_status(p))
-            });
-            return Ok(waiting);
-        }
-    }
-    tracing::debug!(
-        uid = server.uid,
-        "sessions kept changing during refresh; the next one will catch up"
-    );
-    Ok(true)
+    let epoch = server.epoch();
+    let panes = server.list_panes().await?;
+    let metas = metas_of_unknown(registry, server, &panes).await;
+    apply(registry, server, &panes, &metas, epoch, per_uid_cap, Scope::All);
+    Ok(waits_for_status(registry, server, &panes))
 }
 
-/// Whether `n` may mean a session appeared, vanished or exited.
-fn triggers_refresh(n: &Notification) -> bool {
-    match n {
-        Notification::SessionsChanged
-        | Notification::WindowClose { .. }
-        | Notification::UnlinkedWindowClose { .. } => true,
-        Notification::PasteBufferChanged { name } => name == PANE_DIED_BUFFER,
-        _ => false,
+/// What notifications asked to look at, gathered over a debounce.
+#[derive(Default)]
+struct Todo {
+    /// Windows that closed.
+    closed: HashSet<String>,
+    /// Windows that appeared.
+    windows: HashSet<String>,
+    /// A pane died (the pane-died hook's buffer).
+    dead: bool,
+    /// Something only a full listing tells.
+    full: bool,
+}
+
+impl Todo {
+    /// Notes what `n` asks to look at; false when it asks for nothing.
+    fn note(&mut self, n: &Notification) -> bool {
+        match n {
+            Notification::WindowAdd { window } | Notification::UnlinkedWindowAdd { window } => {
+                self.windows.insert(window.clone())
+            }
+            // Its session is looked up when the refresh runs.
+            Notification::WindowClose { window } | Notification::UnlinkedWindowClose { window } => {
+                self.closed.insert(window.clone())
+            }
+            Notification::SessionRenamed { .. } => {
+                self.full = true;
+                true
+            }
+            Notification::PasteBufferChanged { name } if name == PANE_DIED_BUFFER => {
+                self.dead = true;
+                true
+            }
+            _ => false,
+        }
     }
+}
+
+/// The refresh that `todo` needs, touching only the sessions concerned: a
+/// window that appeared is listed unless it is a known session's (a create
+/// of ours), a window that closed has its session listed unless the daemon
+/// removed it (a kill of ours). Our own creates and kills thus cost no
+/// tmux round trip at all; others cost one per session, whatever the
+/// number of sessions.
+async fn refresh_some(
+    registry: &Registry,
+    server: &Server,
+    per_uid_cap: usize,
+    todo: Todo,
+) -> crate::error::Result<bool> {
+    if todo.full {
+        return refresh(registry, server, per_uid_cap).await;
+    }
+    let epoch = server.epoch();
+    let (windows, ids): (Vec<String>, HashSet<String>) = {
+        let records = registry.lock();
+        let windows = todo
+            .windows
+            .into_iter()
+            .filter(|w| records.by_window(server.uid, w).is_none())
+            .collect();
+        let ids = todo
+            .closed
+            .iter()
+            .filter_map(|w| records.by_window(server.uid, w))
+            .filter(|r| !r.spawning)
+            .map(|r| r.session.id.clone())
+            .collect();
+        (windows, ids)
+    };
+    let mut panes = Vec::new();
+    for id in &ids {
+        let name = format!("{SESSION_PREFIX}{id}");
+        panes.extend(server.session_panes(&name).await?.unwrap_or_default());
+    }
+    for w in &windows {
+        panes.extend(server.window_panes(w).await?.unwrap_or_default());
+    }
+    if todo.dead {
+        panes.extend(server.dead_panes().await?);
+    }
+    if panes.is_empty() && ids.is_empty() {
+        return Ok(false);
+    }
+    let metas = metas_of_unknown(registry, server, &panes).await;
+    apply(registry, server, &panes, &metas, epoch, per_uid_cap, Scope::Ids(&ids));
+    Ok(waits_for_status(registry, server, &panes))
 }
 
 /// What ended a supervisor's watch.
@@ -250,30 +373,31 @@ async fn watch(
     let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
         let Ok(client) = server.client() else { return Ended::Closed };
-        let due = tokio::select! {
+        let mut todo = Todo::default();
+        tokio::select! {
             _ = shutdown.wait() => return Ended::Shutdown,
             _ = client.closed() => return Ended::Closed,
-            _ = tokio::time::sleep_until(next) => true,
+            _ = tokio::time::sleep_until(next) => todo.full = true,
             n = rx.recv() => match n {
-                Some(n) if triggers_refresh(&n) => {
+                Some(n) if todo.note(&n) => {
                     tokio::select! {
                         _ = shutdown.wait() => return Ended::Shutdown,
                         _ = tokio::time::sleep(REFRESH_DEBOUNCE) => {}
                     }
                     // The refresh below covers everything queued meanwhile.
-                    while rx.try_recv().is_ok() {}
-                    true
+                    while let Ok(n) = rx.try_recv() {
+                        todo.note(&n);
+                    }
                 }
                 Some(_) => continue,
                 None => return Ended::Closed,
             },
         };
-        if !due {
-            continue;
-        }
         let cfg = config.get();
-        next = tokio::time::Instant::now() + cfg.health.interval.0;
-        match refresh(registry, server, cfg.limits.max_sessions_per_owner).await {
+        if todo.full {
+            next = tokio::time::Instant::now() + cfg.health.interval.0;
+        }
+        match refresh_some(registry, server, cfg.limits.max_sessions_per_owner, todo).await {
             Ok(true) => {
                 server.nudge_reaper();
                 next = next.min(tokio::time::Instant::now() + EXIT_STATUS_RECHECK);

@@ -37,6 +37,10 @@ pub enum Property {
     KillMode(KillMode),
     /// `CollectMode=`.
     CollectMode(CollectMode),
+    /// The hard limit of `LimitNOFILE=`.
+    LimitNofile(u64),
+    /// The soft limit of `LimitNOFILE=`.
+    LimitNofileSoft(u64),
 }
 
 impl Property {
@@ -56,6 +60,8 @@ impl Property {
             Property::CollectMode(CollectMode::InactiveOrFailed) => {
                 ("CollectMode", Value::from("inactive-or-failed"))
             }
+            Property::LimitNofile(n) => ("LimitNOFILE", Value::from(*n)),
+            Property::LimitNofileSoft(n) => ("LimitNOFILESoft", Value::from(*n)),
         }
     }
 }

@@ -1,0 +1,191 @@
+//! The persister: makes registry changes durable in the [`Store`], in
+//! groups, and tells each waiting request when its change is on disk.
+//!
+//! Every change to what must survive (a create's intent, a removal, a
+//! state transition) bumps the registry's generation and marks the
+//! session dirty, under the registry lock. One task takes the dirty
+//! sessions, appends them to the journal and fsyncs it (on the blocking
+//! pool), then publishes the generation that is now durable; changes that
+//! arrive meanwhile go in the next group, so concurrent requests share one
+//! fsync. A request that must not be acknowledged before its change is
+//! durable (`session.create`, `session.kill`) waits for its generation;
+//! when the write failed it gets the error instead, naming the path and
+//! the OS error, and health is `degraded` until a save succeeds again.
+//! After a failure the next save is a whole snapshot, so it saves every
+//! session; it is retried every [`RETRY`] and on every change.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::registry::Registry;
+use super::store::Store;
+use crate::error::{Error, Result};
+use crate::shutdown::ShutdownListener;
+
+/// While saving fails, it is tried again this often (and on every change).
+pub const RETRY: Duration = Duration::from_secs(1);
+
+/// What is on disk.
+#[derive(Debug, Clone, Default)]
+pub struct Saved {
+    /// Every change up to this generation is durable.
+    pub durable: u64,
+    /// The last attempt, which covered changes up to this generation, failed.
+    pub failed: u64,
+    /// Why saving fails now (path and OS error); `None` once a save worked.
+    pub error: Option<String>,
+}
+
+/// Shared between the registry (which wakes it and waits on it), the
+/// persister task (which owns the store) and health.
+pub struct Persist {
+    store: Mutex<Store>,
+    path: PathBuf,
+    wake: Notify,
+    saved: watch::Sender<Saved>,
+    failures: AtomicU64,
+}
+
+impl Persist {
+    /// A persister writing to `store` (already loaded).
+    pub fn new(store: Store) -> Persist {
+        Persist {
+            path: store.path().to_path_buf(),
+            store: Mutex::new(store),
+            wake: Notify::new(),
+            saved: watch::Sender::new(Saved::default()),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// The state file, for messages.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Something changed: save soon.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What is on disk now.
+    pub fn saved(&self) -> Saved {
+        self.saved.borrow().clone()
+    }
+
+    /// Failed saves since start (`ccmanagerd_state_save_failures_total`).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every change up to `gen` is durable; the error when the
+    /// save that covered it failed.
+    pub async fn durable(&self, gen: u64) -> Result<()> {
+        let mut rx = self.saved.subscribe();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.durable >= gen {
+                    return Ok(());
+                }
+                if s.failed >= gen {
+                    let why = s.error.clone().unwrap_or_else(|| "unknown error".into());
+                    return Err(Error::StateNotSaved(why));
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::ShuttingDown);
+            }
+        }
+    }
+}
+
+/// What one save writes.
+enum Work {
+    /// Journal lines.
+    Append(Vec<u8>),
+    /// Every session, as a new snapshot.
+    Compact(Vec<super::store::Stored>),
+}
+
+/// Saves the registry's changes until shutdown, then writes a final
+/// snapshot (which also keeps the activity times that changes do not
+/// journal).
+pub async fn run(registry: Arc<Registry>, mut shutdown: ShutdownListener) {
+    let persist = registry.persist().clone();
+    // Fold what was loaded (snapshot and journal) into one snapshot and
+    // open a fresh journal, so the first change appends a line.
+    save(&registry, &persist, true).await;
+    loop {
+        let failing = persist.saved.borrow().error.is_some();
+        if !failing && !registry.lock().is_dirty() {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = persist.wake.notified() => {}
+            }
+        } else if failing {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = persist.wake.notified() => {}
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+        save(&registry, &persist, false).await;
+    }
+    save(&registry, &persist, true).await;
+}
+
+/// One save: the dirty sessions appended to the journal, or every session
+/// as a new snapshot when the store needs one (at start, after a failure,
+/// when the journal outgrew the snapshot) or `full`.
+async fn save(registry: &Registry, persist: &Arc<Persist>, full: bool) {
+    let compact = full
+        || persist.saved.borrow().error.is_some()
+        || persist.store.lock().unwrap_or_else(|e| e.into_inner()).needs_compaction();
+    let (work, gen) = {
+        let mut records = registry.lock();
+        let gen = records.generation();
+        if compact {
+            (Work::Compact(records.take_all()), gen)
+        } else {
+            (Work::Append(records.take_dirty()), gen)
+        }
+    };
+    if matches!(&work, Work::Append(lines) if lines.is_empty()) {
+        return;
+    }
+    let writer = persist.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut store = writer.store.lock().unwrap_or_else(|e| e.into_inner());
+        match work {
+            Work::Append(lines) => store.append(&lines),
+            Work::Compact(all) => store.compact(all),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    match result {
+        Ok(()) => persist.saved.send_modify(|s| {
+            if s.error.take().is_some() {
+                tracing::warn!(path = %persist.path.display(), "the state file is saved again");
+            }
+            s.durable = s.durable.max(gen);
+        }),
+        Err(e) => {
+            persist.failures.fetch_add(1, Ordering::Relaxed);
+            let why = format!("cannot save {}: {e}", persist.path.display());
+            persist.saved.send_modify(|s| {
+                if s.error.as_deref() != Some(why.as_str()) {
+                    tracing::error!(path = %persist.path.display(), error = %e,
+                        "cannot save the state file; creates are refused and kills report it until it can");
+                }
+                s.failed = s.failed.max(gen);
+                s.error = Some(why);
+            });
+        }
+    }
+}
