@@ -60,6 +60,12 @@ pub struct ServerEnv {
     pub memory_max: ByteSize,
     /// `tmux.history_limit`.
     pub history_limit: u32,
+    /// `tmux.max_commands_in_flight`.
+    pub max_commands: usize,
+    /// `tmux.max_capture_bytes_in_flight`.
+    pub max_reply_bytes: usize,
+    /// Counts the hits of those two budgets.
+    pub budget_hook: tmux::BudgetHook,
 }
 
 impl ServerEnv {
@@ -139,6 +145,8 @@ pub struct Server {
     pub unit: Option<String>,
     gid: u32,
     launcher: Launcher,
+    /// `max_commands`, `max_reply_bytes` and `budget_hook` of [`ServerEnv`].
+    budgets: (usize, usize, tmux::BudgetHook),
     client: RwLock<Option<Arc<ControlClient>>>,
     info: Mutex<Option<ServerInfo>>,
     /// Bumped whenever a create or remove adds or drops a session of this
@@ -182,6 +190,7 @@ impl Server {
             unit: env.systemd.as_ref().map(|_| env.unit(account.uid)),
             gid: account.gid,
             launcher: env.launcher(account),
+            budgets: (env.max_commands, env.max_reply_bytes, env.budget_hook.clone()),
             client: RwLock::new(None),
             info: Mutex::new(None),
             epoch: AtomicU64::new(0),
@@ -256,6 +265,12 @@ impl Server {
         self.client()?.run(&cmd).await.map_err(tmux_err)
     }
 
+    /// [`Server::tmux`] for a command whose reply may be large, about
+    /// `reply_bytes` (see [`ControlClient::run_sized`]).
+    pub async fn tmux_sized(&self, cmd: Cmd, reply_bytes: usize) -> Result<Output> {
+        self.client()?.run_sized(&cmd, reply_bytes).await.map_err(tmux_err)
+    }
+
     /// Whether a server answers on the socket now.
     pub async fn probe(&self) -> Option<ServerInfo> {
         tmux::server::probe_as(
@@ -292,6 +307,9 @@ impl Server {
         };
         let mut client_config = ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket);
         client_config.run_as = self.paths.client_as.clone();
+        (client_config.max_commands, client_config.max_reply_bytes) =
+            (self.budgets.0, self.budgets.1);
+        client_config.budget_hook = self.budgets.2.clone();
         let (client, rx) = tmux::connect(&client_config).await?;
         let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
         let setup = [

@@ -9,7 +9,7 @@ pub mod control;
 mod notification;
 pub mod server;
 
-pub use client::{connect, ClientConfig, ControlClient, KEEPER_SESSION};
+pub use client::{connect, BudgetHook, ClientConfig, ControlClient, KEEPER_SESSION};
 pub use command::{Cmd, CommandError};
 pub use control::{Event, Notification, Output, Parser, Reply, ReplyKind};
 pub use server::{
