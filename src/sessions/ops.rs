@@ -49,8 +49,8 @@ fn keep_tail(mut text: String, max: usize) -> (String, bool) {
     let at_line_start = text.as_bytes()[start - 1] == b'\n';
     if !at_line_start {
         start = match text[start..].find('\n') {
-            Some(i) => start + i + 1,
-            // No line ends in the last `max` bytes: cut inside the line.
+            Some(i) if start + i + 1 < text.len() => start + i + 1,
+            // Not even the last line fits: keep its end.
             None => (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len()),
         };
     }
