@@ -51,7 +51,7 @@ fn keep_tail(mut text: String, max: usize) -> (String, bool) {
         start = match text[start..].find('\n') {
             Some(i) if start + i + 1 < text.len() => start + i + 1,
             // Not even the last line fits: keep its end.
-            None => (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len()),
+            _ => (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len()),
         };
     }
     text.drain(..start);
