@@ -48,7 +48,7 @@ fn keep_tail(mut text: String, max: usize) -> (String, bool) {
     let mut start = text.len() - max;
     let at_line_start = text.as_bytes()[start - 1] == b'\n';
     if !at_line_start {
-        start = match text[start..].find('\n') {
+        start = match text.as_bytes()[start..].iter().position(|b| *b == b'\n') {
             Some(i) if start + i + 1 < text.len() => start + i + 1,
             // Not even the last line fits: keep its end.
             _ => (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len()),
