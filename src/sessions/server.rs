@@ -167,6 +167,12 @@ pub struct Server {
 /// number; past this, they are still refused, just not remembered).
 const MAX_REFUSED: usize = 1024;
 
+/// The state letter of `/proc/PID/stat` (R, S, T, Z...).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 pub(super) fn tmux_err(e: TmuxError) -> Error {
     match e {
         TmuxError::Unavailable(m) => Error::TmuxUnavailable(m),
@@ -234,6 +240,28 @@ impl Server {
     /// Whether the control connection is up.
     pub fn is_up(&self) -> bool {
         self.client().is_ok()
+    }
+
+    /// Whether the server, connected or not, still lives though it may not
+    /// answer (stopped, stalled, or busy): its known pid runs as its uid and
+    /// is no zombie, or something listens on its socket. Such a server is
+    /// never declared dead, and never gets a second server on its socket.
+    pub fn lives(&self) -> bool {
+        let pid = self.info().map(|i| i.pid);
+        let pid_lives = pid.is_some_and(|p| {
+            super::procs::owned_by(p, self.uid) && !matches!(process_state(p), Some('Z' | 'X'))
+        });
+        pid_lives || tmux::server::listening(&self.paths.socket)
+    }
+
+    /// How a server that does not answer is doing, for health: "stopped"
+    /// when its process is (SIGSTOP), else "not answering".
+    pub fn stall(&self) -> String {
+        match self.info().map(|i| (i.pid, process_state(i.pid))) {
+            Some((pid, Some('T' | 't'))) => format!("pid {pid} is stopped"),
+            Some((pid, _)) => format!("pid {pid} does not answer"),
+            None => "it does not answer".to_string(),
+        }
     }
 
     /// Forgets the control connection (dropping the last handle kills it).
