@@ -166,9 +166,9 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
         let name = "tmux_server".to_string();
         let uid = [("uid", json!(st.uid))];
         async move {
-            let Some(server) = server.filter(|s| s.is_up()) else {
-                if let Some(server) = server.as_ref().filter(|s| s.lives()) {
-                    return stalled(&st, server, "not connected");
+            let Some(server) = server.clone().filter(|s| s.is_up()) else {
+                if let Some(server) = server.filter(|s| s.lives()) {
+                    return stalled(&st, &server, "not connected");
                 }
                 let detail =
                     format!("uid {}: not connected ({} live sessions wait)", st.uid, st.sessions);
