@@ -190,7 +190,9 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
                         [uid[0].clone(), ("latency_ms", json!(latency_ms)), ("pid", json!(pid))];
                     check(&name, OK, detail, &extra)
                 }
-                Ok(Err(e)) if server.lives() => stalled(&st, &server, &e.to_string()),
+                Ok(Err(e @ crate::error::Error::TmuxUnavailable(_))) if server.lives() => {
+                    stalled(&st, &server, &e.to_string())
+                }
                 Ok(Err(e)) => {
                     check(&name, FAILING, format!("uid {}: not answering: {e}", st.uid), &uid)
                 }
