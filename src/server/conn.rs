@@ -289,11 +289,13 @@ impl<H: Handler> Work<H> {
         let Some(batch) = self.batches.get_mut(&batch_id) else { return };
         batch.left -= 1;
         if let Some(mut reply) = done.reply {
-            // A batch's replies go out together: while others are held, one
-            // that would take the connection past its budget is not kept.
+            // A batch's replies go out together: while a large one is held
+            // in the batches, another that would take the connection past its
+            // budget is not kept (so the first always is).
             let held = self.outbox.bytes + self.partial;
             let max = bounds.max_pending_reply_bytes;
-            if reply.len() > SMALL_REPLY_BYTES && self.partial > 0 && held + reply.len() > max {
+            let large_held = self.partial > SMALL_REPLY_BYTES;
+            if reply.len() > SMALL_REPLY_BYTES && large_held && held + reply.len() > max {
                 self.ctx.handler.budget_hit("daemon.max_pending_reply_bytes");
                 let err = RpcError::app(
                     ErrorKind::LimitReached,
