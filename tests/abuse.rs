@@ -136,7 +136,8 @@ fn fifty_clients_that_never_read_cost_bounded_memory_and_nothing_else() {
     const CLIENTS: usize = 50;
     const BATCH: usize = 40;
     const ABUSE_FOR: Duration = Duration::from_secs(25);
-    let d = TestDaemon::start_shared(&[], "");
+    let extra = std::env::var("CCM_ABUSE_CONFIG").unwrap_or_default().replace("\\n", "\n");
+    let d = TestDaemon::start_shared(&[], &extra);
     let big = big_session(&d);
     // Another uid's session: its own server, untouched by the flood.
     let other = d.ok("session.create", json!({"command": ["cat"], "user": users.a.name}));

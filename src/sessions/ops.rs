@@ -20,6 +20,7 @@ use crate::protocol::methods::{SessionCapture, SessionCreate, SessionSend};
 use crate::protocol::types::{
     ServerStatus, Session, SessionCounts, SessionField, SessionState, SESSION_PREFIX,
 };
+use crate::tmux::capture::CaptureSpec;
 use crate::tmux::Cmd;
 use crate::users::{Account, UserSpec};
 
@@ -481,17 +482,15 @@ impl Sessions {
             )));
         }
         let (r, server, pane) = self.live_pane(caller, &p.id, false)?;
-        let mut cmd = Cmd::new("capture-pane").flag("-p").opt("-t", pane);
-        if p.escapes {
-            cmd = cmd.flag("-e");
-        }
-        if p.lines > 0 {
-            cmd = cmd.opt("-S", format!("-{}", p.lines));
-        }
         let cols = r.session.cols.unwrap_or(DEFAULT_COLS);
         let rows = r.session.rows.unwrap_or(DEFAULT_ROWS);
-        let estimate = capture_estimate(p.lines, rows, cols, p.escapes);
-        let text = server.tmux_sized(cmd, estimate).await?.into_text();
+        let spec = CaptureSpec {
+            target: &pane,
+            lines: p.lines,
+            escapes: p.escapes,
+            estimate: capture_estimate(p.lines, rows, cols, p.escapes),
+        };
+        let text = server.capture(&spec).await?;
         let max = usize::try_from(config.daemon.max_capture_bytes.0).unwrap_or(usize::MAX);
         Ok(keep_tail(text, max))
     }

@@ -293,10 +293,11 @@ impl Server {
         self.client()?.run(&cmd).await.map_err(tmux_err)
     }
 
-    /// [`Server::tmux`] for a command whose reply may be large, about
-    /// `reply_bytes` (see [`ControlClient::run_sized`]).
-    pub async fn tmux_sized(&self, cmd: Cmd, reply_bytes: usize) -> Result<Output> {
-        self.client()?.run_sized(&cmd, reply_bytes).await.map_err(tmux_err)
+    /// A pane's text (see [`tmux::capture`]).
+    pub async fn capture(&self, spec: &tmux::capture::CaptureSpec<'_>) -> Result<String> {
+        let version = self.info().map(|i| i.version);
+        let client = self.client()?;
+        tmux::capture::capture(&client, version.as_deref(), spec).await.map_err(tmux_err)
     }
 
     /// Whether a server answers on the socket now.

@@ -317,39 +317,74 @@ impl ControlClient {
     }
 
     /// [`ControlClient::run`] for a command whose reply may be large (a
-    /// capture): `reply_bytes` is the caller's estimate, taken from the reply
-    /// budget (at most the whole budget) until the caller drops the output.
+    /// capture); see [`ControlClient::run_many`].
     pub async fn run_sized(&self, cmd: &Cmd, reply_bytes: usize) -> Result<Output, TmuxError> {
-        let mut line = cmd.render()?.into_bytes();
-        line.push(b'\n');
+        let mut results = self.run_many(std::slice::from_ref(cmd), reply_bytes).await?;
+        results.pop().unwrap_or_else(|| Err(TmuxError::Unavailable("no reply".into())))
+    }
+
+    /// Runs `cmds` one after the other, written together (nothing else
+    /// comes between them on the wire), each on its own line with its own
+    /// reply: one failing does not stop the next. `reply_bytes` is the
+    /// caller's estimate of what they make tmux hold and answer (a
+    /// capture), taken from the reply budget (at most all of it) until the
+    /// caller has the replies, or, if it gave up, until the last reply came.
+    /// Errors that concern every command (connection, budget, timeout) are
+    /// the outer `Err`.
+    pub async fn run_many(
+        &self,
+        cmds: &[Cmd],
+        reply_bytes: usize,
+    ) -> Result<Vec<Result<Output, TmuxError>>, TmuxError> {
+        let mut lines = Vec::new();
+        for cmd in cmds {
+            lines.extend_from_slice(cmd.render()?.as_bytes());
+            lines.push(b'\n');
+        }
+        let name = cmds.iter().map(Cmd::name).collect::<Vec<_>>().join("`, `");
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let permits = self.permits(reply_bytes, deadline).await?;
+        let permits = self.permits(cmds.len(), reply_bytes, deadline).await?;
         let exchange = async {
-            let rx = self.send_line(&line, permits).await?;
-            match rx.await {
-                // The permits go with the output's last use: here.
-                Ok((result, _permits)) => result,
-                Err(_) => Err(TmuxError::Unavailable("control connection closed".into())),
+            let answers = self.send_lines(&lines, permits).await?;
+            let mut results = Vec::with_capacity(answers.len());
+            let mut permits = Vec::with_capacity(answers.len());
+            for rx in answers {
+                let Ok((result, p)) = rx.await else {
+                    return Err(TmuxError::Unavailable("control connection closed".into()));
+                };
+                results.push(result);
+                permits.push(p);
             }
+            // The permits go with the outputs' last use: the caller's.
+            drop(permits);
+            Ok(results)
         };
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(result) => result,
             Err(_) => Err(TmuxError::Unavailable(format!(
-                "tmux did not answer `{}` within {:?}",
-                cmd.name(),
+                "tmux did not answer `{name}` within {:?}",
                 self.timeout
             ))),
         }
     }
 
-    /// The command's share of the budgets: the reply bytes first, so a
-    /// capture waiting for them holds no command slot.
+    /// The commands' shares of the budgets: the reply bytes first (carried
+    /// by the last command, whose reply comes last), so a capture waiting
+    /// for them holds no command slot.
     async fn permits(
         &self,
+        commands: usize,
         reply_bytes: usize,
         deadline: tokio::time::Instant,
-    ) -> Result<Permits, TmuxError> {
-        let reply = if reply_bytes == 0 {
+    ) -> Result<Vec<Permits>, TmuxError> {
+        let n = u32::try_from(commands).unwrap_or(u32::MAX);
+        if commands == 0 || commands > self.max_commands {
+            return Err(TmuxError::Unavailable(format!(
+                "{commands} commands at once is more than {COMMANDS_BUDGET} = {}",
+                self.max_commands
+            )));
+        }
+        let mut reply = if reply_bytes == 0 {
             None
         } else {
             let units = reply_units(reply_bytes).min(reply_units(self.max_reply_bytes));
@@ -358,8 +393,14 @@ impl ControlClient {
             Some(self.acquire(sem, units, deadline, budget).await?)
         };
         let budget = (COMMANDS_BUDGET, self.max_commands, "commands sent and not answered");
-        let slot = self.acquire(&self.shared.slots, 1, deadline, budget).await?;
-        Ok(Permits { _slot: slot, _reply: reply })
+        let mut slots = self.acquire(&self.shared.slots, n, deadline, budget).await?;
+        let mut permits = Vec::with_capacity(commands);
+        for i in 0..commands {
+            let Some(slot) = slots.split(1) else { break };
+            let reply = if i + 1 == commands { reply.take() } else { None };
+            permits.push(Permits { _slot: slot, _reply: reply });
+        }
+        Ok(permits)
     }
 
     async fn acquire(
@@ -389,28 +430,32 @@ impl ControlClient {
         }
     }
 
-    /// Queues the reply slot and writes the line under the writer lock, so
-    /// the FIFO order of slots is the order of lines on the wire.
-    async fn send_line(
+    /// Queues the reply slots and writes the lines under the writer lock,
+    /// so the FIFO order of slots is the order of lines on the wire.
+    async fn send_lines(
         &self,
-        line: &[u8],
-        permits: Permits,
-    ) -> Result<oneshot::Receiver<Answer>, TmuxError> {
+        lines: &[u8],
+        permits: Vec<Permits>,
+    ) -> Result<Vec<oneshot::Receiver<Answer>>, TmuxError> {
         let mut writer = self.writer.lock().await;
-        let (tx, rx) = oneshot::channel();
+        let mut answers = Vec::with_capacity(permits.len());
         {
             let mut st = self.shared.lock();
             if let Some(reason) = &st.dead {
                 return Err(TmuxError::Unavailable(reason.clone()));
             }
-            st.pending.push_back((tx, permits));
+            for p in permits {
+                let (tx, rx) = oneshot::channel();
+                st.pending.push_back((tx, p));
+                answers.push(rx);
+            }
         }
         // If this future is dropped mid-write (timeout, caller cancelled),
         // the wire holds a partial line and the FIFO no longer matches it:
         // the only safe outcome is to declare the connection dead.
         let torn = TornWriteGuard(Some(&self.shared));
         let written = async {
-            writer.write_all(line).await?;
+            writer.write_all(lines).await?;
             writer.flush().await
         }
         .await;
@@ -418,7 +463,7 @@ impl ControlClient {
         if let Err(e) = written {
             self.shared.fail_all(&format!("writing to tmux control client: {e}"));
         }
-        Ok(rx)
+        Ok(answers)
     }
 
     /// The control client's pid, if it was known at spawn.

@@ -1,8 +1,10 @@
 //! Everything the daemon needs to own one tmux server and talk to it:
 //! the server's lifecycle ([`server`]), safe command lines ([`command`]),
+//! captures that do not leak in tmux ([`capture`]),
 //! the control-mode parser ([`control`]) and the one long-lived
 //! control-mode connection ([`client`]).
 
+pub mod capture;
 pub mod client;
 pub mod command;
 pub mod control;
