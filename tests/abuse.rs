@@ -370,8 +370,8 @@ fn a_capture_is_cut_to_its_last_lines_at_the_byte_bound() {
 }
 
 /// tmux stopped (SIGSTOP) for 30 s while clients keep sending requests,
-/// its control client killed meanwhile and a create asked for: no session
-/// is ever reported lost, no second server is started, health says
+/// the daemon killed and restarted meanwhile, and a create asked for: no
+/// session is ever reported lost, no second server is started, health says
 /// `degraded` naming the uid, the daemon's memory stays bounded, and after
 /// SIGCONT everything answers again within about a second.
 #[test]
@@ -386,7 +386,7 @@ fn a_tmux_server_stopped_for_30s_under_load_loses_nothing() {
             let _ = kill(self.0, Signal::SIGCONT);
         }
     }
-    let d = TestDaemon::start("");
+    let mut d = TestDaemon::start("");
     let ids: Vec<String> = (0..4)
         .map(|_| {
             d.ok("session.create", json!({"command": ["cat"]}))["id"].as_str().unwrap().to_string()
@@ -394,42 +394,48 @@ fn a_tmux_server_stopped_for_30s_under_load_loses_nothing() {
         .collect();
     let server = tmux_server_pid(&d.tmux_socket).expect("a tmux server") as u32;
     assert_eq!(servers_on(&d.tmux_socket), vec![server]);
-    let daemon_pid = d.pid() as u32;
-    let (daemon_before, _) = memory(daemon_pid);
+    let (daemon_before, _) = memory(d.pid() as u32);
 
     let stop = Arc::new(AtomicBool::new(false));
     let _stop = StopOnDrop(stop.clone());
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     // Load: 6 clients, each pipelining batches of 24 requests (more than
-    // tmux.max_commands_in_flight together) and reading the replies.
+    // tmux.max_commands_in_flight together) and reading the replies;
+    // they reconnect when the daemon restarts.
     let load: Vec<_> = (0..6)
         .map(|c| {
             let (socket, ids, stop, errors) =
                 (d.socket.clone(), ids.clone(), stop.clone(), errors.clone());
             std::thread::spawn(move || {
-                let mut client = Client::connect(&socket, Some(Duration::from_secs(60))).unwrap();
                 let mut n = 0u64;
                 while !stop.load(Ordering::SeqCst) {
-                    let calls: Vec<Value> = (0..24)
-                        .map(|i| {
-                            n += 1;
-                            let id = &ids[(i + c) % ids.len()];
-                            let (method, params) = match i % 4 {
-                                0 => ("session.capture", json!({"id": id, "lines": 100})),
-                                1 => ("session.send", json!({"id": id, "text": "x"})),
-                                2 => ("session.get", json!({"id": id})),
-                                _ => ("session.list", json!({})),
-                            };
-                            json!({"jsonrpc": "2.0", "id": n, "method": method, "params": params})
-                        })
-                        .collect();
-                    let Ok(replies) = client.raw(&serde_json::to_string(&calls).unwrap()) else {
-                        return;
+                    let Ok(mut client) = Client::connect(&socket, Some(Duration::from_secs(60)))
+                    else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
                     };
-                    let mut errors = errors.lock().unwrap();
-                    for r in replies.as_array().into_iter().flatten() {
-                        if let Some(m) = r["error"]["message"].as_str() {
-                            errors.push(format!("{}: {m}", r["error"]["data"]["kind"]));
+                    while !stop.load(Ordering::SeqCst) {
+                        let calls: Vec<Value> = (0..24)
+                            .map(|i| {
+                                n += 1;
+                                let id = &ids[(i + c) % ids.len()];
+                                let (method, params) = match i % 4 {
+                                    0 => ("session.capture", json!({"id": id, "lines": 100})),
+                                    1 => ("session.send", json!({"id": id, "text": "x"})),
+                                    2 => ("session.get", json!({"id": id})),
+                                    _ => ("session.list", json!({})),
+                                };
+                                json!({"jsonrpc": "2.0", "id": n, "method": method, "params": params})
+                            })
+                            .collect();
+                        let Ok(replies) = client.raw(&serde_json::to_string(&calls).unwrap()) else {
+                            break;
+                        };
+                        let mut errors = errors.lock().unwrap();
+                        for r in replies.as_array().into_iter().flatten() {
+                            if let Some(m) = r["error"]["message"].as_str() {
+                                errors.push(format!("{}: {m}", r["error"]["data"]["kind"]));
+                            }
                         }
                     }
                 }
@@ -441,48 +447,45 @@ fn a_tmux_server_stopped_for_30s_under_load_loses_nothing() {
     let stopped = Resume(Pid::from_raw(server as i32));
     kill(stopped.0, Signal::SIGSTOP).unwrap();
     let stalled_at = Instant::now();
-    let mut list = Client::connect(&d.socket, Some(Duration::from_secs(10))).unwrap();
     let (mut polls, mut daemon_peak) = (0, 0);
-    let mut health_seen = None;
-    let mut created = None;
-    let mut killed_control_client = false;
+    let (mut health_connected, mut health_restarted) = (None, None);
+    let mut create = None;
+    let mut restarted = false;
     while stalled_at.elapsed() < STALL {
+        let at = stalled_at.elapsed();
+        let mut list = Client::connect(&d.socket, Some(Duration::from_secs(10))).unwrap();
         let sessions = list.call("session.list", json!({})).expect("session.list during the stall");
         for s in sessions["sessions"].as_array().unwrap() {
-            assert_eq!(s["state"], "running", "during the stall: {s}\n{}", d.log_text());
+            assert_eq!(s["state"], "running", "{at:?} into the stall: {s}\n{}", d.log_text());
         }
         polls += 1;
-        daemon_peak = daemon_peak.max(memory(daemon_pid).0);
-        let at = stalled_at.elapsed();
-        if health_seen.is_none() && at > Duration::from_secs(12) {
-            let h = list.call("health.check", json!({})).expect("health.check");
-            health_seen = Some(h);
+        daemon_peak = daemon_peak.max(memory(d.pid() as u32).0);
+        if health_connected.is_none() && at > Duration::from_secs(12) {
+            health_connected = Some(list.call("health.check", json!({})).expect("health.check"));
         }
-        if !killed_control_client && at > Duration::from_secs(15) {
-            // The control connection dies while the server is stopped: the
-            // daemon must wait for this server, not start another.
-            let pgrep = std::process::Command::new("pgrep")
-                .args(["-f", "--", &format!("-C -S {}", d.tmux_socket.display())])
-                .output()
-                .unwrap();
-            for pid in String::from_utf8_lossy(&pgrep.stdout).split_whitespace() {
-                let _ = kill(Pid::from_raw(pid.parse().unwrap()), Signal::SIGKILL);
-            }
-            killed_control_client = true;
+        if !restarted && at > Duration::from_secs(13) {
+            // A daemon that starts while the server is stopped keeps its
+            // sessions and waits for it; a create must not start another.
+            d.kill9();
+            d.restart();
+            restarted = true;
+            let socket = d.socket.clone();
+            create = Some(std::thread::spawn(move || {
+                let mut c = Client::connect(&socket, Some(Duration::from_secs(60))).unwrap();
+                c.call("session.create", json!({"command": ["cat"]})).map_err(|e| e.to_string())
+            }));
         }
-        if killed_control_client && created.is_none() && at > Duration::from_secs(17) {
-            let mut c = Client::connect(&d.socket, Some(Duration::from_secs(30))).unwrap();
-            created = Some(c.call("session.create", json!({"command": ["cat"]})));
+        if restarted && health_restarted.is_none() && at > Duration::from_secs(22) {
+            health_restarted = Some(list.call("health.check", json!({})).expect("health.check"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(servers_on(&d.tmux_socket), vec![server], "one server, the stopped one");
     drop(stopped);
     let resumed = Instant::now();
-    let ids2 = ids.clone();
     let back = eventually(Duration::from_secs(60), "the sessions to answer again", || {
         let mut c = Client::connect(&d.socket, Some(Duration::from_secs(10))).ok()?;
-        for id in &ids2 {
+        for id in &ids {
             c.call("session.capture", json!({"id": id})).ok()?;
         }
         Some(resumed.elapsed())
@@ -491,36 +494,38 @@ fn a_tmux_server_stopped_for_30s_under_load_loses_nothing() {
     for l in load {
         l.join().unwrap();
     }
+    let created = create.expect("a create was tried").join().unwrap();
     let errors = errors.lock().unwrap();
     let busy = errors.iter().filter(|e| e.contains("tmux.max_commands_in_flight")).count();
-    let (daemon_after, daemon_hwm) = memory(daemon_pid);
-    let health = health_seen.expect("health was checked");
-    let created = created.expect("a create was tried");
+    let (daemon_after, daemon_hwm) = memory(d.pid() as u32);
     println!(
-        "tmux stopped for {STALL:?} under load: {polls} session.list polls, none lost; {} request errors ({busy} naming tmux.max_commands_in_flight); \
-         daemon RSS {:.1} -> {:.1} MiB (peak sampled {:.1}, VmHWM {:.1}); all sessions answered {back:?} after SIGCONT; \
-         create during the stall: {:?}",
+        "tmux stopped for {STALL:?} under load, the daemon restarted meanwhile: {polls} session.list polls, none lost; \
+         {} request errors ({busy} naming tmux.max_commands_in_flight); daemon RSS {:.1} -> {:.1} MiB (peak sampled {:.1}); \
+         all sessions answered {back:?} after SIGCONT; create during the stall: {created:?}",
         errors.len(),
         mib(daemon_before),
         mib(daemon_after),
         mib(daemon_peak),
-        mib(daemon_hwm),
-        created.as_ref().map_err(|e| e.to_string()),
     );
-    println!("health during the stall: {health}");
     assert!(back < Duration::from_secs(5), "answered {back:?} after SIGCONT");
-    assert_eq!(health["status"], "degraded", "{health}");
-    let tmux_check =
-        health["checks"].as_array().unwrap().iter().find(|c| c["name"] == "tmux_server");
-    let detail = tmux_check.map(|c| c["detail"].to_string()).unwrap_or_default();
-    assert!(detail.contains("uid 0") && detail.contains("stalled"), "{health}");
+    for (when, health) in [("connected", &health_connected), ("after a restart", &health_restarted)]
+    {
+        let health = health.as_ref().expect("health was checked");
+        println!("health during the stall, {when}: {health}");
+        assert_eq!(health["status"], "degraded", "{when}: {health}");
+        let checks = health["checks"].as_array().unwrap();
+        let tmux = checks.iter().find(|c| c["name"] == "tmux_server").expect("a tmux_server check");
+        let detail = tmux["detail"].as_str().unwrap();
+        assert!(detail.contains("uid 0") && detail.contains("stalled"), "{when}: {detail}");
+    }
     assert!(
         busy > 0,
         "no request was held back by tmux.max_commands_in_flight: {:?}",
         &errors[..errors.len().min(5)]
     );
-    let e = created.expect_err("a create on a stopped server cannot succeed").to_string();
-    assert!(e.contains("not starting another") || e.contains("tmux"), "{e}");
+    let e = created.expect_err("a create on a stopped server cannot succeed");
+    assert!(e.contains("not starting another one"), "{e}");
+    assert!(daemon_peak < daemon_before + 64 * MIB, "daemon RSS {:.1} MiB", mib(daemon_peak));
     assert!(daemon_hwm < daemon_before + 64 * MIB, "daemon VmHWM {:.1} MiB", mib(daemon_hwm));
     assert_eq!(tmux_server_pid(&d.tmux_socket), Some(server as i32), "the same server");
     assert_eq!(servers_on(&d.tmux_socket), vec![server], "one server");

@@ -260,7 +260,7 @@ impl Server {
         match self.info().map(|i| (i.pid, process_state(i.pid))) {
             Some((pid, Some('T' | 't'))) => format!("pid {pid} is stopped"),
             Some((pid, _)) => format!("pid {pid} does not answer"),
-            None => "it does not answer".to_string(),
+            None => "its socket is held, its pid not known yet".to_string(),
         }
     }
 

@@ -107,7 +107,8 @@ pub fn decode_vis(text: &str) -> Vec<u8> {
         }
         let c = b[i + 1];
         if i + 3 < b.len() && octal(c) && octal(b[i + 2]) && octal(b[i + 3]) {
-            let value = u32::from(c - b'0') << 6 | u32::from(b[i + 2] - b'0') << 3
+            let value = u32::from(c - b'0') << 6
+                | u32::from(b[i + 2] - b'0') << 3
                 | u32::from(b[i + 3] - b'0');
             out.push(value as u8);
             i += 4;
