@@ -534,3 +534,41 @@ fn a_tmux_server_stopped_for_30s_under_load_loses_nothing() {
     }
     assert!(!d.log_text().contains("the tmux server died"), "{}", d.log_text());
 }
+
+/// Captures cost the tmux server nothing it keeps: tmux before 3.6 never
+/// frees a `capture-pane -p` printed to a control client (1.9 MB for each
+/// of these), so the daemon captures through a paste buffer there.
+#[test]
+fn captures_do_not_grow_the_tmux_server() {
+    const CAPTURES: usize = 40;
+    let d = TestDaemon::start("");
+    let big = big_session(&d);
+    let tmux_pid = tmux_server_pid(&d.tmux_socket).expect("a tmux server") as u32;
+    let mut c = Client::connect(&d.socket, Some(Duration::from_secs(30))).unwrap();
+    let capture = json!({"id": big, "lines": 10000});
+    // The first ones settle the allocator.
+    for _ in 0..3 {
+        c.call("session.capture", capture.clone()).unwrap();
+    }
+    let (before, _) = memory(tmux_pid);
+    let mut bytes = 0;
+    for _ in 0..CAPTURES {
+        let r = c.call("session.capture", capture.clone()).unwrap();
+        bytes += r["text"].as_str().unwrap().len();
+    }
+    let (after, hwm) = memory(tmux_pid);
+    println!(
+        "{CAPTURES} captures of {:.1} MB each: tmux RSS {:.1} -> {:.1} MiB (VmHWM {:.1})",
+        bytes as f64 / CAPTURES as f64 / 1e6,
+        mib(before),
+        mib(after),
+        mib(hwm)
+    );
+    assert!(bytes > CAPTURES * 1_800_000, "{bytes} bytes captured");
+    assert!(
+        after < before + 16 * MIB,
+        "tmux grew from {:.1} to {:.1} MiB",
+        mib(before),
+        mib(after)
+    );
+}
