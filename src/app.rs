@@ -27,8 +27,10 @@ pub async fn start_and_run(
 ) -> anyhow::Result<()> {
     let config = ConfigHandle::new(config);
     let shutdown = Shutdown::new();
-    let sessions = crate::sessions::start(&config, &shutdown).await?;
     let metrics = Arc::new(Metrics::default());
+    let hits = metrics.clone();
+    let budget_hook = crate::tmux::BudgetHook::new(move |budget| hits.budget_hit(budget));
+    let sessions = crate::sessions::start(&config, &shutdown, budget_hook).await?;
     let health = Checker {
         config: config.clone(),
         sessions: sessions.clone(),

@@ -85,8 +85,16 @@ pub struct DaemonConfig {
     pub max_message_bytes: usize,
     /// Most client connections served at once.
     pub max_connections: usize,
-    /// Most requests in flight on one connection.
+    /// Most calls in flight on one connection; a batch of N calls takes N.
     pub max_inflight_per_connection: usize,
+    /// Reply bytes waiting to be written on one connection beyond which it
+    /// stops reading requests until its client reads.
+    pub max_pending_reply_bytes: ByteSize,
+    /// A connection whose client accepts no reply byte for this long is closed.
+    pub write_timeout: HumanDuration,
+    /// Most text one `session.capture` returns; beyond it the reply keeps the
+    /// last lines and says `truncated`.
+    pub max_capture_bytes: ByteSize,
     /// Most connections one uid may hold at once, so one user cannot take
     /// every slot.
     pub max_connections_per_uid: usize,
@@ -113,6 +121,9 @@ impl Default for DaemonConfig {
             max_message_bytes: 1 << 20,
             max_connections: 256,
             max_inflight_per_connection: 64,
+            max_pending_reply_bytes: ByteSize(1 << 20),
+            write_timeout: HumanDuration(Duration::from_secs(10)),
+            max_capture_bytes: ByteSize(4 << 20),
             max_connections_per_uid: 32,
             reserved_admin_connections: 16,
             idle_timeout: HumanDuration(Duration::from_secs(300)),
@@ -158,6 +169,13 @@ pub struct TmuxConfig {
     pub server_memory_max: ByteSize,
     /// A server with no sessions for this long is stopped ("off": never).
     pub server_idle_stop: OptDuration,
+    /// Most commands the daemon has sent to one server and not yet had
+    /// answered; more wait (within their timeout).
+    pub max_commands_in_flight: usize,
+    /// Most bytes of `session.capture` output one server may owe the daemon
+    /// (estimated from the pane size) and the daemon may hold before the
+    /// reply is handed to its connection; more wait (within their timeout).
+    pub max_capture_bytes_in_flight: ByteSize,
 }
 
 impl Default for TmuxConfig {
@@ -172,6 +190,8 @@ impl Default for TmuxConfig {
             allow_root_sessions: false,
             server_memory_max: ByteSize(2 << 30),
             server_idle_stop: OptDuration(Some(Duration::from_secs(15 * 60))),
+            max_commands_in_flight: 64,
+            max_capture_bytes_in_flight: ByteSize(16 << 20),
         }
     }
 }
@@ -455,6 +475,10 @@ impl Config {
             ("limits.max_sessions", self.limits.max_sessions),
             ("limits.max_sessions_per_owner", self.limits.max_sessions_per_owner),
             ("tmux.history_limit", self.tmux.history_limit as usize),
+            ("tmux.max_commands_in_flight", self.tmux.max_commands_in_flight),
+            ("daemon.max_pending_reply_bytes", d.max_pending_reply_bytes.0 as usize),
+            ("daemon.max_capture_bytes", d.max_capture_bytes.0 as usize),
+            ("tmux.max_capture_bytes_in_flight", self.tmux.max_capture_bytes_in_flight.0 as usize),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigHandle};
-use crate::protocol::types::{Check, Health};
+use crate::protocol::types::{Check, Health, ServerStatus};
+use crate::sessions::server::Server;
 use crate::sessions::Sessions;
 use crate::shutdown::ShutdownListener;
 use crate::tmux::Cmd;
@@ -169,7 +170,10 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
         let name = "tmux_server".to_string();
         let uid = [("uid", json!(st.uid))];
         async move {
-            let Some(server) = server.filter(|s| s.is_up()) else {
+            let Some(server) = server.clone().filter(|s| s.is_up()) else {
+                if let Some(server) = server.filter(|s| s.lives()) {
+                    return stalled(&st, &server, "not connected");
+                }
                 let detail =
                     format!("uid {}: not connected ({} live sessions wait)", st.uid, st.sessions);
                 return check(&name, FAILING, detail, &uid);
@@ -190,8 +194,14 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
                         [uid[0].clone(), ("latency_ms", json!(latency_ms)), ("pid", json!(pid))];
                     check(&name, OK, detail, &extra)
                 }
+                Ok(Err(e @ crate::error::Error::TmuxUnavailable(_))) if server.lives() => {
+                    stalled(&st, &server, &e.to_string())
+                }
                 Ok(Err(e)) => {
                     check(&name, FAILING, format!("uid {}: not answering: {e}", st.uid), &uid)
+                }
+                Err(_) if server.lives() => {
+                    stalled(&st, &server, &format!("no answer within {TMUX_PING_TIMEOUT:?}"))
                 }
                 Err(_) => {
                     let detail = format!("uid {}: no answer within {TMUX_PING_TIMEOUT:?}", st.uid);
@@ -203,12 +213,41 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
     futures::future::join_all(pings).await
 }
 
+/// A server that does not answer but lives (stopped, stalled, busy) is
+/// `degraded`, not `failing`: its sessions are kept, and requests to it fail
+/// with `tmux_unavailable` until it answers again.
+fn stalled(st: &ServerStatus, server: &Server, why: &str) -> Check {
+    let detail = format!(
+        "uid {} ({}): the tmux server is stalled ({}; {why}); its {} sessions are kept and the daemon waits for it",
+        st.uid,
+        st.user,
+        server.stall(),
+        st.sessions
+    );
+    let pid = server.info().map(|i| i.pid);
+    let extra = [("uid", json!(st.uid)), ("pid", json!(pid)), ("stalled", json!(true))];
+    check("tmux_server", DEGRADED, detail, &extra)
+}
+
 fn control_connections(sessions: &Sessions) -> Check {
     let servers = sessions.servers();
     let up = servers.iter().filter(|s| s.alive).count();
-    let down: Vec<String> =
-        servers.iter().filter(|s| s.is_down()).map(|s| format!("uid {}", s.uid)).collect();
-    if down.is_empty() {
+    let handles = sessions.server_handles();
+    let lives = |uid: u32| handles.iter().any(|h| h.uid == uid && h.lives());
+    let (stalled, down): (Vec<_>, Vec<_>) = servers
+        .iter()
+        .filter(|s| s.is_down())
+        .map(|s| (format!("uid {}", s.uid), lives(s.uid)))
+        .partition(|(_, lives)| *lives);
+    let names = |v: Vec<(String, bool)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    let (stalled, down) = (names(stalled), names(down));
+    if down.is_empty() && !stalled.is_empty() {
+        let detail = format!(
+            "the tmux servers of {} live but do not answer (stalled); their sessions are kept",
+            stalled.join(", ")
+        );
+        check("control_connection", DEGRADED, detail, &[("servers", json!(up))])
+    } else if down.is_empty() {
         let detail = format!("{up} tmux servers connected");
         check(CONTROL_CONNECTION, OK, detail, &[("servers", json!(up))])
     } else {

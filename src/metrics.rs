@@ -25,7 +25,18 @@ struct Inner {
     reaped: BTreeMap<String, u64>,
     limit_rejections: BTreeMap<String, u64>,
     connections_rejected: u64,
+    budget_hits: BTreeMap<&'static str, u64>,
 }
+
+/// Every budget, by the config key that sets it: listed at 0 until hit.
+pub const BUDGETS: [&str; 6] = [
+    "daemon.max_inflight_per_connection",
+    "daemon.max_pending_reply_bytes",
+    "daemon.write_timeout",
+    "daemon.max_capture_bytes",
+    "tmux.max_commands_in_flight",
+    "tmux.max_capture_bytes_in_flight",
+];
 
 /// The daemon's counters.
 #[derive(Default)]
@@ -72,6 +83,13 @@ impl Metrics {
         self.with(|m| m.connections_rejected += 1);
     }
 
+    /// Records that a budget (named by its config key, see [`BUDGETS`])
+    /// held something back: a request waited or was refused, a reply was
+    /// cut, a connection was closed.
+    pub fn budget_hit(&self, budget: &'static str) {
+        self.with(|m| *m.budget_hits.entry(budget).or_default() += 1);
+    }
+
     /// Appends the counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         self.with(|m| {
@@ -107,6 +125,13 @@ impl Metrics {
             let _ = writeln!(out, "# HELP ccmanagerd_connections_rejected_total Connections refused.");
             let _ = writeln!(out, "# TYPE ccmanagerd_connections_rejected_total counter");
             let _ = writeln!(out, "ccmanagerd_connections_rejected_total {}", m.connections_rejected);
+            let _ = writeln!(out, "# HELP ccmanagerd_budget_hits_total Times a budget held something back (a request waited or was refused, a capture was cut, a connection closed), by the config key that sets it.");
+            let _ = writeln!(out, "# TYPE ccmanagerd_budget_hits_total counter");
+            let others = m.budget_hits.keys().filter(|b| !BUDGETS.contains(b)).copied();
+            for budget in BUDGETS.into_iter().chain(others) {
+                let n = m.budget_hits.get(budget).copied().unwrap_or(0);
+                let _ = writeln!(out, "ccmanagerd_budget_hits_total{{budget=\"{budget}\"}} {n}");
+            }
         });
     }
 }

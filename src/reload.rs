@@ -20,6 +20,9 @@ const RESTART_KEYS: &[&str] = &[
     "tmux.launcher",
     "tmux.unit_prefix",
     "tmux.server_memory_max",
+    // Set on each server's control connection when it is made.
+    "tmux.max_commands_in_flight",
+    "tmux.max_capture_bytes_in_flight",
 ];
 
 /// Where the config comes from and what the command line overrides.

@@ -134,6 +134,12 @@ pub struct SendResult {
 /// ```json
 /// {"id": "a1b2c3", "text": "$ ls\nREADME.md\n$ \n"}
 /// ```
+///
+/// Cut to its last lines (`daemon.max_capture_bytes`):
+///
+/// ```json
+/// {"id": "a1b2c3", "text": "last line\n", "truncated": true}
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureResult {
     /// The session id.
@@ -141,6 +147,10 @@ pub struct CaptureResult {
     /// One `\n`-terminated line per pane row (escape sequences only when
     /// asked).
     pub text: String,
+    /// The capture was longer than `daemon.max_capture_bytes`: `text` holds
+    /// its last whole lines that fit. Absent when nothing was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// `session.attach`: a command the session's owner may exec to attach a real

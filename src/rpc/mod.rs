@@ -117,6 +117,9 @@ impl Handler for Service {
             max_connections_per_uid: d.max_connections_per_uid,
             reserved_admin_connections: d.reserved_admin_connections,
             max_inflight_per_connection: d.max_inflight_per_connection,
+            max_pending_reply_bytes: usize::try_from(d.max_pending_reply_bytes.0)
+                .unwrap_or(usize::MAX),
+            write_timeout: d.write_timeout.0,
             idle_timeout: d.idle_timeout.0,
             shutdown_timeout: d.shutdown_timeout.0,
         }
@@ -146,5 +149,9 @@ impl Handler for Service {
 
     fn refused(&self) {
         self.metrics.connection_rejected();
+    }
+
+    fn budget_hit(&self, budget: &'static str) {
+        self.metrics.budget_hit(budget);
     }
 }

@@ -51,8 +51,11 @@ pub async fn send(ctx: &Ctx<'_>, p: SessionSend) -> Result<SendResult> {
 /// `session.capture`.
 pub async fn capture(ctx: &Ctx<'_>, p: SessionCapture) -> Result<CaptureResult> {
     let id = p.id.clone();
-    let text = ctx.service.sessions.capture(&ctx.caller, &ctx.config, p).await?;
-    Ok(CaptureResult { id, text })
+    let (text, truncated) = ctx.service.sessions.capture(&ctx.caller, &ctx.config, p).await?;
+    if truncated {
+        ctx.service.metrics.budget_hit("daemon.max_capture_bytes");
+    }
+    Ok(CaptureResult { id, text, truncated })
 }
 
 /// `session.resize`.

@@ -1,32 +1,58 @@
 //! One client connection: newline-delimited JSON-RPC with a size cap,
-//! requests served concurrently up to a per-connection bound, an idle
-//! timeout, and a graceful drain on shutdown.
+//! requests served concurrently up to a per-connection bound, budgets that
+//! hold against a client that never reads, an idle timeout, and a graceful
+//! drain on shutdown.
 //!
-//! Everything of a connection runs in one task: reading, the requests in
+//! Everything of a connection runs in one task: reading, the calls in
 //! flight (polled together, not spawned) and writing the replies. A request
 //! thus costs no task spawn and no hand-over to a writer task; on this
 //! 2-core machine those hops were a third of a `daemon.ping` round trip.
+//!
+//! The budgets (docs/protocol.md, "Bounds"): every call of a batch takes one
+//! of `max_inflight_per_connection` slots; replies wait in an outbox, and
+//! while it holds `max_pending_reply_bytes` the connection neither reads
+//! nor completes calls (a call that finished in tmux keeps its share of the
+//! server's budget until then, so what a connection holds stays bounded);
+//! a client that takes no reply byte for `write_timeout` is disconnected.
+//! One client that never read once grew the daemon from 10.8 to 368 MB.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tracing::Instrument;
 
-use super::{ActiveGuard, Handler, Peer};
-use crate::protocol::envelope::{self, batch, failure, success, Call, Item, Message, RpcError};
-use crate::protocol::Request;
+use super::{ActiveGuard, Bounds, Handler, Peer};
+use crate::protocol::envelope::{self, failure, success, Call, Id, Item, Message, RpcError};
+use crate::protocol::{ErrorKind, Request};
 use crate::shutdown::ShutdownListener;
 
 /// During shutdown, how long a connection may stay silent before it is
 /// closed (requests already on the wire are still served).
 const DRAIN_READ_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A request being served: its reply, if one is due.
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
+/// A reply of a batch call at most this long is always kept, whatever the
+/// budget: every reply of a call that changes something (create, kill,
+/// send) is far smaller, so only large read results (captures, lists) are
+/// ever replaced by a `limit_reached` error.
+const SMALL_REPLY_BYTES: usize = 64 << 10;
+
+/// What a call in flight yields.
+struct Done {
+    /// The batch it belongs to, if any.
+    batch: Option<u64>,
+    /// Its id, to answer with an error instead of a reply too large to keep.
+    id: Option<Id>,
+    /// Its reply, if one is due.
+    reply: Option<String>,
+}
+
+/// A call being served.
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
 /// Outcome of reading one line.
 #[derive(Debug)]
@@ -104,7 +130,226 @@ struct Ctx<H> {
     peer: Peer,
 }
 
-/// Serves a connection until EOF, error, idle timeout or shutdown.
+/// Replies waiting to be written, in order; a line is written from where
+/// the last write stopped, never copied into a larger buffer.
+struct Outbox {
+    lines: VecDeque<Vec<u8>>,
+    /// Bytes of the front line already written.
+    written: usize,
+    /// Bytes not yet written, in all.
+    bytes: usize,
+    /// When the last byte was written, or when the outbox last filled from
+    /// empty: the write timeout counts from here.
+    progress: Instant,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox { lines: VecDeque::new(), written: 0, bytes: 0, progress: Instant::now() }
+    }
+
+    fn push(&mut self, mut line: String) {
+        line.push('\n');
+        if self.lines.is_empty() {
+            self.progress = Instant::now();
+        }
+        self.bytes += line.len();
+        self.lines.push_back(line.into_bytes());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn front(&self) -> &[u8] {
+        self.lines.front().map_or(&[], |l| &l[self.written..])
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.bytes -= n;
+        self.written += n;
+        self.progress = Instant::now();
+        if self.lines.front().is_some_and(|l| self.written == l.len()) {
+            self.lines.pop_front();
+            self.written = 0;
+        }
+    }
+
+    /// Writes what the socket takes without waiting (most replies go out
+    /// here, at once, as with an inline write).
+    fn flush_ready(&mut self, writer: &OwnedWriteHalf) -> std::io::Result<()> {
+        while !self.is_empty() {
+            match writer.try_write(self.front()) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A batch whose calls are in flight: its reply array, grown as they finish.
+struct Batch {
+    /// Calls not finished yet.
+    left: usize,
+    /// `[` and the replies so far, comma-separated.
+    text: String,
+    /// Bytes of replies in `text`.
+    bytes: usize,
+}
+
+/// The calls of a connection and their replies.
+struct Work<H> {
+    ctx: Arc<Ctx<H>>,
+    inflight: FuturesUnordered<Pending>,
+    /// Calls in flight (a batch of N counts N).
+    slots: usize,
+    batches: HashMap<u64, Batch>,
+    next_batch: u64,
+    /// Bytes of replies held in unfinished batches.
+    partial: usize,
+    /// A batch read but not started: it waits for enough free slots.
+    waiting: Option<Vec<Item>>,
+    outbox: Outbox,
+}
+
+impl<H: Handler> Work<H> {
+    fn new(ctx: Arc<Ctx<H>>) -> Self {
+        Work {
+            ctx,
+            inflight: FuturesUnordered::new(),
+            slots: 0,
+            batches: HashMap::new(),
+            next_batch: 0,
+            partial: 0,
+            waiting: None,
+            outbox: Outbox::new(),
+        }
+    }
+
+    /// Nothing in flight, waiting or to be written.
+    fn idle(&self) -> bool {
+        self.inflight.is_empty() && self.waiting.is_none() && self.outbox.is_empty()
+    }
+
+    fn start(&mut self, batch: Option<u64>, item: Item) {
+        let ctx = self.ctx.clone();
+        let id = match &item {
+            Item::Call(call) => call.id.clone(),
+            Item::Invalid { id, .. } => Some(id.clone()),
+        };
+        self.slots += 1;
+        self.inflight.push(Box::pin(async move {
+            let reply = handle_item(&ctx, item).await;
+            Done { batch, id, reply }
+        }));
+    }
+
+    /// One message read from the client.
+    fn message(&mut self, bytes: &[u8], bounds: &Bounds) {
+        match envelope::parse_message(bytes) {
+            Message::Single(item) => self.start(None, item),
+            Message::Batch(items) if items.len() > bounds.max_inflight_per_connection => {
+                let max = bounds.max_inflight_per_connection;
+                tracing::info!(calls = items.len(), max, "batch over the in-flight bound refused");
+                self.ctx.handler.budget_hit("daemon.max_inflight_per_connection");
+                let err = RpcError::app(
+                    ErrorKind::LimitReached,
+                    format!(
+                        "limit reached: a batch of {} calls is more than daemon.max_inflight_per_connection = {max}; send at most {max} calls per batch",
+                        items.len()
+                    ),
+                );
+                self.outbox.push(failure(&Id::NULL, &err));
+            }
+            Message::Batch(items) => {
+                self.waiting = Some(items);
+                self.start_waiting(bounds);
+            }
+        }
+    }
+
+    /// Starts the waiting batch if enough slots are free; a batch is never
+    /// started in part.
+    fn start_waiting(&mut self, bounds: &Bounds) {
+        let Some(items) = self.waiting.take() else { return };
+        if self.slots + items.len() > bounds.max_inflight_per_connection {
+            self.waiting = Some(items);
+            return;
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(id, Batch { left: items.len(), text: "[".into(), bytes: 0 });
+        for item in items {
+            self.start(Some(id), item);
+        }
+    }
+
+    /// A call finished: its reply goes to the outbox, or into its batch.
+    fn finish(&mut self, done: Done, bounds: &Bounds) {
+        self.slots -= 1;
+        let Some(batch_id) = done.batch else {
+            if let Some(reply) = done.reply {
+                self.outbox.push(reply);
+            }
+            return;
+        };
+        let Some(batch) = self.batches.get_mut(&batch_id) else { return };
+        batch.left -= 1;
+        if let Some(mut reply) = done.reply {
+            // A batch's replies go out together: while a large one is held
+            // in the batches, another that would take the connection past its
+            // budget is not kept (so the first always is).
+            let held = self.outbox.bytes + self.partial;
+            let max = bounds.max_pending_reply_bytes;
+            let large_held = self.partial > SMALL_REPLY_BYTES;
+            if reply.len() > SMALL_REPLY_BYTES && large_held && held + reply.len() > max {
+                self.ctx.handler.budget_hit("daemon.max_pending_reply_bytes");
+                let err = RpcError::app(
+                    ErrorKind::LimitReached,
+                    format!(
+                        "limit reached: this reply ({} bytes) was dropped: {held} bytes of replies to this connection are already held (daemon.max_pending_reply_bytes = {max}); ask for less in one batch",
+                        reply.len()
+                    ),
+                );
+                reply = failure(&done.id.unwrap_or(Id::NULL), &err);
+            }
+            if batch.text.len() > 1 {
+                batch.text.push(',');
+            }
+            batch.text.push_str(&reply);
+            batch.bytes += reply.len();
+            self.partial += reply.len();
+        }
+        if batch.left == 0 {
+            if let Some(mut batch) = self.batches.remove(&batch_id) {
+                self.partial -= batch.bytes;
+                // Only notifications: no reply at all.
+                if batch.text.len() > 1 {
+                    batch.text.push(']');
+                    self.outbox.push(batch.text);
+                }
+            }
+        }
+    }
+}
+
+/// Why the connection loop ended.
+#[derive(Debug, PartialEq)]
+enum End {
+    /// EOF (or shutdown) and every reply written.
+    Done,
+    /// Silent for `idle_timeout` with nothing in flight.
+    Idle,
+    /// A write failed: nobody reads the replies.
+    Broken,
+    /// The client took no reply byte for `write_timeout`.
+    WriteTimeout,
+}
+
+/// Serves a connection until EOF, error, idle or write timeout, or shutdown.
 pub async fn serve_connection<H: Handler>(
     handler: Arc<H>,
     stream: UnixStream,
@@ -116,100 +361,116 @@ pub async fn serve_connection<H: Handler>(
     async move {
         let (read_half, mut writer) = stream.into_split();
         let mut reader = LineReader::new(BufReader::new(read_half));
-        let ctx = Arc::new(Ctx { handler: handler.clone(), peer });
-        let mut inflight: FuturesUnordered<Pending> = FuturesUnordered::new();
+        let mut work = Work::new(Arc::new(Ctx { handler: handler.clone(), peer }));
         // On shutdown a connection is drained, not cut: requests the client
         // already sent are still read and answered.
         let mut draining = false;
-        // A write error means nobody reads the replies: stop at once.
-        let mut broken = false;
-        loop {
+        // False after EOF, an over-long message, or the drain grace.
+        let mut reading = true;
+        let mut last_activity = Instant::now();
+        // Whether reading stopped for a full outbox / full slots (counted
+        // once each time it happens).
+        let (mut was_over, mut was_full) = (false, false);
+        let end = loop {
             let bounds = handler.bounds();
-            let idle = if draining { DRAIN_READ_GRACE } else { bounds.idle_timeout };
-            let room = inflight.len() < bounds.max_inflight_per_connection;
-            let line = tokio::select! {
+            work.start_waiting(&bounds);
+            if !reading && work.idle() {
+                break End::Done;
+            }
+            let over = work.outbox.bytes >= bounds.max_pending_reply_bytes;
+            let full = work.waiting.is_some() || work.slots >= bounds.max_inflight_per_connection;
+            if over && !was_over {
+                tracing::debug!(bytes = work.outbox.bytes, "replies wait to be read; reading paused");
+                handler.budget_hit("daemon.max_pending_reply_bytes");
+            }
+            if full && !was_full && reading {
+                handler.budget_hit("daemon.max_inflight_per_connection");
+            }
+            (was_over, was_full) = (over, full);
+            let writing = !work.outbox.is_empty();
+            let can_read = reading && !full && !over;
+            let can_poll = !work.inflight.is_empty() && !over;
+            let (quiet, quiet_for) = if draining {
+                (reading, DRAIN_READ_GRACE)
+            } else {
+                (reading && work.idle(), bounds.idle_timeout)
+            };
+            let idle_at = tokio::time::Instant::from_std(last_activity + quiet_for);
+            let stuck_at = tokio::time::Instant::from_std(work.outbox.progress + bounds.write_timeout);
+            tokio::select! {
                 _ = shutdown.wait(), if !draining => {
                     draining = true;
-                    continue;
+                    last_activity = Instant::now();
                 }
-                Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                    if let Some(reply) = reply {
-                        if write_line(&mut writer, reply).await.is_err() {
-                            broken = true;
-                            break;
+                written = writer.write(work.outbox.front()), if writing => match written {
+                    Ok(n) if n > 0 => work.outbox.advance(n),
+                    Ok(_) => break End::Broken,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "write error");
+                        break End::Broken;
+                    }
+                },
+                _ = tokio::time::sleep_until(stuck_at), if writing => {
+                    tracing::warn!(
+                        pending_bytes = work.outbox.bytes,
+                        write_timeout = ?bounds.write_timeout,
+                        "the client reads no replies; closing (daemon.write_timeout)"
+                    );
+                    handler.budget_hit("daemon.write_timeout");
+                    break End::WriteTimeout;
+                }
+                Some(done) = work.inflight.next(), if can_poll => {
+                    last_activity = Instant::now();
+                    work.finish(done, &bounds);
+                    if work.outbox.flush_ready(&writer).is_err() {
+                        break End::Broken;
+                    }
+                }
+                line = reader.next(bounds.max_message_bytes), if can_read => {
+                    last_activity = Instant::now();
+                    match line {
+                        Err(e) => {
+                            tracing::debug!(error = %e, "read error");
+                            reading = false;
                         }
+                        Ok(Line::Eof) => reading = false,
+                        Ok(Line::TooLong) => {
+                            let max = bounds.max_message_bytes;
+                            tracing::warn!(max, "message over the size cap; closing connection");
+                            let err = RpcError::invalid_request(format!(
+                                "invalid request: message exceeds daemon.max_message_bytes = {max} bytes"
+                            ));
+                            work.outbox.push(failure(&Id::NULL, &err));
+                            reading = false;
+                        }
+                        Ok(Line::Message(bytes)) if bytes.iter().all(u8::is_ascii_whitespace) => {}
+                        Ok(Line::Message(bytes)) => work.message(&bytes, &bounds),
                     }
-                    continue;
+                    if work.outbox.flush_ready(&writer).is_err() {
+                        break End::Broken;
+                    }
                 }
-                read = tokio::time::timeout(idle, reader.next(bounds.max_message_bytes)), if room => read,
-            };
-            let bytes = match line {
-                // Idle only counts while nothing is in flight.
-                Err(_) if !inflight.is_empty() && !draining => continue,
-                Err(_) => {
-                    tracing::debug!("closing idle connection");
-                    break;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "read error");
-                    break;
-                }
-                Ok(Ok(Line::Eof)) => break,
-                Ok(Ok(Line::TooLong)) => {
-                    let max = bounds.max_message_bytes;
-                    tracing::warn!(max, "message over the size cap; closing connection");
-                    let err = RpcError::invalid_request(format!(
-                        "invalid request: message exceeds daemon.max_message_bytes = {max} bytes"
-                    ));
-                    broken = write_line(&mut writer, failure(&Value::Null, &err)).await.is_err();
-                    break;
-                }
-                Ok(Ok(Line::Message(bytes))) => bytes,
-            };
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let ctx = ctx.clone();
-            inflight.push(Box::pin(async move { handle_message(&ctx, &bytes).await }));
-        }
-        // Finish what is in flight; the accept loop bounds the total wait.
-        if !broken {
-            while let Some(reply) = inflight.next().await {
-                if let Some(reply) = reply {
-                    if write_line(&mut writer, reply).await.is_err() {
-                        break;
+                _ = tokio::time::sleep_until(idle_at), if quiet => {
+                    if draining {
+                        reading = false;
+                    } else {
+                        tracing::debug!("closing idle connection");
+                        break End::Idle;
                     }
                 }
             }
+        };
+        if end == End::Done {
+            let _ = writer.shutdown().await;
         }
-        let _ = writer.shutdown().await;
+        drop((reader, writer));
+        // Calls already started are finished, their replies dropped: a
+        // create cut half-way would be worse than a reply nobody reads. Each
+        // is bounded by its own timeouts; the accept loop bounds shutdown.
+        while work.inflight.next().await.is_some() {}
     }
     .instrument(span)
     .await
-}
-
-async fn write_line<W: AsyncWriteExt + Unpin>(
-    writer: &mut W,
-    mut reply: String,
-) -> std::io::Result<()> {
-    reply.push('\n');
-    writer.write_all(reply.as_bytes()).await
-}
-
-/// Serves one message (single or batch); `None` when nothing is to be sent.
-async fn handle_message<H: Handler>(ctx: &Ctx<H>, bytes: &[u8]) -> Option<String> {
-    match envelope::parse_message(bytes) {
-        Message::Single(item) => handle_item(ctx, item).await,
-        Message::Batch(items) => {
-            let replies: Vec<String> =
-                futures::future::join_all(items.into_iter().map(|i| handle_item(ctx, i)))
-                    .await
-                    .into_iter()
-                    .flatten()
-                    .collect();
-            (!replies.is_empty()).then(|| batch(&replies))
-        }
-    }
 }
 
 async fn handle_item<H: Handler>(ctx: &Ctx<H>, item: Item) -> Option<String> {

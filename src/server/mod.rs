@@ -40,8 +40,13 @@ pub struct Bounds {
     pub max_connections_per_uid: usize,
     /// Slots only root and admins may take.
     pub reserved_admin_connections: usize,
-    /// Most requests in flight on one connection.
+    /// Most calls in flight on one connection (a batch of N takes N).
     pub max_inflight_per_connection: usize,
+    /// Reply bytes waiting to be written beyond which a connection stops
+    /// reading and completing calls.
+    pub max_pending_reply_bytes: usize,
+    /// A connection whose client takes no reply byte this long is closed.
+    pub write_timeout: Duration,
     /// A connection silent this long (nothing in flight) is closed.
     pub idle_timeout: Duration,
     /// How long in-flight requests get on shutdown.
@@ -76,6 +81,8 @@ pub trait Handler: Send + Sync + 'static {
     fn served(&self, method: &'static str, ok: bool, took: Duration);
     /// A connection was refused (for metrics).
     fn refused(&self);
+    /// A budget (named by its config key) held something back (for metrics).
+    fn budget_hit(&self, budget: &'static str);
 }
 
 /// Live connections, in all and by uid.
@@ -246,6 +253,8 @@ mod tests {
             max_connections_per_uid: 3,
             reserved_admin_connections: 2,
             max_inflight_per_connection: 1,
+            max_pending_reply_bytes: 1,
+            write_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(1),
         }

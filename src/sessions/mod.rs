@@ -81,7 +81,12 @@ fn systemd_launcher(kind: LauncherKind, bus: Option<&Bus>) -> anyhow::Result<Opt
 
 /// Checks tmux, loads the state file, adopts every server that runs and
 /// reconciles its sessions (before READY). Returns the handle.
-pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result<Sessions> {
+/// `budget_hook` counts the hits of the tmux work budgets.
+pub async fn start(
+    config: &ConfigHandle,
+    shutdown: &Shutdown,
+    budget_hook: crate::tmux::BudgetHook,
+) -> anyhow::Result<Sessions> {
     let cfg = config.get();
     let bin = cfg.tmux.binary.clone();
     let version = crate::tmux::check_version(&bin).await?;
@@ -129,6 +134,10 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
         unit_prefix: cfg.tmux.unit_prefix.clone(),
         memory_max: cfg.tmux.server_memory_max,
         history_limit: cfg.tmux.history_limit,
+        max_commands: cfg.tmux.max_commands_in_flight,
+        max_reply_bytes: usize::try_from(cfg.tmux.max_capture_bytes_in_flight.0)
+            .unwrap_or(usize::MAX),
+        budget_hook,
     };
     let servers = Arc::new(Servers::new(env, registry.clone(), config.clone(), shutdown.clone())?);
     let only = match &mode {

@@ -20,11 +20,44 @@ use crate::protocol::methods::{SessionCapture, SessionCreate, SessionSend};
 use crate::protocol::types::{
     ServerStatus, Session, SessionCounts, SessionField, SessionState, SESSION_PREFIX,
 };
+use crate::tmux::capture::CaptureSpec;
 use crate::tmux::Cmd;
 use crate::users::{Account, UserSpec};
 
 /// Length of generated ids.
 const ID_LEN: usize = 8;
+/// Bytes per cell a capture is expected to take, for the tmux reply budget:
+/// ASCII takes one, the box drawing of a TUI three (UTF-8), so two...
+const CAPTURE_BYTES_PER_CELL: usize = 2;
+/// ... and with `escapes`, colour and attribute changes add more.
+const CAPTURE_BYTES_PER_CELL_ESCAPES: usize = 6;
+
+/// The bytes a capture of `lines` of scrollback above a `cols` x `rows`
+/// screen is expected to take (a pane whose history is shorter takes less).
+fn capture_estimate(lines: u32, rows: u16, cols: u16, escapes: bool) -> usize {
+    let per_cell = if escapes { CAPTURE_BYTES_PER_CELL_ESCAPES } else { CAPTURE_BYTES_PER_CELL };
+    let rows = lines as usize + usize::from(rows);
+    rows.saturating_mul(usize::from(cols) * per_cell + 1)
+}
+
+/// `text` if it fits in `max` bytes, else its last whole lines that do
+/// (a terminal client wants the bottom of the screen), and whether it was cut.
+fn keep_tail(mut text: String, max: usize) -> (String, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut start = text.len() - max;
+    let at_line_start = text.as_bytes()[start - 1] == b'\n';
+    if !at_line_start {
+        start = match text.as_bytes()[start..].iter().position(|b| *b == b'\n') {
+            Some(i) if start + i + 1 < text.len() => start + i + 1,
+            // Not even the last line fits: keep its end.
+            _ => (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len()),
+        };
+    }
+    text.drain(..start);
+    (text, true)
+}
 
 /// Whose servers this daemon may run.
 #[derive(Debug, Clone)]
@@ -467,13 +500,14 @@ impl Sessions {
         Ok(())
     }
 
-    /// `session.capture`: visible screen plus `lines` of scrollback.
+    /// `session.capture`: visible screen plus `lines` of scrollback, at most
+    /// `daemon.max_capture_bytes` of it (the last lines); true when cut.
     pub async fn capture(
         &self,
         caller: &Caller,
         config: &Config,
         p: SessionCapture,
-    ) -> Result<String> {
+    ) -> Result<(String, bool)> {
         let history = config.tmux.history_limit;
         if p.lines > history {
             return Err(Error::InvalidParams(format!(
@@ -481,15 +515,18 @@ impl Sessions {
                 p.lines
             )));
         }
-        let (_, server, pane) = self.live_pane(caller, &p.id, false)?;
-        let mut cmd = Cmd::new("capture-pane").flag("-p").opt("-t", pane);
-        if p.escapes {
-            cmd = cmd.flag("-e");
-        }
-        if p.lines > 0 {
-            cmd = cmd.opt("-S", format!("-{}", p.lines));
-        }
-        Ok(server.tmux(cmd).await?.into_text())
+        let (r, server, pane) = self.live_pane(caller, &p.id, false)?;
+        let cols = r.session.cols.unwrap_or(DEFAULT_COLS);
+        let rows = r.session.rows.unwrap_or(DEFAULT_ROWS);
+        let spec = CaptureSpec {
+            target: &pane,
+            lines: p.lines,
+            escapes: p.escapes,
+            estimate: capture_estimate(p.lines, rows, cols, p.escapes),
+        };
+        let text = server.capture(&spec).await?;
+        let max = usize::try_from(config.daemon.max_capture_bytes.0).unwrap_or(usize::MAX);
+        Ok(keep_tail(text, max))
     }
 
     /// `session.resize`.
@@ -556,5 +593,31 @@ impl Sessions {
             format!("={}", r.session.tmux_session),
         ]);
         Ok(argv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capture_over_the_bound_keeps_its_last_whole_lines() {
+        let text = "one\ntwo\nthree\n".to_string();
+        assert_eq!(keep_tail(text.clone(), 100), (text.clone(), false));
+        assert_eq!(keep_tail(text.clone(), text.len()), (text.clone(), false));
+        assert_eq!(keep_tail(text.clone(), 10), ("two\nthree\n".to_string(), true));
+        assert_eq!(keep_tail(text.clone(), 9), ("three\n".to_string(), true));
+        assert_eq!(keep_tail(text.clone(), 6), ("three\n".to_string(), true));
+        assert_eq!(keep_tail(text.clone(), 5), ("hree\n".to_string(), true), "one long line");
+        let wide = "ééé\n".to_string();
+        let (cut, truncated) = keep_tail(wide, 4);
+        assert!(truncated && cut.len() <= 4 && cut.ends_with('\n'), "{cut:?}");
+    }
+
+    #[test]
+    fn a_capture_is_estimated_from_the_pane_size() {
+        assert_eq!(capture_estimate(0, 24, 80, false), 24 * 161);
+        assert_eq!(capture_estimate(10_000, 24, 80, false), 10_024 * 161);
+        assert!(capture_estimate(100, 24, 80, true) > capture_estimate(100, 24, 80, false));
     }
 }

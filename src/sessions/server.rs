@@ -63,6 +63,12 @@ pub struct ServerEnv {
     pub memory_max: ByteSize,
     /// `tmux.history_limit`.
     pub history_limit: u32,
+    /// `tmux.max_commands_in_flight`.
+    pub max_commands: usize,
+    /// `tmux.max_capture_bytes_in_flight`.
+    pub max_reply_bytes: usize,
+    /// Counts the hits of those two budgets.
+    pub budget_hook: tmux::BudgetHook,
 }
 
 impl ServerEnv {
@@ -146,6 +152,8 @@ pub struct Server {
     pub unit: Option<String>,
     gid: u32,
     launcher: Launcher,
+    /// `max_commands`, `max_reply_bytes` and `budget_hook` of [`ServerEnv`].
+    budgets: (usize, usize, tmux::BudgetHook),
     client: RwLock<Option<Arc<ControlClient>>>,
     info: Mutex<Option<ServerInfo>>,
     /// Bumped whenever a create or remove adds or drops a session of this
@@ -184,6 +192,12 @@ fn missing_is_none<T>(r: Result<T>) -> Result<Option<T>> {
     }
 }
 
+/// The state letter of `/proc/PID/stat` (R, S, T, Z...).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 pub(super) fn tmux_err(e: TmuxError) -> Error {
     match e {
         TmuxError::Unavailable(m) => Error::TmuxUnavailable(m),
@@ -207,6 +221,7 @@ impl Server {
             unit: env.systemd.as_ref().map(|_| env.unit(account.uid)),
             gid: account.gid,
             launcher: env.launcher(account),
+            budgets: (env.max_commands, env.max_reply_bytes, env.budget_hook.clone()),
             client: RwLock::new(None),
             info: Mutex::new(None),
             epoch: AtomicU64::new(0),
@@ -251,6 +266,28 @@ impl Server {
     /// Whether the control connection is up.
     pub fn is_up(&self) -> bool {
         self.client().is_ok()
+    }
+
+    /// Whether the server, connected or not, still lives though it may not
+    /// answer (stopped, stalled, or busy): its known pid runs as its uid and
+    /// is no zombie, or something listens on its socket. Such a server is
+    /// never declared dead, and never gets a second server on its socket.
+    pub fn lives(&self) -> bool {
+        let pid = self.info().map(|i| i.pid);
+        let pid_lives = pid.is_some_and(|p| {
+            super::procs::owned_by(p, self.uid) && !matches!(process_state(p), Some('Z' | 'X'))
+        });
+        pid_lives || tmux::server::listening(&self.paths.socket)
+    }
+
+    /// How a server that does not answer is doing, for health: "stopped"
+    /// when its process is (SIGSTOP), else "not answering".
+    pub fn stall(&self) -> String {
+        match self.info().map(|i| (i.pid, process_state(i.pid))) {
+            Some((pid, Some('T' | 't'))) => format!("pid {pid} is stopped"),
+            Some((pid, _)) => format!("pid {pid} does not answer"),
+            None => "its socket is held, its pid not known yet".to_string(),
+        }
     }
 
     /// Forgets the control connection (dropping the last handle kills it).
@@ -303,6 +340,13 @@ impl Server {
         self.client()?.run(&cmd).await.map_err(tmux_err)
     }
 
+    /// A pane's text (see [`tmux::capture`]).
+    pub async fn capture(&self, spec: &tmux::capture::CaptureSpec<'_>) -> Result<String> {
+        let version = self.info().map(|i| i.version);
+        let client = self.client()?;
+        tmux::capture::capture(&client, version.as_deref(), spec).await.map_err(tmux_err)
+    }
+
     /// Whether a server answers on the socket now.
     pub async fn probe(&self) -> Option<ServerInfo> {
         tmux::server::probe_as(
@@ -339,6 +383,9 @@ impl Server {
         };
         let mut client_config = ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket);
         client_config.run_as = self.paths.client_as.clone();
+        (client_config.max_commands, client_config.max_reply_bytes) =
+            (self.budgets.0, self.budgets.1);
+        client_config.budget_hook = self.budgets.2.clone();
         let (client, rx) = tmux::connect(&client_config).await?;
         let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
         let setup = [

@@ -99,17 +99,26 @@ impl Servers {
             return Ok(server);
         }
         let history = self.config.get().tmux.history_limit;
-        let started = match server.bring_up(history, true).await {
+        // A server that lives but does not answer (stopped, stalled) keeps
+        // its socket and its sessions: never a second server beside it.
+        let lives = server.lives();
+        let started = match server.bring_up(history, !lives).await {
             Ok(Some(rx)) => Ok(rx),
+            Ok(None) if lives => Err(format!(
+                "the tmux server of uid {} does not answer ({}); not starting another one",
+                account.uid,
+                server.stall()
+            )),
             Ok(None) => Err(format!("the tmux server of uid {} did not start", account.uid)),
             Err(e) => Err(format!("cannot start the tmux server of uid {}: {e:#}", account.uid)),
         };
         match started {
             Ok(rx) => {
                 server.set_start_error(None);
-                self.supervise(server.clone(), rx);
+                self.supervise(server.clone(), Some(rx));
                 Ok(server)
             }
+            Err(message) if lives => Err(Error::TmuxUnavailable(message)),
             Err(message) => {
                 tracing::error!(uid = account.uid, error = %message, "cannot start the tmux server");
                 server.set_start_error(Some(message.clone()));
@@ -121,7 +130,7 @@ impl Servers {
     fn supervise(
         &self,
         server: Arc<Server>,
-        rx: tokio::sync::mpsc::Receiver<crate::tmux::Notification>,
+        rx: Option<tokio::sync::mpsc::Receiver<crate::tmux::Notification>>,
     ) {
         tokio::spawn(supervisor::run(
             server,
@@ -186,7 +195,16 @@ impl Servers {
             Some(rx) => {
                 let cap = self.config.get().limits.max_sessions_per_owner;
                 supervisor::reconcile(&self.registry, &server, cap).await?;
-                self.supervise(server.clone(), rx);
+                self.supervise(server.clone(), Some(rx));
+            }
+            // Stopped or stalled: its sessions stay what they were saved as
+            // until it answers (its supervisor keeps trying).
+            None if server.lives() => {
+                tracing::warn!(
+                    uid,
+                    "the tmux server of this uid holds its socket but does not answer; its saved sessions are kept while the daemon retries"
+                );
+                self.supervise(server.clone(), None);
             }
             None => {
                 tracing::info!(

@@ -29,6 +29,10 @@ const EXIT_STATUS_RECHECK: Duration = Duration::from_millis(100);
 const REFRESH_DEBOUNCE: Duration = Duration::from_millis(50);
 /// Upper bound on the pause between attempts to reconnect.
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// ... to a server that lives but does not answer: each probe already waits
+/// up to its own timeout, and once the server resumes it should be back
+/// within about a second.
+const STALL_RETRY: Duration = Duration::from_millis(500);
 
 /// What one application of a listing did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -341,21 +345,24 @@ enum Ended {
 }
 
 /// Keeps `server`'s sessions current until shutdown, the server's death, or
-/// an idle stop.
+/// an idle stop. Without `rx` (a server that did not answer at start) it
+/// begins by reconnecting.
 pub async fn run(
     server: Arc<Server>,
     registry: Arc<Registry>,
-    mut rx: mpsc::Receiver<Notification>,
+    mut rx: Option<mpsc::Receiver<Notification>>,
     config: ConfigHandle,
     mut shutdown: ShutdownListener,
 ) {
     loop {
-        match watch(&server, &registry, &mut rx, &config, &mut shutdown).await {
-            Ended::Shutdown | Ended::Stopped => return,
-            Ended::Closed => {}
+        if let Some(rx) = rx.as_mut() {
+            match watch(&server, &registry, rx, &config, &mut shutdown).await {
+                Ended::Shutdown | Ended::Stopped => return,
+                Ended::Closed => {}
+            }
         }
         match reconnect(&server, &registry, &config, &mut shutdown).await {
-            Some(new_rx) => rx = new_rx,
+            Some(new_rx) => rx = Some(new_rx),
             None => return,
         }
     }
@@ -451,7 +458,12 @@ async fn reconnect(
                     "tmux control connection lost; reconnecting to the same server"
                 );
             }
-            (_, Some(n)) => {
+            // Not known before (it did not answer at start): the sessions
+            // the state file gave it are checked by the refresh below.
+            (None, Some(n)) => {
+                tracing::warn!(uid = server.uid, pid = n.pid, "the tmux server answers again");
+            }
+            (Some(_), Some(n)) => {
                 tracing::warn!(
                     uid = server.uid,
                     pid = n.pid,
@@ -461,16 +473,17 @@ async fn reconnect(
             }
             // A server whose process lives is stalled or refusing us, not
             // dead: its sessions stay what they are while we retry.
-            (Some(o), None) if super::procs::owned_by(o.pid, server.uid) => {
+            (_, None) if server.lives() => {
                 drop(guard);
                 tracing::warn!(
                     uid = server.uid,
-                    pid = o.pid,
+                    pid = old.as_ref().map(|o| o.pid),
                     "the tmux server does not answer; retrying"
                 );
                 if !backoff(&mut pause, shutdown).await {
                     return None;
                 }
+                pause = pause.min(STALL_RETRY);
                 continue;
             }
             (_, None) => {

@@ -1,6 +1,17 @@
 //! The daemon's ONE long-lived control-mode connection (`tmux -C`): a child
 //! process attached to the keeper session, pipelined requests matched to
 //! replies in FIFO order, and notifications forwarded on a bounded channel.
+//!
+//! The work queued on the server is bounded: at most
+//! [`ClientConfig::max_commands`] commands sent and not yet answered, and at
+//! most [`ClientConfig::max_reply_bytes`] of large replies (captures, whose
+//! size the caller estimates) owed or held. tmux runs every command it has
+//! read back to back and buffers the replies without limit for a client
+//! that reads slower than it writes: 160 queued `capture-pane -S -10000`
+//! grew a server by 620 MB it never gave back. A command holds its share
+//! from before it is written until its reply has been handed to its caller
+//! and the caller is done with it (a caller that gave up releases it when
+//! the reply arrives), so no caller can make tmux hold more than that.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
@@ -11,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use super::command::Cmd;
 use super::control::{Event, Notification, Output, Parser, Reply, ReplyKind};
@@ -41,6 +52,45 @@ pub const STDERR_CAPTURE_BYTES: usize = 4096;
 /// After stdout closes, how long we wait for the child's exit and stderr.
 pub const EXIT_GRACE: Duration = Duration::from_secs(2);
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Default of [`ClientConfig::max_commands`] (`tmux.max_commands_in_flight`).
+pub const MAX_COMMANDS: usize = 64;
+/// Default of [`ClientConfig::max_reply_bytes`] (`tmux.max_capture_bytes_in_flight`).
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
+/// The reply budget is counted in units of this many bytes (a semaphore
+/// counts in u32).
+const REPLY_UNIT: usize = 1024;
+/// Budget names, as the config keys that set them (metrics labels, errors).
+pub const COMMANDS_BUDGET: &str = "tmux.max_commands_in_flight";
+/// See [`COMMANDS_BUDGET`].
+pub const REPLY_BYTES_BUDGET: &str = "tmux.max_capture_bytes_in_flight";
+
+/// Told the name of a budget each time a request has to wait for it (the
+/// daemon counts them in its metrics); this layer knows nothing of metrics.
+#[derive(Clone)]
+pub struct BudgetHook(Arc<dyn Fn(&'static str) + Send + Sync>);
+
+impl BudgetHook {
+    /// Calls `f` with the budget's name on each hit.
+    pub fn new(f: impl Fn(&'static str) + Send + Sync + 'static) -> Self {
+        BudgetHook(Arc::new(f))
+    }
+
+    /// Counts nothing.
+    pub fn none() -> Self {
+        BudgetHook::new(|_| {})
+    }
+
+    /// A request hit `budget`.
+    pub fn hit(&self, budget: &'static str) {
+        (self.0)(budget)
+    }
+}
+
+impl std::fmt::Debug for BudgetHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BudgetHook")
+    }
+}
 
 /// Where to find tmux and its server, and the connection's tunables.
 #[derive(Debug, Clone)]
@@ -55,6 +105,12 @@ pub struct ClientConfig {
     pub notification_capacity: usize,
     /// Run the client as this account (see `ServerPaths::client_as`).
     pub run_as: Option<super::RunAs>,
+    /// Most commands sent and not yet answered.
+    pub max_commands: usize,
+    /// Most bytes of large replies owed or held (see [`ControlClient::run_sized`]).
+    pub max_reply_bytes: usize,
+    /// Told when a request has to wait for one of the two bounds above.
+    pub budget_hook: BudgetHook,
 }
 
 impl ClientConfig {
@@ -66,15 +122,26 @@ impl ClientConfig {
             request_timeout: REQUEST_TIMEOUT,
             notification_capacity: NOTIFICATION_CAPACITY,
             run_as: None,
+            max_commands: MAX_COMMANDS,
+            max_reply_bytes: MAX_REPLY_BYTES,
+            budget_hook: BudgetHook::none(),
         }
     }
 }
 
-type ReplySender = oneshot::Sender<Result<Output, TmuxError>>;
+/// A command's share of the budgets, held until its caller is done with the
+/// reply (or, when the caller gave up, until the reply arrived).
+struct Permits {
+    _slot: OwnedSemaphorePermit,
+    _reply: Option<OwnedSemaphorePermit>,
+}
+
+type Answer = (Result<Output, TmuxError>, Permits);
+type ReplySender = oneshot::Sender<Answer>;
 
 #[derive(Default)]
 struct State {
-    pending: VecDeque<ReplySender>,
+    pending: VecDeque<(ReplySender, Permits)>,
     dead: Option<String>,
 }
 
@@ -86,6 +153,10 @@ struct Shared {
     /// Fired by the reader with the outcome of the attach command given on
     /// tmux's command line (the first flags=0 reply).
     attached: Mutex<Option<oneshot::Sender<Result<(), String>>>>,
+    /// One permit per command that may be in flight.
+    slots: Arc<Semaphore>,
+    /// One permit per [`REPLY_UNIT`] of large replies that may be owed.
+    reply_units: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -102,9 +173,12 @@ impl Shared {
             st.dead.get_or_insert_with(|| reason.to_owned());
             std::mem::take(&mut st.pending)
         };
-        for tx in pending {
-            let _ = tx.send(Err(TmuxError::Unavailable(reason.to_owned())));
+        for (tx, permits) in pending {
+            let _ = tx.send((Err(TmuxError::Unavailable(reason.to_owned())), permits));
         }
+        // Wakes the requests waiting for a budget: nothing more is sent.
+        self.slots.close();
+        self.reply_units.close();
         self.closed.send_replace(true);
     }
 }
@@ -115,6 +189,9 @@ pub struct ControlClient {
     writer: tokio::sync::Mutex<ChildStdin>,
     pid: Option<u32>,
     timeout: Duration,
+    max_commands: usize,
+    max_reply_bytes: usize,
+    budget_hook: BudgetHook,
     /// Dropping this tells the supervisor task to kill the child.
     _shutdown: oneshot::Sender<()>,
 }
@@ -159,6 +236,8 @@ pub async fn connect(
         keeper_panes: Mutex::new(HashSet::new()),
         dropped_notifications: AtomicU64::new(0),
         attached: Mutex::new(Some(attached_tx)),
+        slots: Arc::new(Semaphore::new(cfg.max_commands.clamp(1, Semaphore::MAX_PERMITS))),
+        reply_units: Arc::new(Semaphore::new(reply_units(cfg.max_reply_bytes) as usize)),
     });
     let (notify_tx, notify_rx) = mpsc::channel(cfg.notification_capacity.max(1));
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
@@ -170,6 +249,9 @@ pub async fn connect(
         writer: tokio::sync::Mutex::new(stdin),
         pid,
         timeout: cfg.request_timeout,
+        max_commands: cfg.max_commands,
+        max_reply_bytes: cfg.max_reply_bytes,
+        budget_hook: cfg.budget_hook.clone(),
         _shutdown: shutdown_tx,
     };
     client.wait_attached(attached_rx).await?;
@@ -227,47 +309,153 @@ impl ControlClient {
     }
 
     /// Runs one command and returns its output lines. `%error` gives
-    /// [`TmuxError::Command`]; a dead or stuck connection gives
-    /// [`TmuxError::Unavailable`]. Concurrent calls are pipelined.
+    /// [`TmuxError::Command`]; a dead or stuck connection, or a budget that
+    /// stays full for the whole timeout, gives [`TmuxError::Unavailable`].
+    /// Concurrent calls are pipelined.
     pub async fn run(&self, cmd: &Cmd) -> Result<Output, TmuxError> {
-        let mut line = cmd.render()?.into_bytes();
-        line.push(b'\n');
+        self.run_sized(cmd, 0).await
+    }
+
+    /// [`ControlClient::run`] for a command whose reply may be large (a
+    /// capture); see [`ControlClient::run_many`].
+    pub async fn run_sized(&self, cmd: &Cmd, reply_bytes: usize) -> Result<Output, TmuxError> {
+        let mut results = self.run_many(std::slice::from_ref(cmd), reply_bytes).await?;
+        results.pop().unwrap_or_else(|| Err(TmuxError::Unavailable("no reply".into())))
+    }
+
+    /// Runs `cmds` one after the other, written together (nothing else
+    /// comes between them on the wire), each on its own line with its own
+    /// reply: one failing does not stop the next. `reply_bytes` is the
+    /// caller's estimate of what they make tmux hold and answer (a
+    /// capture), taken from the reply budget (at most all of it) until the
+    /// caller has the replies, or, if it gave up, until the last reply came.
+    /// Errors that concern every command (connection, budget, timeout) are
+    /// the outer `Err`.
+    pub async fn run_many(
+        &self,
+        cmds: &[Cmd],
+        reply_bytes: usize,
+    ) -> Result<Vec<Result<Output, TmuxError>>, TmuxError> {
+        let mut lines = Vec::new();
+        for cmd in cmds {
+            lines.extend_from_slice(cmd.render()?.as_bytes());
+            lines.push(b'\n');
+        }
+        let name = cmds.iter().map(Cmd::name).collect::<Vec<_>>().join("`, `");
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let permits = self.permits(cmds.len(), reply_bytes, deadline).await?;
         let exchange = async {
-            let rx = self.send_line(&line).await?;
-            rx.await
-                .unwrap_or_else(|_| Err(TmuxError::Unavailable("control connection closed".into())))
+            let answers = self.send_lines(&lines, permits).await?;
+            let mut results = Vec::with_capacity(answers.len());
+            let mut permits = Vec::with_capacity(answers.len());
+            for rx in answers {
+                let Ok((result, p)) = rx.await else {
+                    return Err(TmuxError::Unavailable("control connection closed".into()));
+                };
+                results.push(result);
+                permits.push(p);
+            }
+            // The permits go with the outputs' last use: the caller's.
+            drop(permits);
+            Ok(results)
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        match tokio::time::timeout_at(deadline, exchange).await {
             Ok(result) => result,
             Err(_) => Err(TmuxError::Unavailable(format!(
-                "tmux did not answer `{}` within {:?}",
-                cmd.name(),
+                "tmux did not answer `{name}` within {:?}",
                 self.timeout
             ))),
         }
     }
 
-    /// Queues the reply slot and writes the line under the writer lock, so
-    /// the FIFO order of slots is the order of lines on the wire.
-    async fn send_line(
+    /// The commands' shares of the budgets: the reply bytes first (carried
+    /// by the last command, whose reply comes last), so a capture waiting
+    /// for them holds no command slot.
+    async fn permits(
         &self,
-        line: &[u8],
-    ) -> Result<oneshot::Receiver<Result<Output, TmuxError>>, TmuxError> {
+        commands: usize,
+        reply_bytes: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Permits>, TmuxError> {
+        let n = u32::try_from(commands).unwrap_or(u32::MAX);
+        if commands == 0 || commands > self.max_commands {
+            return Err(TmuxError::Unavailable(format!(
+                "{commands} commands at once is more than {COMMANDS_BUDGET} = {}",
+                self.max_commands
+            )));
+        }
+        let mut reply = if reply_bytes == 0 {
+            None
+        } else {
+            let units = reply_units(reply_bytes).min(reply_units(self.max_reply_bytes));
+            let sem = &self.shared.reply_units;
+            let budget = (REPLY_BYTES_BUDGET, self.max_reply_bytes, "bytes of captures owed");
+            Some(self.acquire(sem, units, deadline, budget).await?)
+        };
+        let budget = (COMMANDS_BUDGET, self.max_commands, "commands sent and not answered");
+        let mut slots = self.acquire(&self.shared.slots, n, deadline, budget).await?;
+        let mut permits = Vec::with_capacity(commands);
+        for i in 0..commands {
+            let Some(slot) = slots.split(1) else { break };
+            let reply = if i + 1 == commands { reply.take() } else { None };
+            permits.push(Permits { _slot: slot, _reply: reply });
+        }
+        Ok(permits)
+    }
+
+    async fn acquire(
+        &self,
+        sem: &Arc<Semaphore>,
+        n: u32,
+        deadline: tokio::time::Instant,
+        (key, max, what): (&'static str, usize, &str),
+    ) -> Result<OwnedSemaphorePermit, TmuxError> {
+        let closed = || {
+            TmuxError::Unavailable(
+                self.dead_reason().unwrap_or_else(|| "control connection closed".into()),
+            )
+        };
+        match sem.clone().try_acquire_many_owned(n) {
+            Ok(p) => return Ok(p),
+            Err(TryAcquireError::Closed) => return Err(closed()),
+            Err(TryAcquireError::NoPermits) => self.budget_hook.hit(key),
+        }
+        match tokio::time::timeout_at(deadline, sem.clone().acquire_many_owned(n)).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(closed()),
+            Err(_) => Err(TmuxError::Unavailable(format!(
+                "the tmux server is busy: {key} = {max} {what} stayed full for {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Queues the reply slots and writes the lines under the writer lock,
+    /// so the FIFO order of slots is the order of lines on the wire.
+    async fn send_lines(
+        &self,
+        lines: &[u8],
+        permits: Vec<Permits>,
+    ) -> Result<Vec<oneshot::Receiver<Answer>>, TmuxError> {
         let mut writer = self.writer.lock().await;
-        let (tx, rx) = oneshot::channel();
+        let mut answers = Vec::with_capacity(permits.len());
         {
             let mut st = self.shared.lock();
             if let Some(reason) = &st.dead {
                 return Err(TmuxError::Unavailable(reason.clone()));
             }
-            st.pending.push_back(tx);
+            for p in permits {
+                let (tx, rx) = oneshot::channel();
+                st.pending.push_back((tx, p));
+                answers.push(rx);
+            }
         }
         // If this future is dropped mid-write (timeout, caller cancelled),
         // the wire holds a partial line and the FIFO no longer matches it:
         // the only safe outcome is to declare the connection dead.
         let torn = TornWriteGuard(Some(&self.shared));
         let written = async {
-            writer.write_all(line).await?;
+            writer.write_all(lines).await?;
             writer.flush().await
         }
         .await;
@@ -275,7 +463,7 @@ impl ControlClient {
         if let Err(e) = written {
             self.shared.fail_all(&format!("writing to tmux control client: {e}"));
         }
-        Ok(rx)
+        Ok(answers)
     }
 
     /// The control client's pid, if it was known at spawn.
@@ -319,6 +507,11 @@ impl Drop for TornWriteGuard<'_> {
             shared.fail_all("a command write to tmux was interrupted");
         }
     }
+}
+
+/// `bytes` in units of the reply budget (at least one).
+fn reply_units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(REPLY_UNIT).max(1)).unwrap_or(u32::MAX)
 }
 
 async fn capture_stderr(mut stderr: impl AsyncRead + Unpin) -> String {
@@ -401,7 +594,7 @@ fn deliver_reply(shared: &Shared, reply: Reply) {
         }
         return;
     }
-    let Some(tx) = shared.lock().pending.pop_front() else {
+    let Some((tx, permits)) = shared.lock().pending.pop_front() else {
         tracing::warn!(number = reply.number, "tmux reply with no pending request");
         return;
     };
@@ -409,8 +602,9 @@ fn deliver_reply(shared: &Shared, reply: Reply) {
         ReplyKind::Ok => Ok(reply.lines),
         ReplyKind::Error | ReplyKind::TooLarge => Err(TmuxError::Command(reply.message())),
     };
-    // The caller may have timed out and gone; its slot still had to be consumed.
-    let _ = tx.send(result);
+    // The caller may have timed out and gone; its slot still had to be
+    // consumed, and its permits go back now.
+    let _ = tx.send((result, permits));
 }
 
 fn forward(

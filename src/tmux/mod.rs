@@ -1,15 +1,17 @@
 //! Everything the daemon needs to own one tmux server and talk to it:
 //! the server's lifecycle ([`server`]), safe command lines ([`command`]),
+//! captures that do not leak in tmux ([`capture`]),
 //! the control-mode parser ([`control`]) and the one long-lived
 //! control-mode connection ([`client`]).
 
+pub mod capture;
 pub mod client;
 pub mod command;
 pub mod control;
 mod notification;
 pub mod server;
 
-pub use client::{connect, ClientConfig, ControlClient, KEEPER_SESSION};
+pub use client::{connect, BudgetHook, ClientConfig, ControlClient, KEEPER_SESSION};
 pub use command::{Cmd, CommandError};
 pub use control::{Event, Notification, Output, Parser, Reply, ReplyKind};
 pub use server::{

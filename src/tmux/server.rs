@@ -353,6 +353,27 @@ pub async fn probe_as(
     Some(ServerInfo { pid: pid.parse().ok()?, version: version.to_owned() })
 }
 
+/// Whether something listens on `socket`, answering or not: a stopped or
+/// stalled server still holds its listening socket, and the kernel queues a
+/// connection to it; a dead one leaves a file that refuses connections.
+/// The connection is closed at once (tmux, when it gets to it, sees a client
+/// that left). Non-blocking, so a full backlog (`EAGAIN`) does not wait:
+/// that too means someone listens.
+pub fn listening(socket: &Path) -> bool {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let Ok(addr) = SocketAddrUnix::new(socket) else { return false };
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let Ok(fd) = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)
+    else {
+        return false;
+    };
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => true,
+        Err(e) => e == Errno::AGAIN || e == Errno::INPROGRESS,
+    }
+}
+
 /// Adopts a server answering on the socket, or launches one and waits (at
 /// most [`START_TIMEOUT`]) until it answers. Success is decided by probing,
 /// never by an exit code: tmux can exit 0 when it could not create its socket.
