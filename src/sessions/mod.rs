@@ -7,10 +7,12 @@
 //! - [`server`], [`servers`], [`supervisor`]: one tmux server per session
 //!   uid, started on demand, adopted on start, watched by its own task;
 //! - [`spawn`]: starting a program in its owner's server;
+//! - [`exits`]: each running session's process watched, its exit applied at once;
 //! - [`ops`]: the operations behind `session.*`, on the [`Sessions`] handle;
 //! - [`store`], [`panes`], [`procs`], [`validate`]: the state file, tmux's
 //!   pane listing, the process tree, request validation.
 
+pub mod exits;
 pub mod ops;
 pub mod panes;
 pub mod procs;
@@ -121,7 +123,22 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
         memory_max: cfg.tmux.server_memory_max,
         history_limit: cfg.tmux.history_limit,
     };
-    let servers = Arc::new(Servers::new(env, registry.clone(), config.clone(), shutdown.clone())?);
+    // One pidfd per running session (src/sessions/exits.rs).
+    match crate::limits::nofile::raise() {
+        Ok((old, new)) if old != new => {
+            tracing::info!(from = old, to = new, "raised the open-file limit (one descriptor per running session)")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    let exits = exits::Exits::new(registry.clone());
+    let servers = Arc::new(Servers::new(
+        env,
+        registry.clone(),
+        exits,
+        config.clone(),
+        shutdown.clone(),
+    )?);
     let only = match &mode {
         Mode::SingleUser(me) => Some(me.uid),
         Mode::MultiUser => None,
