@@ -312,10 +312,8 @@ mod tests {
 
     #[test]
     fn finds_descendants_through_proc() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30 & wait"])
-            .spawn()
-            .unwrap();
+        let mut child =
+            std::process::Command::new("sh").args(["-c", "sleep 30 & wait"]).spawn().unwrap();
         let me = std::process::id() as i32;
         let deadline = Instant::now() + Duration::from_secs(20);
         let found = loop {

@@ -338,7 +338,10 @@ mod tests {
         started.extend(executing_line(4242));
         assert_eq!(interpret(&started).unwrap(), Started { pid: Some(4242) });
         started.extend(report_line(Stage::Exec, "x: No such file or directory"));
-        assert_eq!(interpret(&started).unwrap_err().to_string(), "exec: x: No such file or directory");
+        assert_eq!(
+            interpret(&started).unwrap_err().to_string(),
+            "exec: x: No such file or directory"
+        );
         assert!(matches!(interpret(b""), Err(SpawnFailure::ExitedEarly)));
         assert!(matches!(interpret(b"+"), Err(SpawnFailure::ExitedEarly)));
         let mut cwd = b"+".to_vec();

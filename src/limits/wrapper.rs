@@ -44,8 +44,8 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::resource::setrlimit;
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::unistd::ForkResult;
 use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::unistd::ForkResult;
 
 use super::exec_args::{self, request_var};
 use super::spawn_status::{executing_line, report_line, Stage, STARTED};
@@ -212,11 +212,9 @@ pub fn main(args: Vec<OsString>) -> ! {
 
     let terminal = super::reaper::leads_a_terminal();
     let mut old_mask = SigSet::empty();
-    if let Err(e) = sigprocmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(&super::reaper::blocked_set()),
-        Some(&mut old_mask),
-    ) {
+    if let Err(e) =
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&super::reaper::blocked_set()), Some(&mut old_mask))
+    {
         status.setup(&format!("cannot block signals: {}", e.desc()));
     }
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
@@ -235,7 +233,11 @@ pub fn main(args: Vec<OsString>) -> ! {
         }
         Err(e) => {
             let stage = if e == Errno::EAGAIN { Stage::Rlimit } else { Stage::Setup };
-            status.fail(stage, &format!("cannot start the program: fork: {}", e.desc()), EXIT_SETUP_FAILED)
+            status.fail(
+                stage,
+                &format!("cannot start the program: fork: {}", e.desc()),
+                EXIT_SETUP_FAILED,
+            )
         }
     }
 }

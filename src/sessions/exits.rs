@@ -180,7 +180,8 @@ impl Exits {
                     None => return, // removed, exited or lost meanwhile
                 }
             };
-            let cmd = Cmd::new("display-message").flag("-p").opt("-t", pane.clone()).arg(PANE_FORMAT);
+            let cmd =
+                Cmd::new("display-message").flag("-p").opt("-t", pane.clone()).arg(PANE_FORMAT);
             // An error: the pane is gone (the supervisor's refresh, which
             // `%sessions-changed` triggers, takes it from here), or tmux is
             // unavailable (the supervisor reconnects and refreshes).

@@ -126,19 +126,18 @@ pub async fn start(config: &ConfigHandle, shutdown: &Shutdown) -> anyhow::Result
     // One pidfd per running session (src/sessions/exits.rs).
     match crate::limits::nofile::raise() {
         Ok((old, new)) if old != new => {
-            tracing::info!(from = old, to = new, "raised the open-file limit (one descriptor per running session)")
+            tracing::info!(
+                from = old,
+                to = new,
+                "raised the open-file limit (one descriptor per running session)"
+            )
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     let exits = exits::Exits::new(registry.clone());
-    let servers = Arc::new(Servers::new(
-        env,
-        registry.clone(),
-        exits,
-        config.clone(),
-        shutdown.clone(),
-    )?);
+    let servers =
+        Arc::new(Servers::new(env, registry.clone(), exits, config.clone(), shutdown.clone())?);
     let only = match &mode {
         Mode::SingleUser(me) => Some(me.uid),
         Mode::MultiUser => None,

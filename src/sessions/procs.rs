@@ -183,7 +183,8 @@ pub async fn end_tree(root: u32, spare: Option<u32>, uid: u32, grace: Duration) 
 /// program's parent runs its program itself) or has no child.
 pub fn program_under(procs: &[ProcStat], wrapper: u32, uid: u32) -> Option<u32> {
     let cmdline = std::fs::read(format!("/proc/{wrapper}/cmdline")).ok()?;
-    let is_wrapper = cmdline.split(|b| *b == 0).nth(1) == Some(crate::limits::wrapper::MODE.as_bytes());
+    let is_wrapper =
+        cmdline.split(|b| *b == 0).nth(1) == Some(crate::limits::wrapper::MODE.as_bytes());
     if !is_wrapper {
         return None;
     }
