@@ -270,7 +270,12 @@ fn what_a_program_leaves_behind_ends_with_it() {
     let d = TestDaemon::start("");
     let mut c = client(&d);
     let (orphan, child) = (marker(), marker());
-    let script = format!("(setsid sleep {orphan} &); sleep {child} & echo started; exit 6");
+    // It waits until both run (else its exit's hangup may kill them first).
+    let script = format!(
+        "(setsid sleep {orphan} &); sleep {child} & \
+         until pgrep -fx 'sleep {orphan}' && pgrep -fx 'sleep {child}'; do sleep 0.01; done >/dev/null; \
+         echo started; exit 6"
+    );
     let id = create(&mut c, &["sh", "-c", &script]);
     let s = wait_exited(&mut c, &id);
     assert_eq!(s["exit_status"], json!(6));
