@@ -195,16 +195,24 @@ fn rlimits_reach_the_program() {
         .flag("--rlimit", "nofile=123")
         .flag("--rlimit", "core=0")
         .flag("--rlimit", "cpu=unlimited")
-        .run(&["sh", "-c", r#"cat /proc/self/limits > "$0""#, out.to_str().unwrap()]);
+        .run(&[
+            "sh",
+            "-c",
+            r#"cat /proc/self/limits > "$0"; cat /proc/$PPID/limits > "$0.wrapper""#,
+            out.to_str().unwrap(),
+        ]);
     assert!(o.result.is_ok(), "{:?} {}", o.result, o.stderr);
     let limits = fs::read_to_string(&out).unwrap();
-    let row = |name: &str| -> Vec<String> {
+    let wrapper = fs::read_to_string(out.with_extension("wrapper")).unwrap();
+    let row = |limits: &str, name: &str| -> Vec<String> {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
         line[name.len()..].split_whitespace().take(2).map(String::from).collect()
     };
-    assert_eq!(row("Max open files"), ["123", "123"]);
-    assert_eq!(row("Max core file size"), ["0", "0"]);
-    assert_eq!(row("Max cpu time"), ["unlimited", "unlimited"]);
+    assert_eq!(row(&limits, "Max open files"), ["123", "123"]);
+    assert_eq!(row(&limits, "Max core file size"), ["0", "0"]);
+    assert_eq!(row(&limits, "Max cpu time"), ["unlimited", "unlimited"]);
+    // The wrapper, which stays as the program's parent, keeps its own.
+    assert_ne!(row(&wrapper, "Max open files"), ["123", "123"], "{wrapper}");
 }
 
 #[test]

@@ -8,20 +8,21 @@
 //! 1. takes the request's environment (`CCMANAGERD_ENV_*`) and the daemon's
 //!    private variables out of its own environment, all at once;
 //! 2. opens the `--status` FIFO and says it started ([`super::spawn_status`]);
-//! 3. sets the rlimits on itself (the program inherits them);
-//! 4. waits (bounded) until the daemon has moved it into its systemd scope;
-//! 5. sets HOME, USER, LOGNAME and SHELL from the passwd entry of its uid;
-//! 6. changes to `--cwd`, or to the passwd home, as the owner (the daemon, as
+//! 3. waits (bounded) until the daemon has moved it into its systemd scope;
+//! 4. sets HOME, USER, LOGNAME and SHELL from the passwd entry of its uid;
+//! 5. changes to `--cwd`, or to the passwd home, as the owner (the daemon, as
 //!    root, could not tell what the owner may enter; and tmux's own `-c`
 //!    format-expands `#(...)`);
-//! 7. becomes the subreaper of what it starts, blocks the signals it will
+//! 6. becomes the subreaper of what it starts, blocks the signals it will
 //!    forward, and forks the program's process, which
+//!    - sets the rlimits (on itself only: the wrapper, which stays, keeps
+//!      its own, so a small `as` or `nproc` cannot make it fail),
 //!    - makes itself a process group and the terminal's foreground group
 //!      (so Ctrl-C, Ctrl-Z and SIGWINCH from the terminal reach it, and a
 //!      shell inside has job control), restores the signal mask,
-//!    - applies the request's environment, which may override step 5,
+//!    - applies the request's environment, which may override step 4,
 //!    - reports its pid and execvp's the argv (never through a shell);
-//! 8. stays as the program's parent ([`super::reaper`]): it forwards signals,
+//! 7. stays as the program's parent ([`super::reaper`]): it forwards signals,
 //!    ends the descendants the program leaves, waits until tmux has read the
 //!    program's last output, and exits with the program's status.
 //!
@@ -172,17 +173,6 @@ pub fn main(args: Vec<OsString>) -> ! {
     let spec = exec_args::parse(args).unwrap_or_else(|e| status.setup(&e.to_string()));
     let request_env = request_env.unwrap_or_else(|e| status.setup(&e));
 
-    for r in &spec.rlimits {
-        if let Err(e) = setrlimit(r.resource, r.value, r.value) {
-            let value = if r.value == nix::sys::resource::RLIM_INFINITY {
-                "unlimited".to_string()
-            } else {
-                r.value.to_string()
-            };
-            let detail = format!("cannot set {} to {value}: {}", r.name, e.desc());
-            status.fail(Stage::Rlimit, &detail, EXIT_SETUP_FAILED);
-        }
-    }
     if let Some(unit) = &spec.scope {
         wait_for_scope(unit).unwrap_or_else(|e| status.fail(Stage::Scope, &e, EXIT_SETUP_FAILED));
     }
@@ -223,7 +213,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     // SAFETY: this process is single-threaded, so the child may allocate and
     // use the environment until its exec.
     match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Child) => run_program(status, &spec.argv, request_env, &old_mask),
+        Ok(ForkResult::Child) => run_program(status, &spec, request_env, &old_mask),
         Ok(ForkResult::Parent { child }) => {
             // Also here, so the group exists whichever runs first (as shells do).
             let _ = nix::unistd::setpgid(child, child);
@@ -242,13 +232,31 @@ pub fn main(args: Vec<OsString>) -> ! {
     }
 }
 
+/// Sets the rlimits on this process (the program's: the wrapper keeps its
+/// own, so that a small `as` or `nproc` cannot make it fail while it waits).
+fn set_rlimits(status: &Reporter, rlimits: &[super::exec_args::RlimitArg]) {
+    for r in rlimits {
+        if let Err(e) = setrlimit(r.resource, r.value, r.value) {
+            let value = if r.value == nix::sys::resource::RLIM_INFINITY {
+                "unlimited".to_string()
+            } else {
+                r.value.to_string()
+            };
+            let detail = format!("cannot set {} to {value}: {}", r.name, e.desc());
+            status.fail(Stage::Rlimit, &detail, EXIT_SETUP_FAILED);
+        }
+    }
+}
+
 /// The program's process, between the fork and its exec.
 fn run_program(
     status: Reporter,
-    argv: &[std::ffi::CString],
+    spec: &exec_args::Spec,
     request_env: Vec<(OsString, OsString)>,
     old_mask: &SigSet,
 ) -> ! {
+    let argv = &spec.argv;
+    set_rlimits(&status, &spec.rlimits);
     let me = nix::unistd::getpid();
     let _ = nix::unistd::setpgid(me, me);
     // The foreground group of the pane's terminal, if there is one (SIGTTOU,
