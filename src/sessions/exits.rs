@@ -72,11 +72,6 @@ impl Exits {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sessions watched now.
-    pub fn count(&self) -> usize {
-        self.watched().len()
-    }
-
     /// Watches the pane process of session `id` in `server` (after a create).
     pub fn watch(self: &Arc<Self>, server: &Arc<Server>, id: &str) {
         let pane_pid = {
@@ -90,31 +85,40 @@ impl Exits {
 
     /// Watches every running session of `server` (after it was adopted), and
     /// finds the program under each exec-wrapper whose program pid is not
-    /// known (a session known only from tmux).
+    /// known: a session known only from tmux, or a saved pid that now names
+    /// a process that is not the wrapper's child (another tmux server took
+    /// the name).
     pub async fn watch_server(self: &Arc<Self>, server: &Arc<Server>) {
         let uid = server.uid;
-        let panes: Vec<(String, u32, bool)> = {
+        let panes: Vec<(String, u32, Option<u32>)> = {
             let records = self.registry.lock();
             let listed = records.iter().filter(|(_, r)| watchable(r, uid));
-            listed
-                .filter_map(|(id, r)| {
-                    let pane = r.pane_pid?;
-                    Some((id.clone(), pane, r.session.pid.is_none_or(|p| p == pane)))
-                })
-                .collect()
+            listed.filter_map(|(id, r)| Some((id.clone(), r.pane_pid?, r.session.pid))).collect()
         };
-        let unknown: Vec<(String, u32)> =
-            panes.iter().filter(|p| p.2).map(|(id, pane, _)| (id.clone(), *pane)).collect();
-        if !unknown.is_empty() {
-            let found = tokio::task::spawn_blocking(move || {
-                let all = procs::all();
-                let found = unknown.into_iter().filter_map(|(id, pane)| {
-                    procs::program_under(&all, pane, uid).map(|p| (id, pane, p))
-                });
-                found.collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
+        let check = panes.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let unknown: Vec<(String, u32)> = check
+                .into_iter()
+                .filter(|(_, pane, pid)| match pid {
+                    None => true,
+                    Some(p) if p == pane => true,
+                    // Gone: the program ended (its exit is on its way); keep it.
+                    Some(p) => procs::stat(*p).is_some_and(|s| s.ppid != *pane),
+                })
+                .map(|(id, pane, _)| (id, pane))
+                .collect();
+            if unknown.is_empty() {
+                return Vec::new();
+            }
+            let all = procs::all();
+            let found = unknown.into_iter().filter_map(|(id, pane)| {
+                procs::program_under(&all, pane, uid).map(|p| (id, pane, p))
+            });
+            found.collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if !found.is_empty() {
             for (id, pane, program) in found {
                 self.registry.update(&id, |r| {
                     if r.pane_pid == Some(pane) {
