@@ -31,6 +31,9 @@ fn bench_harness_quick_mode_reports_every_figure() {
     for t in &r.throughput {
         assert!(t.requests > 0 && t.rps > 0.0 && t.p99_us > 0.0, "{t:?}");
     }
+    let e = &r.exits;
+    assert!(e.sessions == 5 && e.visible.n == 5 && e.visible.p50_us > 0.0, "{e:?}");
+    assert!(e.wrapper_pss_kib > 0, "{e:?}");
     let sc = &r.scale;
     assert_eq!(sc.sessions, 10);
     assert!(sc.create_all_s > 0.0 && sc.create_all_control_mode_s > 0.0);

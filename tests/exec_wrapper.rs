@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use ccmanagerd::limits::spawn_status::{create_fifo, SpawnFailure, Stage, StatusPipe};
+use ccmanagerd::limits::spawn_status::{create_fifo, SpawnFailure, Stage, Started, StatusPipe};
 use nix::unistd::{getgid, getuid, Uid, User};
 
 const EXE: &str = env!("CARGO_BIN_EXE_ccmanagerd");
@@ -42,7 +42,7 @@ struct Wrapper<'a> {
 }
 
 struct Outcome {
-    result: Result<(), SpawnFailure>,
+    result: Result<Started, SpawnFailure>,
     status: ExitStatus,
     stderr: String,
 }
@@ -97,7 +97,7 @@ impl<'a> Wrapper<'a> {
 
 fn failure(o: &Outcome) -> &SpawnFailure {
     match &o.result {
-        Ok(()) => panic!("the wrapper reported success; stderr: {}", o.stderr),
+        Ok(_) => panic!("the wrapper reported success; stderr: {}", o.stderr),
         Err(e) => e,
     }
 }
@@ -195,16 +195,24 @@ fn rlimits_reach_the_program() {
         .flag("--rlimit", "nofile=123")
         .flag("--rlimit", "core=0")
         .flag("--rlimit", "cpu=unlimited")
-        .run(&["sh", "-c", r#"cat /proc/self/limits > "$0""#, out.to_str().unwrap()]);
+        .run(&[
+            "sh",
+            "-c",
+            r#"cat /proc/self/limits > "$0"; cat /proc/$PPID/limits > "$0.wrapper""#,
+            out.to_str().unwrap(),
+        ]);
     assert!(o.result.is_ok(), "{:?} {}", o.result, o.stderr);
     let limits = fs::read_to_string(&out).unwrap();
-    let row = |name: &str| -> Vec<String> {
+    let wrapper = fs::read_to_string(out.with_extension("wrapper")).unwrap();
+    let row = |limits: &str, name: &str| -> Vec<String> {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
         line[name.len()..].split_whitespace().take(2).map(String::from).collect()
     };
-    assert_eq!(row("Max open files"), ["123", "123"]);
-    assert_eq!(row("Max core file size"), ["0", "0"]);
-    assert_eq!(row("Max cpu time"), ["unlimited", "unlimited"]);
+    assert_eq!(row(&limits, "Max open files"), ["123", "123"]);
+    assert_eq!(row(&limits, "Max core file size"), ["0", "0"]);
+    assert_eq!(row(&limits, "Max cpu time"), ["unlimited", "unlimited"]);
+    // The wrapper, which stays as the program's parent, keeps its own.
+    assert_ne!(row(&wrapper, "Max open files"), ["123", "123"], "{wrapper}");
 }
 
 #[test]
@@ -250,7 +258,10 @@ fn a_requests_ld_preload_runs_only_in_the_program_after_the_limits() {
             return;
         }
     }
-    let lines = |preload_var: &str, name: &str| -> (Vec<(u32, String)>, Result<(), SpawnFailure>) {
+    // (pid, nofile soft limit) of each process the probe ran in; the
+    // wrapper's pid; the program's, as the wrapper reported it.
+    type Probed = (Vec<(u32, String)>, u32, Option<u32>);
+    let lines = |preload_var: &str, name: &str| -> Probed {
         let out = dir.path().join(name);
         let rt = runtime();
         let _in_runtime = rt.enter();
@@ -262,34 +273,35 @@ fn a_requests_ld_preload_runs_only_in_the_program_after_the_limits() {
         create_fifo(&fifo, getuid().as_raw(), getgid().as_raw()).unwrap();
         let pipe = StatusPipe::open(&fifo).unwrap();
         let mut child = w.command(&fifo, &["true"]).spawn().unwrap();
-        let child_pid = child.id();
         let result = rt.block_on(pipe.wait(WAIT));
         assert!(child.wait().unwrap().success());
+        let started = result.expect("the program started");
+        let program = started.pid.expect("the wrapper reports the program's pid");
+        assert_ne!(program, child.id(), "the wrapper stays as the program's parent");
         let text = fs::read_to_string(&out).unwrap_or_default();
         let got = text
             .lines()
             .map(|l| {
                 let (pid, limit) = l.split_once(' ').unwrap();
-                assert_eq!(pid.parse::<u32>().unwrap(), child_pid, "the pane's pid: {text}");
-                (child_pid, limit.to_string())
+                (pid.parse::<u32>().unwrap(), limit.to_string())
             })
             .collect();
-        (got, result)
+        (got, child.id(), Some(program))
     };
 
     // Through the request's prefixed variable: one line, from the program, under the limit.
-    let (got, result) = lines("CCMANAGERD_ENV_LD_PRELOAD", "prefixed");
-    assert!(result.is_ok(), "{result:?}");
+    let (got, _, program) = lines("CCMANAGERD_ENV_LD_PRELOAD", "prefixed");
     assert_eq!(got.len(), 1, "the library ran in the wrapper too: {got:?}");
-    assert_eq!(got[0].1, "123");
+    assert_eq!((Some(got[0].0), got[0].1.as_str()), (program, "123"));
 
     // Control, and what the old contract (the request's env plain in the
     // wrapper's environment) did: the probe runs first in the wrapper itself,
     // before any limit, then again in the program.
-    let (got, _) = lines("LD_PRELOAD", "plain");
+    let (got, wrapper, program) = lines("LD_PRELOAD", "plain");
     assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, wrapper);
     assert_ne!(got[0].1, "123");
-    assert_eq!(got[1].1, "123");
+    assert_eq!((Some(got[1].0), got[1].1.as_str()), (program, "123"));
 }
 
 #[test]

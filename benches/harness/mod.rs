@@ -5,6 +5,8 @@
 //! which runs the `--quick` mode so the harness cannot rot.
 #![allow(dead_code)]
 
+mod exits;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -207,6 +209,8 @@ pub struct Report {
     pub throughput: Vec<ThroughputRow>,
     /// Scale figures.
     pub scale: Scale,
+    /// Exit to visible in `session.get` (after the restart: re-armed watches).
+    pub exits: exits::ExitLatency,
     /// Sessions still listed (state lost/exited) after a successful
     /// `session.kill` of all of them: a daemon race, removed before the scale part.
     pub killed_but_listed: usize,
@@ -1114,6 +1118,9 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
     let readopted_s = t.elapsed().as_secs_f64();
     b.d = d;
 
+    b.note("exit latency");
+    let exits = exits::measure(&mut b.d, if opts.quick { 5 } else { 100 })?;
+
     let scale = Scale {
         sessions: n,
         create_all_s: create_all.as_secs_f64(),
@@ -1135,6 +1142,7 @@ pub fn run(bin: &Path, opts: &Options, log: bool) -> Result<Report> {
         ops,
         throughput,
         scale,
+        exits,
         killed_but_listed: ghosts.len(),
         total_s: t0.elapsed().as_secs_f64(),
     })
@@ -1253,6 +1261,17 @@ pub fn render(r: &Report) -> String {
         s,
         "| restart → session.list shows all (re-adopted {}) | {:.3} s |",
         sc.readopted, sc.readopted_s
+    );
+    let e = &r.exits;
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "exit → visible in session.get ({} sessions, after the restart): p50 {}, p99 {}; \
+         exec-wrapper PSS {:.1} MiB each",
+        e.sessions,
+        fmt_us(e.visible.p50_us),
+        fmt_us(e.visible.p99_us),
+        e.wrapper_pss_kib as f64 / 1024.0
     );
     let _ = writeln!(s);
     let _ = writeln!(

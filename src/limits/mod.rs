@@ -10,6 +10,8 @@
 
 pub mod cgroup;
 pub mod exec_args;
+pub mod nofile;
+pub mod reaper;
 pub mod spawn_status;
 pub mod wrapper;
 

@@ -10,14 +10,19 @@
 //!
 //! ```text
 //! STARTED                      at once, before any setup
-//! EXECUTING                    right before execvp, after rlimits, scope, cwd, env
+//! EXECUTING <pid> "\n"          the program's process, right before its execvp,
+//!                              after rlimits, scope, cwd, env
 //! "<what>: <detail>\n"         on any failure (what = rlimit|scope|cwd|exec|setup)
 //! ```
-//! Success is `STARTED EXECUTING` then EOF: the exec closed the pipe. The
-//! EXECUTING byte is there because a wrapper killed during its setup closes
-//! the pipe just as an exec does; without it that death would read as a
-//! success. (A kill between EXECUTING and the exec still does; the pane's
-//! exit status tells then, as for any program that dies early.)
+//! Success is `STARTED EXECUTING <pid>\n` then EOF: the exec closed the
+//! program's copy of the pipe, and the wrapper closed its own right after
+//! forking the program. The EXECUTING byte is there because a wrapper killed
+//! during its setup closes the pipe just as an exec does; without it that
+//! death would read as a success. (A kill between EXECUTING and the exec
+//! still does; the pane's exit status tells then, as for any program that
+//! dies early.) The pid is the program's (the wrapper stays as its parent,
+//! see [`super::wrapper`]); a bare EXECUTING (an older wrapper) is a success
+//! without one.
 //!
 //! Linux FIFO semantics shape the reader: a read end opened O_NONBLOCK reads
 //! 0 bytes, and polls as neither readable nor hung up, as long as no writer
@@ -41,7 +46,8 @@ use tokio::io::Interest;
 
 /// First byte the wrapper writes: it has opened the pipe.
 pub const STARTED: u8 = b'+';
-/// Byte the wrapper writes right before execvp; EOF after it means the exec worked.
+/// Byte the program's process writes right before execvp, followed by its
+/// pid and a newline ([`executing_line`]); EOF after it means the exec worked.
 pub const EXECUTING: u8 = b'!';
 /// The most the daemon reads from one wrapper (bytes). Also below PIPE_BUF,
 /// so the wrapper's one write of a report is atomic.
@@ -139,10 +145,10 @@ impl SpawnFailure {
 }
 
 /// The report line the wrapper writes, bounded so that it fits in one atomic
-/// write after [`STARTED`] and [`EXECUTING`] (cut at a character boundary).
+/// write after [`STARTED`] and [`executing_line`] (cut at a character boundary).
 pub fn report_line(what: Stage, detail: &str) -> Vec<u8> {
     let mut line = format!("{what}: {detail}");
-    let max = MAX_REPORT - 3; // STARTED, EXECUTING, '\n'
+    let max = MAX_REPORT - 16; // STARTED, EXECUTING, a pid, 2 '\n'
     if line.len() > max {
         let mut cut = max;
         while !line.is_char_boundary(cut) {
@@ -154,20 +160,46 @@ pub fn report_line(what: Stage, detail: &str) -> Vec<u8> {
     line.into_bytes()
 }
 
+/// What the program's process writes right before its exec: [`EXECUTING`],
+/// its pid, a newline (one write, far below PIPE_BUF).
+pub fn executing_line(pid: u32) -> Vec<u8> {
+    let mut line = vec![EXECUTING];
+    line.extend_from_slice(pid.to_string().as_bytes());
+    line.push(b'\n');
+    line
+}
+
+/// A program the wrapper started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// The program's pid, as the wrapper reported it (a claim of the
+    /// session's owner: check it before signalling it); `None` from an
+    /// older wrapper, whose program has the pane's own pid.
+    pub pid: Option<u32>,
+}
+
 /// Reads what the wrapper wrote, up to EOF; see the module docs.
-fn interpret(bytes: &[u8]) -> Result<(), SpawnFailure> {
+fn interpret(bytes: &[u8]) -> Result<Started, SpawnFailure> {
     let garbled = || SpawnFailure::Garbled(String::from_utf8_lossy(bytes).into_owned());
     let rest = match bytes.split_first() {
         None => return Err(SpawnFailure::ExitedEarly),
         Some((&STARTED, rest)) => rest,
         Some(_) => return Err(garbled()),
     };
-    let (executing, report) = match rest.split_first() {
+    let (executing, mut report) = match rest.split_first() {
         Some((&EXECUTING, report)) => (true, report),
         _ => (false, rest),
     };
+    let mut pid = None;
+    if executing {
+        let digits = report.iter().take_while(|b| b.is_ascii_digit()).count();
+        if let Some(b'\n') = report.get(digits) {
+            pid = std::str::from_utf8(&report[..digits]).ok().and_then(|d| d.parse().ok());
+            report = &report[digits + 1..];
+        }
+    }
     if report.is_empty() {
-        return if executing { Ok(()) } else { Err(SpawnFailure::ExitedEarly) };
+        return if executing { Ok(Started { pid }) } else { Err(SpawnFailure::ExitedEarly) };
     }
     let text = String::from_utf8_lossy(report);
     let line = text.lines().next().unwrap_or_default();
@@ -246,10 +278,10 @@ impl StatusPipe {
         &self.path
     }
 
-    /// `Ok(())` once the wrapper has exec'd the program; otherwise the
+    /// [`Started`] once the wrapper has exec'd the program; otherwise the
     /// wrapper's report, [`SpawnFailure::ExitedEarly`], or
     /// [`SpawnFailure::TimedOut`] after `timeout` (see [`WAIT`]).
-    pub async fn wait(self, timeout: Duration) -> Result<(), SpawnFailure> {
+    pub async fn wait(self, timeout: Duration) -> Result<Started, SpawnFailure> {
         match tokio::time::timeout(timeout, self.read_to_eof()).await {
             Ok(read) => interpret(&read?),
             Err(_) => Err(SpawnFailure::TimedOut(timeout)),
@@ -301,7 +333,15 @@ mod tests {
 
     #[test]
     fn the_wrapper_protocol_reads_back() {
-        assert!(interpret(b"+!").is_ok());
+        assert_eq!(interpret(b"+!").unwrap(), Started { pid: None }, "an older wrapper");
+        let mut started = b"+".to_vec();
+        started.extend(executing_line(4242));
+        assert_eq!(interpret(&started).unwrap(), Started { pid: Some(4242) });
+        started.extend(report_line(Stage::Exec, "x: No such file or directory"));
+        assert_eq!(
+            interpret(&started).unwrap_err().to_string(),
+            "exec: x: No such file or directory"
+        );
         assert!(matches!(interpret(b""), Err(SpawnFailure::ExitedEarly)));
         assert!(matches!(interpret(b"+"), Err(SpawnFailure::ExitedEarly)));
         let mut cwd = b"+".to_vec();
@@ -323,7 +363,7 @@ mod tests {
     #[test]
     fn long_reports_are_cut_to_fit_one_write() {
         let line = report_line(Stage::Exec, &"é".repeat(MAX_REPORT));
-        assert!(line.len() <= MAX_REPORT - 2, "{}", line.len());
+        assert!(line.len() + 1 + executing_line(u32::MAX).len() <= MAX_REPORT, "{}", line.len());
         assert!(std::str::from_utf8(&line).is_ok());
         assert!(line.ends_with(b"\n"));
     }

@@ -8,21 +8,33 @@
 //! 1. takes the request's environment (`CCMANAGERD_ENV_*`) and the daemon's
 //!    private variables out of its own environment, all at once;
 //! 2. opens the `--status` FIFO and says it started ([`super::spawn_status`]);
-//! 3. sets the rlimits on itself;
-//! 4. waits (bounded) until the daemon has moved it into its systemd scope;
-//! 5. sets HOME, USER, LOGNAME and SHELL from the passwd entry of its uid;
-//! 6. changes to `--cwd`, or to the passwd home, as the owner (the daemon, as
+//! 3. waits (bounded) until the daemon has moved it into its systemd scope;
+//! 4. sets HOME, USER, LOGNAME and SHELL from the passwd entry of its uid;
+//! 5. changes to `--cwd`, or to the passwd home, as the owner (the daemon, as
 //!    root, could not tell what the owner may enter; and tmux's own `-c`
 //!    format-expands `#(...)`);
-//! 7. applies the request's environment, which may override step 5;
-//! 8. execvp's the argv (never through a shell); the pid stays the same, so the
-//!    pane pid is the program's pid.
+//! 6. becomes the subreaper of what it starts, blocks the signals it will
+//!    forward, and forks the program's process, which
+//!    - sets the rlimits (on itself only: the wrapper, which stays, keeps
+//!      its own, so a small `as` or `nproc` cannot make it fail),
+//!    - makes itself a process group and the terminal's foreground group
+//!      (so Ctrl-C, Ctrl-Z and SIGWINCH from the terminal reach it, and a
+//!      shell inside has job control), restores the signal mask,
+//!    - applies the request's environment, which may override step 4,
+//!    - reports its pid and execvp's the argv (never through a shell);
+//! 7. stays as the program's parent ([`super::reaper`]): it forwards signals,
+//!    ends the descendants the program leaves, waits until tmux has read the
+//!    program's last output, and exits with the program's status.
 //!
-//! The request's variables reach the environment only in step 7: the dynamic
-//! loader read this process's environment when the wrapper was exec'd, and saw
-//! only prefixed names, so a request's `LD_PRELOAD` runs in the program alone,
-//! under its rlimits and in its scope. Any failure is reported on the status
-//! pipe and on stderr, and the wrapper exits 126 (127: program not found).
+//! So tmux's `pane_pid` is the wrapper's pid; the program's is the one on the
+//! status pipe, and what `session.get` reports.
+//!
+//! The request's variables reach the environment only in the program's
+//! process, right before its exec: the dynamic loader read this process's
+//! environment when the wrapper was exec'd, and saw only prefixed names, so a
+//! request's `LD_PRELOAD` runs in the program alone, under its rlimits and in
+//! its scope. Any failure is reported on the status pipe and on stderr, and
+//! the wrapper exits 126 (127: program not found).
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -32,11 +44,12 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::resource::setrlimit;
-use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::unistd::ForkResult;
 
 use super::exec_args::{self, request_var};
-use super::spawn_status::{report_line, Stage, EXECUTING, STARTED};
+use super::spawn_status::{executing_line, report_line, Stage, STARTED};
 
 pub use super::exec_args::{rlimit_args, MODE};
 
@@ -160,17 +173,6 @@ pub fn main(args: Vec<OsString>) -> ! {
     let spec = exec_args::parse(args).unwrap_or_else(|e| status.setup(&e.to_string()));
     let request_env = request_env.unwrap_or_else(|e| status.setup(&e));
 
-    for r in &spec.rlimits {
-        if let Err(e) = setrlimit(r.resource, r.value, r.value) {
-            let value = if r.value == nix::sys::resource::RLIM_INFINITY {
-                "unlimited".to_string()
-            } else {
-                r.value.to_string()
-            };
-            let detail = format!("cannot set {} to {value}: {}", r.name, e.desc());
-            status.fail(Stage::Rlimit, &detail, EXIT_SETUP_FAILED);
-        }
-    }
     if let Some(unit) = &spec.scope {
         wait_for_scope(unit).unwrap_or_else(|e| status.fail(Stage::Scope, &e, EXIT_SETUP_FAILED));
     }
@@ -198,10 +200,84 @@ pub fn main(args: Vec<OsString>) -> ! {
         status.fail(Stage::Cwd, &format!("{}: {}", dir.display(), e.desc()), EXIT_SETUP_FAILED);
     }
 
+    let terminal = super::reaper::leads_a_terminal();
+    let mut old_mask = SigSet::empty();
+    if let Err(e) =
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&super::reaper::blocked_set()), Some(&mut old_mask))
+    {
+        status.setup(&format!("cannot block signals: {}", e.desc()));
+    }
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        status.setup(&format!("cannot become a subreaper: {}", e.desc()));
+    }
+    // SAFETY: this process is single-threaded, so the child may allocate and
+    // use the environment until its exec.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => run_program(status, &spec, request_env, &old_mask),
+        Ok(ForkResult::Parent { child }) => {
+            // Also here, so the group exists whichever runs first (as shells do).
+            let _ = nix::unistd::setpgid(child, child);
+            // The program's copy of the pipe closes on its exec; EOF needs ours gone too.
+            drop(status);
+            super::reaper::supervise(child, terminal)
+        }
+        Err(e) => {
+            let stage = if e == Errno::EAGAIN { Stage::Rlimit } else { Stage::Setup };
+            status.fail(
+                stage,
+                &format!("cannot start the program: fork: {}", e.desc()),
+                EXIT_SETUP_FAILED,
+            )
+        }
+    }
+}
+
+/// Sets the rlimits on this process (the program's: the wrapper keeps its
+/// own, so that a small `as` or `nproc` cannot make it fail while it waits).
+fn set_rlimits(status: &Reporter, rlimits: &[super::exec_args::RlimitArg]) {
+    for r in rlimits {
+        if let Err(e) = setrlimit(r.resource, r.value, r.value) {
+            let value = if r.value == nix::sys::resource::RLIM_INFINITY {
+                "unlimited".to_string()
+            } else {
+                r.value.to_string()
+            };
+            let detail = format!("cannot set {} to {value}: {}", r.name, e.desc());
+            status.fail(Stage::Rlimit, &detail, EXIT_SETUP_FAILED);
+        }
+    }
+}
+
+/// The program's process, between the fork and its exec.
+fn run_program(
+    status: Reporter,
+    spec: &exec_args::Spec,
+    request_env: Vec<(OsString, OsString)>,
+    old_mask: &SigSet,
+) -> ! {
+    let argv = &spec.argv;
+    set_rlimits(&status, &spec.rlimits);
+    let me = nix::unistd::getpid();
+    let _ = nix::unistd::setpgid(me, me);
+    // The foreground group of the pane's terminal, if there is one (SIGTTOU,
+    // which a background group gets for this, is blocked here).
+    for fd in 0..=2 {
+        // SAFETY: a standard descriptor, open (or not: then isatty says no)
+        // for the length of these calls.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if nix::unistd::isatty(fd).unwrap_or(false) {
+            let _ = nix::unistd::tcsetpgrp(fd, me);
+            break;
+        }
+    }
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(old_mask), None) {
+        status.setup(&format!("cannot restore the signal mask: {}", e.desc()));
+    }
     for (name, value) in request_env {
+        // SAFETY: single-threaded (see the fork).
         unsafe { std::env::set_var(name, value) };
     }
-    if let Err(e) = status.send(&[EXECUTING]) {
+    if let Err(e) = status.send(&executing_line(me.as_raw() as u32)) {
         // The daemon stopped waiting (and will not keep the session): do not start it.
         status.setup(&format!("the status pipe is gone ({}); not starting", e.desc()));
     }
@@ -209,8 +285,8 @@ pub fn main(args: Vec<OsString>) -> ! {
     // across exec: the program gets the default back (`yes | head` must end).
     set_sigpipe(SigHandler::SigDfl);
 
-    let program = &spec.argv[0];
-    let err = nix::unistd::execvp(program, &spec.argv).unwrap_err();
+    let program = &argv[0];
+    let err = nix::unistd::execvp(program, argv).unwrap_err();
     let code = if err == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_SETUP_FAILED };
     status.fail(Stage::Exec, &format!("{}: {}", program.to_string_lossy(), err.desc()), code)
 }

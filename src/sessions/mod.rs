@@ -7,12 +7,14 @@
 //! - [`server`], [`servers`], [`supervisor`]: one tmux server per session
 //!   uid, started on demand, adopted on start, watched by its own task;
 //! - [`spawn`]: starting a program in its owner's server;
+//! - [`exits`]: each running session's process watched, its exit applied at once;
 //! - [`ops`]: the operations behind `session.*`, on the [`Sessions`] handle;
 //! - [`store`], [`persist`]: the state on disk (snapshot and journal) and
 //!   the task that makes each change durable before it is acknowledged;
 //! - [`panes`], [`procs`], [`pty`], [`validate`]: tmux's pane listing, the
 //!   process tree, the host's pseudo-terminals, request validation.
 
+pub mod exits;
 pub mod ops;
 pub mod panes;
 pub mod persist;
@@ -139,7 +141,21 @@ pub async fn start(
             .unwrap_or(usize::MAX),
         budget_hook,
     };
-    let servers = Arc::new(Servers::new(env, registry.clone(), config.clone(), shutdown.clone())?);
+    // One pidfd per running session (src/sessions/exits.rs).
+    match crate::limits::nofile::raise() {
+        Ok((old, new)) if old != new => {
+            tracing::info!(
+                from = old,
+                to = new,
+                "raised the open-file limit (one descriptor per running session)"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    let exits = exits::Exits::new(registry.clone());
+    let servers =
+        Arc::new(Servers::new(env, registry.clone(), exits, config.clone(), shutdown.clone())?);
     let only = match &mode {
         Mode::SingleUser(me) => Some(me.uid),
         Mode::MultiUser => None,

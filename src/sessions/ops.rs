@@ -325,12 +325,15 @@ impl Sessions {
         let spawned = match spawned {
             Ok((server, Ok(mut record))) => {
                 let out = record.session.clone();
-                let mut records = registry.lock();
-                // A listing taken before new-session must not mark it lost.
-                record.epoch = server.bump_epoch();
-                // The intent is fulfilled; saved with the next group (the
-                // intent alone already brings the session back).
-                records.insert(record);
+                {
+                    let mut records = registry.lock();
+                    // A listing taken before new-session must not mark it lost.
+                    record.epoch = server.bump_epoch();
+                    // The intent is fulfilled; saved with the next group (the
+                    // intent alone already brings the session back).
+                    records.insert(record);
+                }
+                self.inner.servers.exits().watch(&server, &id);
                 Ok(out)
             }
             Ok((server, Err(e))) => {
@@ -368,34 +371,31 @@ impl Sessions {
         let id = &record.session.id;
         let server = self.inner.servers.get(record.server_uid());
         if record.session.state != SessionState::Lost {
-            if let Some(unit) = &record.scope {
-                self.inner.spawner.stop_scope(id, unit).await;
-            }
-            // An exited pane's pid was reaped by tmux: if it exists again it
-            // belongs to someone else (pid reuse) and must not be the root.
+            // An exited pane's process was reaped by tmux: if its pid exists
+            // again it belongs to someone else (pid reuse) and must not be
+            // the root.
             let reused = |pid: &u32| {
                 record.session.state == SessionState::Exited
                     && std::path::Path::new(&format!("/proc/{pid}")).exists()
             };
             let uid = record.server_uid();
-            // The pane pid is what the user's server claims: kill only what
-            // runs as that user.
+            // The pane's process (the exec-wrapper, the subreaper of every
+            // descendant) is what the user's server claims: only what runs
+            // as that user is signalled.
             let root = record
-                .session
-                .pid
+                .pane_pid
+                .or(record.session.pid)
                 .filter(|pid| !reused(pid))
                 .filter(|pid| procs::owned_by(*pid, uid));
-            // Reading every /proc/PID/stat takes a millisecond or more on a
-            // busy host: not on a runtime worker.
-            let tree = match root {
-                Some(pid) => tokio::task::spawn_blocking(move || {
-                    procs::owned(&procs::tree(&procs::all(), pid), uid)
-                })
-                .await
-                .unwrap_or_default(),
-                None => Default::default(),
-            };
-            procs::kill_all(&tree);
+            // The wrapper is spared the SIGTERM (it would pass it on to its
+            // program a second time); it ends with its program.
+            let wrapper = record.pane_pid.filter(|p| record.session.pid != Some(*p));
+            if let Some(root) = root {
+                procs::end_tree(root, wrapper, uid, procs::KILL_GRACE).await;
+            }
+            if let Some(unit) = &record.scope {
+                self.inner.spawner.stop_scope(id, unit).await;
+            }
             if let Some(server) = &server {
                 let target = record
                     .tmux_id
@@ -408,14 +408,6 @@ impl Sessions {
                     Err(e) => return Err(e),
                 }
             }
-            // Processes that forked between the scan and the kill.
-            procs::kill_all(
-                &tree
-                    .iter()
-                    .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-                    .copied()
-                    .collect(),
-            );
         }
         let gen = {
             let mut records = self.inner.registry.lock();

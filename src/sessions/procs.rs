@@ -1,7 +1,16 @@
-//! Process-tree discovery from /proc, for killing a session's processes when
-//! no cgroup holds them, and for telling a busy session from an idle one.
+//! Process-tree discovery from /proc, for ending a session's processes when
+//! no cgroup holds them ([`end_tree`]), for finding a program under its
+//! exec-wrapper, and for telling a busy session from an idle one.
+//!
+//! Without cgroups the tree is what /proc shows under the pane's process.
+//! That finds every descendant, also those that called `setsid` and lost
+//! their parent: the exec-wrapper is the pane's process and their
+//! subreaper, so orphans stay under it (`PR_SET_CHILD_SUBREAPER`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 /// One process as read from `/proc/PID/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +23,11 @@ pub struct ProcStat {
     pub sid: u32,
     /// utime + stime in clock ticks.
     pub cpu_ticks: u64,
+    /// State letter (`R`, `S`, `Z`...).
+    pub state: char,
+    /// Start time after boot, in clock ticks: with the pid, it names one
+    /// process (a pid can be reused, the pair cannot).
+    pub start: u64,
 }
 
 /// Parses the content of `/proc/PID/stat` (the command name may contain
@@ -22,13 +36,21 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let pid = text.split_whitespace().next()?.parse().ok()?;
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(0) ppid(1) pgrp(2) session(3) ... utime(11) stime(12)
+    // After the name: state(0) ppid(1) pgrp(2) session(3) ... utime(11)
+    // stime(12) ... starttime(19)
     Some(ProcStat {
         pid,
         ppid: f.get(1)?.parse().ok()?,
         sid: f.get(3)?.parse().ok()?,
         cpu_ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        state: f.first()?.chars().next()?,
+        start: f.get(19)?.parse().ok()?,
     })
+}
+
+/// One process, read now (`None`: gone).
+pub fn stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Every process on the system.
@@ -84,12 +106,93 @@ pub fn owned(pids: &BTreeSet<u32>, uid: u32) -> BTreeSet<u32> {
 
 /// SIGKILL every pid in `pids`; errors (already gone) are ignored.
 pub fn kill_all(pids: &BTreeSet<u32>) {
+    signal_all(pids, &[Signal::SIGKILL]);
+}
+
+fn signal_all<'a>(pids: impl IntoIterator<Item = &'a u32>, signals: &[Signal]) {
     for pid in pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        for sig in signals {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), *sig);
+        }
     }
+}
+
+/// How long [`end_tree`] gives a session's processes between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(1);
+/// The first pause of [`end_tree`]'s wait; it doubles up to [`KILL_POLL_MAX`]
+/// (most programs are gone within a millisecond of SIGTERM).
+const KILL_POLL_FIRST: Duration = Duration::from_millis(1);
+/// See [`KILL_POLL_FIRST`].
+const KILL_POLL_MAX: Duration = Duration::from_millis(20);
+
+/// Every process of `uid` in the trees of `roots` (descendants and members
+/// of their sessions), each with its start time.
+fn owned_trees(roots: &[u32], uid: u32) -> BTreeMap<u32, u64> {
+    let procs = all();
+    let mut pids = BTreeSet::new();
+    for root in roots {
+        pids.extend(tree(&procs, *root));
+    }
+    let pids = owned(&pids, uid);
+    procs.iter().filter(|p| pids.contains(&p.pid)).map(|p| (p.pid, p.start)).collect()
+}
+
+/// Whether the process `pid` that started at `start` still runs (a zombie
+/// does not).
+fn runs(pid: u32, start: u64) -> bool {
+    stat(pid).is_some_and(|p| p.start == start && p.state != 'Z')
+}
+
+/// Ends the processes of a session that has no cgroup: SIGHUP, SIGTERM and
+/// SIGCONT to every process of `uid` in the tree of `root` (the pane's
+/// process), except `spare` (the exec-wrapper: it ends when its program
+/// does, and would pass the signals on a second time), then, once those are
+/// gone or after `grace`, SIGKILL to whatever is left of the tree, `root`
+/// included, and to anything it started meanwhile. A process is signalled
+/// only while its pid still names the process first seen (same start time).
+pub async fn end_tree(root: u32, spare: Option<u32>, uid: u32, grace: Duration) {
+    let scan = |roots: Vec<u32>| async move {
+        tokio::task::spawn_blocking(move || owned_trees(&roots, uid)).await.unwrap_or_default()
+    };
+    let first = scan(vec![root]).await;
+    let asked: Vec<u32> = first.keys().copied().filter(|p| Some(*p) != spare).collect();
+    signal_all(&asked, &[Signal::SIGHUP, Signal::SIGTERM, Signal::SIGCONT]);
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut pause = KILL_POLL_FIRST;
+    while asked.iter().any(|p| runs(*p, first[p])) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(KILL_POLL_MAX);
+    }
+    let alive: Vec<u32> = first.iter().filter(|(p, s)| runs(**p, **s)).map(|(p, _)| *p).collect();
+    if alive.is_empty() {
+        return;
+    }
+    let rest = scan(alive).await;
+    let rest: Vec<u32> = rest
+        .iter()
+        .filter(|(p, s)| first.get(p).is_none_or(|f| f == *s))
+        .map(|(p, _)| *p)
+        .collect();
+    signal_all(&rest, &[Signal::SIGKILL]);
+}
+
+/// The program the exec-wrapper `wrapper` runs, from a listing of every
+/// process: its oldest child of `uid` (everything else under a wrapper
+/// descends from its program, so started later). `None` when `wrapper` is
+/// not an exec-wrapper (a pane started before the wrapper stayed as the
+/// program's parent runs its program itself) or has no child.
+pub fn program_under(procs: &[ProcStat], wrapper: u32, uid: u32) -> Option<u32> {
+    let cmdline = std::fs::read(format!("/proc/{wrapper}/cmdline")).ok()?;
+    let is_wrapper =
+        cmdline.split(|b| *b == 0).nth(1) == Some(crate::limits::wrapper::MODE.as_bytes());
+    if !is_wrapper {
+        return None;
+    }
+    procs
+        .iter()
+        .filter(|p| p.ppid == wrapper && owned_by(p.pid, uid))
+        .min_by_key(|p| (p.start, p.pid))
+        .map(|p| p.pid)
 }
 
 #[cfg(test)]
@@ -101,11 +204,12 @@ mod tests {
         let s = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 0 0";
         let p = parse_stat(s).unwrap();
         assert_eq!((p.pid, p.ppid, p.sid, p.cpu_ticks), (42, 1, 42, 10));
+        assert_eq!((p.state, p.start), ('S', 5));
     }
 
     #[test]
     fn tree_includes_descendants_and_session_members() {
-        let p = |pid, ppid, sid| ProcStat { pid, ppid, sid, cpu_ticks: 0 };
+        let p = |pid, ppid, sid| ProcStat { pid, ppid, sid, cpu_ticks: 0, state: 'S', start: 0 };
         let procs = vec![
             p(10, 1, 10),
             p(11, 10, 10),

@@ -24,6 +24,10 @@ pub struct Record {
     pub window: Option<String>,
     /// See `tmux_id`.
     pub pane: Option<String>,
+    /// The pane's own process as tmux reports it (`pane_pid`): the
+    /// exec-wrapper, parent of the program (`session.pid`), and the root of
+    /// the tree `session.kill` ends. Not saved: every listing has it.
+    pub pane_pid: Option<u32>,
     /// systemd scope holding the session's processes, if any.
     pub scope: Option<String>,
     /// Last input sent through the daemon.
@@ -62,6 +66,7 @@ impl Record {
             tmux_id: None,
             window: None,
             pane: None,
+            pane_pid: None,
             scope,
             last_input: None,
             dead_seen: None,
@@ -154,7 +159,15 @@ impl Record {
         self.window = Some(p.window.clone());
         self.pane = Some(p.pane.clone());
         let s = &mut self.session;
-        s.pid = p.pid;
+        // `pid` is the program's, which the spawn (or the exit watcher, for
+        // an adopted session) learnt; the pane's pid stands in until then,
+        // and replaces it when the pane's process changed.
+        if self.pane_pid != p.pid {
+            if self.pane_pid.is_some() || s.pid.is_none() {
+                s.pid = p.pid;
+            }
+            self.pane_pid = p.pid;
+        }
         s.cols = p.width.or(s.cols);
         s.rows = p.height.or(s.rows);
         let activity = p.activity.map(unix_time).into_iter().chain(self.last_input).max();
@@ -197,6 +210,7 @@ impl Record {
         self.session.state = SessionState::Lost;
         self.session.ended_at = Some(rfc3339(now));
         self.session.pid = None;
+        self.pane_pid = None;
         self.pane = None;
         self.tmux_id = None;
         self.window = None;
@@ -271,6 +285,25 @@ mod tests {
         r.apply_pane(&pane(true, None), now);
         assert_eq!(r.session.state, SessionState::Exited);
         assert_eq!(r.session.exit_status, None, "unknown status");
+    }
+
+    #[test]
+    fn the_program_pid_survives_listings_of_the_pane_pid() {
+        let mut r = record();
+        r.pane_pid = None;
+        r.session.pid = Some(43); // the program, as the spawn learnt it
+        r.apply_pane(&pane(false, None), SystemTime::now());
+        assert_eq!((r.pane_pid, r.session.pid), (Some(42), Some(43)));
+        r.apply_pane(&pane(false, None), SystemTime::now());
+        assert_eq!(r.session.pid, Some(43));
+        let mut other = pane(false, None);
+        other.pid = Some(50);
+        r.apply_pane(&other, SystemTime::now());
+        assert_eq!((r.pane_pid, r.session.pid), (Some(50), Some(50)), "a new pane process");
+        let mut fresh = Record::new(r.session.clone(), None);
+        fresh.session.pid = None;
+        fresh.apply_pane(&pane(false, None), SystemTime::now());
+        assert_eq!(fresh.session.pid, Some(42), "the pane's pid stands in");
     }
 
     #[test]

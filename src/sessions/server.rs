@@ -27,10 +27,11 @@ use crate::users::Account;
 /// The tmux user option that carries a copy of the metadata.
 pub const META_OPTION: &str = "@ccm_meta";
 /// The paste buffer the `pane-died` hook touches, so that a tmux which tells
-/// control clients `%paste-buffer-changed` makes exits seen at once. tmux
-/// 3.3a does not send that notification (checked by hand: the hook runs, the
-/// buffer is set, no `%paste-buffer-changed`); there an exit is seen at the
-/// next periodic refresh (`health.interval`).
+/// control clients `%paste-buffer-changed` refreshes on an exit. That
+/// notification came with tmux 3.4 (`control_notify_paste_buffer_changed`);
+/// 3.3a has none (checked by hand: the hook runs, the buffer is set, nothing
+/// is sent). Exits are seen at once on every version through the pidfd
+/// watches ([`super::exits`]); the hook remains for sessions without one.
 pub const PANE_DIED_BUFFER: &str = "ccm_pane_died";
 /// `LimitNOFILE=` of a server's unit: tmux holds a descriptor per pane
 /// (systemd's own default hard limit).

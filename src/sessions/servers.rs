@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
+use super::exits::Exits;
 use super::registry::Registry;
 use super::server::{Server, ServerEnv};
 use super::supervisor;
@@ -30,6 +31,7 @@ pub struct Servers {
     env: ServerEnv,
     map: Mutex<BTreeMap<u32, Arc<Server>>>,
     registry: Arc<Registry>,
+    exits: Arc<Exits>,
     config: ConfigHandle,
     shutdown: Shutdown,
 }
@@ -39,6 +41,7 @@ impl Servers {
     pub fn new(
         env: ServerEnv,
         registry: Arc<Registry>,
+        exits: Arc<Exits>,
         config: ConfigHandle,
         shutdown: Shutdown,
     ) -> anyhow::Result<Servers> {
@@ -63,11 +66,16 @@ impl Servers {
             &env.config_file,
             std::fs::Permissions::from_mode(CONFIG_FILE_MODE),
         )?;
-        Ok(Servers { env, map: Mutex::new(BTreeMap::new()), registry, config, shutdown })
+        Ok(Servers { env, map: Mutex::new(BTreeMap::new()), registry, exits, config, shutdown })
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<Server>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The exit watches.
+    pub fn exits(&self) -> &Arc<Exits> {
+        &self.exits
     }
 
     /// The server of `uid`, if the daemon knows one.
@@ -135,6 +143,7 @@ impl Servers {
         tokio::spawn(supervisor::run(
             server,
             self.registry.clone(),
+            self.exits.clone(),
             rx,
             self.config.clone(),
             self.shutdown.listener(),
@@ -195,10 +204,12 @@ impl Servers {
             Some(rx) => {
                 let cap = self.config.get().limits.max_sessions_per_owner;
                 supervisor::reconcile(&self.registry, &server, cap).await?;
+                self.exits.watch_server(&server).await;
                 self.supervise(server.clone(), Some(rx));
             }
             // Stopped or stalled: its sessions stay what they were saved as
-            // until it answers (its supervisor keeps trying).
+            // until it answers (its supervisor keeps trying, and arms the
+            // exit watches when it reconciles).
             None if server.lives() => {
                 tracing::warn!(
                     uid,

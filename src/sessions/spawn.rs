@@ -110,6 +110,9 @@ impl Spawner {
         record.tmux_id = Some(f[0].to_string());
         record.window = Some(f[1].to_string());
         record.pane = Some(f[2].to_string());
+        // The pane's process is the exec-wrapper; the program's pid comes on
+        // the status pipe (below).
+        record.pane_pid = pid;
         record.session.pid = pid;
         // The metadata copy is set only once new-session has answered. Sent
         // in the same round trip (pipelined), it made tmux lose the first
@@ -136,15 +139,22 @@ impl Spawner {
             pipe.wait(spawn_status::WAIT).await.map_err(spawn_error)
         }
         .await;
-        if let Err(e) = started {
-            // Nothing half-made stays: the session goes, with its processes.
-            let _ = client.run(&Cmd::new("kill-session").opt("-t", f[0])).await;
-            if let Some(unit) = &record.scope {
-                self.stop_scope(&session.id, unit).await;
+        match started {
+            Ok(started) => {
+                if let Some(program) = started.pid.filter(|p| is_program(*p, pid, account.uid)) {
+                    record.session.pid = Some(program);
+                }
+                Ok(record)
             }
-            return Err(e);
+            Err(e) => {
+                // Nothing half-made stays: the session goes, with its processes.
+                let _ = client.run(&Cmd::new("kill-session").opt("-t", f[0])).await;
+                if let Some(unit) = &record.scope {
+                    self.stop_scope(&session.id, unit).await;
+                }
+                Err(e)
+            }
         }
-        Ok(record)
     }
 
     /// Kills every process of a session's scope and stops it.
@@ -153,6 +163,22 @@ impl Spawner {
         if let Err(e) = crate::limits::cgroup::stop(bus, unit).await {
             tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
         }
+    }
+}
+
+/// Whether `program`, which the wrapper reported (a claim of the session's
+/// owner, like anything on the pipe), may be reported as the session's pid
+/// (a client may signal it): a child of the pane's process `pane` running
+/// as `uid`, or a pid that names no process any more (a program that exited
+/// at once, already reaped; like the pid of any exited session, it is
+/// history).
+fn is_program(program: u32, pane: Option<u32>, uid: u32) -> bool {
+    if pane.is_none() || program <= 1 {
+        return false;
+    }
+    match super::procs::stat(program) {
+        Some(p) => Some(p.ppid) == pane && super::procs::owned_by(program, uid),
+        None => true,
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+use super::exits::Exits;
 use super::panes::PaneInfo;
 use super::record::Record;
 use super::registry::Registry;
@@ -350,6 +351,7 @@ enum Ended {
 pub async fn run(
     server: Arc<Server>,
     registry: Arc<Registry>,
+    exits: Arc<Exits>,
     mut rx: Option<mpsc::Receiver<Notification>>,
     config: ConfigHandle,
     mut shutdown: ShutdownListener,
@@ -362,7 +364,12 @@ pub async fn run(
             }
         }
         match reconnect(&server, &registry, &config, &mut shutdown).await {
-            Some(new_rx) => rx = Some(new_rx),
+            Some(new_rx) => {
+                // Sessions adopted while the server did not answer, or whose
+                // pane process changed meanwhile, get their exit watches.
+                exits.watch_server(&server).await;
+                rx = Some(new_rx);
+            }
             None => return,
         }
     }

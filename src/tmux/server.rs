@@ -295,9 +295,14 @@ fn launch_detached(
     for var in scrubbed_env() {
         cmd.env_remove(var);
     }
-    // SAFETY: setsid is async-signal-safe and touches no memory of ours.
+    // SAFETY: setsid and restore_in_child are async-signal-safe and touch
+    // no memory of ours. The server (and so every pane) gets the open-file
+    // limit the daemon had before it raised its own.
     unsafe {
-        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            crate::limits::nofile::restore_in_child();
+            rustix::process::setsid().map(drop).map_err(std::io::Error::from)
+        });
     }
     if let Some(run_as) = run_as {
         run_as.apply(&mut cmd);
