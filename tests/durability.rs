@@ -8,7 +8,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,11 +36,13 @@ fn load(
     socket: &Path,
     threads: usize,
     stop: Arc<AtomicBool>,
+    kills: Arc<AtomicUsize>,
 ) -> Vec<std::thread::JoinHandle<Acked>> {
     (0..threads)
         .map(|t| {
             let socket = socket.to_path_buf();
             let stop = stop.clone();
+            let kills = kills.clone();
             std::thread::spawn(move || {
                 let mut acked = Acked::default();
                 let Ok(mut c) = Client::connect(&socket, Some(Duration::from_secs(30))) else {
@@ -56,6 +58,7 @@ fn load(
                         match c.call("session.kill", json!({"id": id})) {
                             Ok(_) => {
                                 acked.killed.insert(id);
+                                kills.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(ClientError::Rpc(e)) => panic!("kill {id} refused: {}", e.message),
                             Err(_) => {
@@ -102,6 +105,9 @@ fn in_tmux(d: &TestDaemon) -> HashSet<String> {
         .collect()
 }
 
+/// Acknowledged kills each round has before its SIGKILL.
+const KILLS_PER_ROUND: usize = 5;
+
 #[test]
 fn sigkill_under_create_kill_load_never_undoes_an_acknowledgement() {
     let mut d = TestDaemon::start(
@@ -113,9 +119,15 @@ fn sigkill_under_create_kill_load_never_undoes_an_acknowledgement() {
     let started = Instant::now();
     for round in 0..20u64 {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = load(&d.socket, 6, stop.clone());
-        // Kill at a different point of the load each time.
+        let kills = Arc::new(AtomicUsize::new(0));
+        let threads = load(&d.socket, 6, stop.clone(), kills.clone());
+        // Kill at a different point of the load each time, once the load
+        // has acknowledged some kills (a busy machine is slow to get there).
         std::thread::sleep(Duration::from_millis(250 + (round * 137) % 500));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while kills.load(Ordering::Relaxed) < KILLS_PER_ROUND && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5 + (round * 7) % 20));
+        }
         d.kill9();
         stop.store(true, Ordering::Relaxed);
         let mut round_acked = Acked::default();
@@ -180,7 +192,11 @@ fn sigkill_under_create_kill_load_never_undoes_an_acknowledgement() {
         unacked_present.len(),
         all.in_doubt.len(),
     );
-    assert!(all.killed.len() >= 100, "too little load to mean anything: {}", all.killed.len());
+    assert!(
+        all.killed.len() >= 20 * KILLS_PER_ROUND,
+        "too little load to mean anything: {}",
+        all.killed.len()
+    );
 }
 
 /// A small tmpfs mounted for the state directory; unmounted on drop.
