@@ -86,7 +86,8 @@ impl Reaper {
         let mut ticks = self.ticks.lock().await;
         let cfg = config.get().cleanup.clone();
         let records = sessions.all_records();
-        let procs = if cfg.max_idle.0.is_some() { procs::all() } else { Vec::new() };
+        let forest =
+            procs::Forest::new(&if cfg.max_idle.0.is_some() { procs::all() } else { Vec::new() });
         let now = SystemTime::now();
         let mut seen = HashMap::new();
         let mut removed = Vec::new();
@@ -97,7 +98,7 @@ impl Reaper {
             let s = &record.session;
             let busy = match (s.state, s.pid, cfg.max_idle.0) {
                 (SessionState::Running, Some(pid), Some(_)) => {
-                    let used = procs::cpu_ticks(&procs, &procs::tree(&procs, pid));
+                    let used = forest.cpu_ticks(&forest.tree(pid));
                     seen.insert(s.id.clone(), used);
                     // First sight: unknown, so not idle (never reap live work on a guess).
                     ticks.get(&s.id).is_none_or(|before| used > *before)
