@@ -24,6 +24,8 @@ pub mod client;
 pub mod config;
 pub mod dirs;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gauges;
 pub mod health;
 pub mod limits;

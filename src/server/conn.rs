@@ -56,7 +56,7 @@ type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>
 
 /// Outcome of reading one line.
 #[derive(Debug)]
-enum Line {
+pub(crate) enum Line {
     /// A complete message (without the newline).
     Message(Vec<u8>),
     /// The message grew past the cap before its newline.
@@ -69,13 +69,13 @@ enum Line {
 /// bytes. The partial line lives in the reader, not in the future, so
 /// [`LineReader::next`] is cancel-safe: the connection loop drops it
 /// whenever a reply completes first, and nothing read is lost.
-struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     reader: R,
     partial: Vec<u8>,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
-    fn new(reader: R) -> Self {
+    pub(crate) fn new(reader: R) -> Self {
         LineReader { reader, partial: Vec::new() }
     }
 
@@ -83,7 +83,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// newline at EOF still counts as a message. `max` bounds the message
     /// without the `\r\n`: the buffer may hold one byte more, a `\r` that
     /// turns out to end the line.
-    async fn next(&mut self, max: usize) -> std::io::Result<Line> {
+    pub(crate) async fn next(&mut self, max: usize) -> std::io::Result<Line> {
         let room = max.saturating_add(1);
         loop {
             let available = self.reader.fill_buf().await?;
