@@ -14,6 +14,9 @@ use crate::limits::{ByteSize, Limits, Rlim};
 
 /// Where the daemon looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ccmanagerd/config.toml";
+/// Smallest `tmux.max_commands_in_flight`: a capture through a paste buffer
+/// (tmux < 3.6) sends three commands together.
+pub const MIN_COMMANDS_IN_FLIGHT: usize = 4;
 /// The socket group used when the config names none.
 pub const DEFAULT_SOCKET_GROUP: &str = "ccmanager";
 
@@ -475,7 +478,6 @@ impl Config {
             ("limits.max_sessions", self.limits.max_sessions),
             ("limits.max_sessions_per_owner", self.limits.max_sessions_per_owner),
             ("tmux.history_limit", self.tmux.history_limit as usize),
-            ("tmux.max_commands_in_flight", self.tmux.max_commands_in_flight),
             ("daemon.max_pending_reply_bytes", d.max_pending_reply_bytes.0 as usize),
             ("daemon.max_capture_bytes", d.max_capture_bytes.0 as usize),
             ("tmux.max_capture_bytes_in_flight", self.tmux.max_capture_bytes_in_flight.0 as usize),
@@ -523,6 +525,12 @@ impl Config {
                     "must be more than daemon.reserved_admin_connections = {}, or nobody but admins could connect",
                     d.reserved_admin_connections
                 ),
+            ));
+        }
+        if self.tmux.max_commands_in_flight < MIN_COMMANDS_IN_FLIGHT {
+            return Err((
+                "tmux.max_commands_in_flight".to_string(),
+                format!("must be at least {MIN_COMMANDS_IN_FLIGHT} (a capture sends 3 commands at once)"),
             ));
         }
         let prefix = &self.tmux.unit_prefix;
@@ -694,6 +702,20 @@ mod tests {
         assert!(err.starts_with("/etc/test.toml:2: limits.default.nofile:"), "{err}");
         let err = parse("[daemon]\nsocket = \"relative.sock\"\n").unwrap_err().to_string();
         assert!(err.starts_with("/etc/test.toml:2: daemon.socket:"), "{err}");
+    }
+
+    #[test]
+    fn budgets_must_be_usable() {
+        let err = parse("[tmux]\nmax_commands_in_flight = 2\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("/etc/test.toml:2: tmux.max_commands_in_flight: must be at least 4"),
+            "{err}"
+        );
+        let err = parse("[daemon]\nmax_pending_reply_bytes = 0\n").unwrap_err().to_string();
+        assert!(err.contains("daemon.max_pending_reply_bytes: must be greater than 0"), "{err}");
+        let c = parse("[daemon]\nmax_capture_bytes = \"64K\"\nwrite_timeout = \"2s\"\n").unwrap();
+        assert_eq!(c.daemon.max_capture_bytes.0, 64 << 10);
+        assert_eq!(c.daemon.write_timeout.0, Duration::from_secs(2));
     }
 
     #[test]

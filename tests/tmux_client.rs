@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use ccmanagerd::tmux::{
-    connect, ClientConfig, Cmd, ControlClient, Notification, TmuxError, KEEPER_SESSION,
+    connect, BudgetHook, ClientConfig, Cmd, ControlClient, Notification, TmuxError, KEEPER_SESSION,
 };
 use common::TestServer;
 use tokio::sync::mpsc::Receiver;
@@ -175,4 +175,84 @@ async fn stuck_server_times_out_as_unavailable() {
     // correlation stays right for the next caller.
     server.tmux(&["wait-for", "-S", "ccm_stuck"]);
     assert_eq!(client.run(&Cmd::new("display-message").flag("-p").arg("y")).await.unwrap(), ["y"]);
+}
+
+/// At most `max_commands` commands are sent and unanswered, however many
+/// callers there are and however long tmux takes: a slot is held until the
+/// reply comes, even by a caller that gave up, so a stuck server never gets
+/// more queued. A caller over the bound waits within its timeout, then gets
+/// `Unavailable` naming the budget; the connection itself stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queued_on_a_server_is_bounded() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let server = TestServer::start().await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let mut cfg = ClientConfig::new(common::TMUX, server.socket());
+    cfg.request_timeout = Duration::from_millis(1500);
+    cfg.max_commands = 2;
+    cfg.max_reply_bytes = 8192;
+    let counted = hits.clone();
+    cfg.budget_hook = BudgetHook::new(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let (client, _notes) = connect(&cfg).await.unwrap();
+    let client = Arc::new(client);
+    // tmux answers nothing of this client's after this until signalled.
+    client.run(&Cmd::new("wait-for").arg("ccm_budget")).await.unwrap();
+    let stuck: Vec<_> = (0..2)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client.run(&Cmd::new("display-message").flag("-p").arg(format!("x{i}"))).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let over = client.run(&Cmd::new("display-message").flag("-p").arg("over")).await;
+    match over {
+        Err(TmuxError::Unavailable(m)) => {
+            assert!(m.contains("tmux.max_commands_in_flight = 2"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    for task in stuck {
+        assert!(matches!(task.await.unwrap(), Err(TmuxError::Unavailable(_))));
+    }
+    // The callers gave up, the commands are still queued in tmux: no slot
+    // is free until they are answered.
+    let still = client.run(&Cmd::new("display-message").flag("-p").arg("still")).await;
+    assert!(matches!(still, Err(TmuxError::Unavailable(ref m)) if m.contains("busy")), "{still:?}");
+    assert!(hits.load(Ordering::SeqCst) >= 2);
+    server.tmux(&["wait-for", "-S", "ccm_budget"]);
+    let back = tokio::time::timeout(QUICK, async {
+        loop {
+            match client.run(&Cmd::new("display-message").flag("-p").arg("back")).await {
+                Ok(out) => return out,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("answers again once tmux does");
+    assert_eq!(back, ["back"]);
+    assert!(client.is_alive());
+    // A large reply takes the reply budget: a second one waits for it.
+    client.run(&Cmd::new("wait-for").arg("ccm_budget2")).await.unwrap();
+    let big = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client.run_sized(&Cmd::new("display-message").flag("-p").arg("big"), 8192).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = client.run_sized(&Cmd::new("display-message").flag("-p").arg("2"), 1).await;
+    match second {
+        Err(TmuxError::Unavailable(m)) => {
+            assert!(m.contains("tmux.max_capture_bytes_in_flight = 8192"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    server.tmux(&["wait-for", "-S", "ccm_budget2"]);
+    let _ = big.await.unwrap();
 }

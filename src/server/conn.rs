@@ -403,7 +403,10 @@ pub async fn serve_connection<H: Handler>(
                     last_activity = Instant::now();
                 }
                 written = writer.write(work.outbox.front()), if writing => match written {
-                    Ok(n) if n > 0 => work.outbox.advance(n),
+                    Ok(n) if n > 0 => {
+                        work.outbox.advance(n);
+                        last_activity = Instant::now();
+                    }
                     Ok(_) => break End::Broken,
                     Err(e) => {
                         tracing::debug!(error = %e, "write error");
