@@ -50,7 +50,10 @@ fn health_and_creates_follow_kernel_pty_max() {
     assert_eq!(rpc.kind(), Some("limit_reached"));
     assert_eq!(d.ok("session.list", json!({}))["sessions"].as_array().unwrap().len(), 1);
     let metrics = d.ok("daemon.metrics", json!({}))["text"].as_str().unwrap().to_string();
-    assert!(metrics.contains("ccmanagerd_limit_rejections_total{limit=\"pty_max\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ccmanagerd_limit_rejections_total{limit=\"pty_max\"} 1"),
+        "{metrics}"
+    );
 
     set(fake.path(), 50, 100);
     d.ok("session.create", json!({"command": ["sleep", "1000"]}));
