@@ -1,5 +1,6 @@
-//! `cargo bench --bench daemon -- [--sessions N] [--json] [--quick]`: see
-//! docs/performance.md and benches/harness/mod.rs.
+//! `cargo bench --bench daemon -- [--sessions N] [--json] [--quick]`, or
+//! `-- --scale N`, or `-- --load`: see docs/performance.md and
+//! benches/harness/.
 
 mod harness;
 
@@ -28,6 +29,12 @@ fn main() {
         }
     });
     let bin = Path::new(env!("CARGO_BIN_EXE_ccmanagerd"));
+    if let Some(n) = opts.scale {
+        return finish(harness::scale::run(bin, n, true), harness::scale::render, opts.json);
+    }
+    if let Some(load) = opts.load {
+        return finish(harness::load::run(bin, load, true), harness::load::render, opts.json);
+    }
     match harness::run(bin, &opts, true) {
         Ok(report) => {
             println!("{}", harness::render(&report));
@@ -37,6 +44,23 @@ fn main() {
         }
         Err(e) => {
             eprintln!("benchmark failed: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Prints a scenario's report (and its JSON), or the error and exits 1.
+fn finish<R: serde::Serialize>(r: anyhow::Result<R>, render: fn(&R) -> String, json: bool) {
+    match r {
+        Ok(report) => {
+            println!("{}", render(&report));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).expect("serialize report"));
+            }
+        }
+        Err(e) => {
+            eprintln!("benchmark failed: {e:#}");
+            harness::cleanup_now();
             std::process::exit(1);
         }
     }

@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 mod exits;
+pub mod load;
+pub mod scale;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,12 +41,29 @@ pub struct Options {
     /// state disturbed by the others (and by the daemon's background
     /// refresh after a create).
     pub interleave: bool,
+    /// `--scale N`: run only the scale scenario with N sessions
+    /// ([`scale`]).
+    pub scale: Option<usize>,
+    /// `--load`: run only the load scenario ([`load`]).
+    pub load: Option<load::LoadOptions>,
 }
 
 impl Options {
     /// Parses `[--sessions N] [--json] [--quick]`; cargo's own `--bench` is ignored.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options> {
-        let mut o = Options { sessions: 1000, quick: false, json: false, interleave: false };
+        let mut o = Options {
+            sessions: 1000,
+            quick: false,
+            json: false,
+            interleave: false,
+            scale: None,
+            load: None,
+        };
+        let mut load = load::LoadOptions { sessions: 1000, clients: 64, secs: 30 };
+        let mut want_load = false;
+        let num = |v: Option<String>, what: &str| -> Result<u64> {
+            Ok(v.with_context(|| format!("{what} needs a number"))?.parse()?)
+        };
         let mut sessions_given = false;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -56,11 +75,19 @@ impl Options {
                 "--json" => o.json = true,
                 "--quick" => o.quick = true,
                 "--interleave" => o.interleave = true,
+                "--scale" => o.scale = Some(num(it.next(), "--scale")? as usize),
+                "--load" => want_load = true,
+                "--load-sessions" => load.sessions = num(it.next(), "--load-sessions")? as usize,
+                "--load-clients" => load.clients = num(it.next(), "--load-clients")? as usize,
+                "--load-secs" => load.secs = num(it.next(), "--load-secs")?,
                 "--bench" => {}
                 other => bail!(
-                    "unknown argument {other:?} (use --sessions N, --json, --quick, --interleave)"
+                    "unknown argument {other:?} (use --sessions N, --json, --quick, --interleave, --scale N, --load [--load-sessions N --load-clients N --load-secs S])"
                 ),
             }
+        }
+        if want_load {
+            o.load = Some(load);
         }
         if o.quick && !sessions_given {
             o.sessions = 10;
@@ -231,6 +258,7 @@ fn live() -> std::sync::MutexGuard<'static, Live> {
 
 /// Kills everything still registered (for a SIGINT/SIGTERM handler).
 pub fn cleanup_now() {
+    scale::restore_pty();
     let (sockets, pids, servers) = std::mem::take(&mut *live());
     for pid in pids.into_iter().filter(|&p| p > 1) {
         let _ = nix::sys::signal::kill(
@@ -407,6 +435,15 @@ exited_grace = "off"
 
     fn client(&self) -> Result<Client> {
         Ok(Client::connect(&self.socket, Some(Duration::from_secs(60)))?)
+    }
+
+    /// SIGKILL and wait (a crash).
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            live().1.retain(|&p| p != child.id() as i32);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM and wait (bounded; SIGKILL after 20 s).

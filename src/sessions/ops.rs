@@ -329,16 +329,16 @@ impl Sessions {
                     let mut records = registry.lock();
                     // A listing taken before new-session must not mark it lost.
                     record.epoch = server.bump_epoch();
-                    // The intent is fulfilled; saved with the next group (the
+                    // The intent is fulfilled; saved with the next save (the
                     // intent alone already brings the session back).
-                    records.insert(record);
+                    records.insert_lazy(record);
                 }
                 self.inner.servers.exits().watch(&server, &id);
                 Ok(out)
             }
             Ok((server, Err(e))) => {
                 let mut records = registry.lock();
-                records.remove(&id);
+                records.remove_lazy(&id);
                 // A listing taken while it existed must not adopt it.
                 server.note_removed(&id);
                 Err(e)

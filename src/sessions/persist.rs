@@ -1,13 +1,15 @@
 //! The persister: makes registry changes durable in the [`Store`], in
 //! groups, and tells each waiting request when its change is on disk.
 //!
-//! Every change to what must survive (a create's intent, a removal, a
-//! state transition) bumps the registry's generation and marks the
-//! session dirty, under the registry lock. One task takes the dirty
-//! sessions, appends them to the journal and fsyncs it (on the blocking
-//! pool), then publishes the generation that is now durable; changes that
-//! arrive meanwhile go in the next group, so concurrent requests share one
-//! fsync. A request that must not be acknowledged before its change is
+//! Every change to what must survive marks the session dirty, under the
+//! registry lock; one a request waits for (a create's intent, a removal)
+//! also bumps the registry's generation and wakes this task. It takes the
+//! dirty sessions, appends them to the journal and fsyncs it (on the
+//! blocking pool), then publishes the generation that is now durable;
+//! changes that arrive meanwhile go in the next group, so concurrent
+//! requests share one fsync. Changes nobody waits for (a state found in
+//! tmux, the end of a create whose intent is saved) ride along with the
+//! next save, [`LAZY`] later at most: tmux tells them again after a crash. A request that must not be acknowledged before its change is
 //! durable (`session.create`, `session.kill`) waits for its generation;
 //! when the write failed it gets the error instead, naming the path and
 //! the OS error, and health is `degraded` until a save succeeds again.
@@ -28,6 +30,9 @@ use crate::shutdown::ShutdownListener;
 
 /// While saving fails, it is tried again this often (and on every change).
 pub const RETRY: Duration = Duration::from_secs(1);
+/// A change nobody waits for is saved with the next save, or this long
+/// after it was made at the latest.
+pub const LAZY: Duration = Duration::from_secs(1);
 
 /// What is on disk.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +51,7 @@ pub struct Persist {
     store: Mutex<Store>,
     path: PathBuf,
     wake: Notify,
+    nudge: Notify,
     saved: watch::Sender<Saved>,
     failures: AtomicU64,
 }
@@ -57,6 +63,7 @@ impl Persist {
             path: store.path().to_path_buf(),
             store: Mutex::new(store),
             wake: Notify::new(),
+            nudge: Notify::new(),
             saved: watch::Sender::new(Saved::default()),
             failures: AtomicU64::new(0),
         }
@@ -67,9 +74,15 @@ impl Persist {
         &self.path
     }
 
-    /// Something changed: save soon.
+    /// A change someone waits for: save now.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The first change since the last save that nobody waits for: save
+    /// within [`LAZY`].
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
     }
 
     /// What is on disk now.
@@ -121,18 +134,20 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: ShutdownListener) {
     // open a fresh journal, so the first change appends a line.
     save(&registry, &persist, true).await;
     loop {
-        let failing = persist.saved.borrow().error.is_some();
-        if !failing && !registry.lock().is_dirty() {
-            tokio::select! {
-                _ = shutdown.wait() => break,
-                _ = persist.wake.notified() => {}
-            }
-        } else if failing {
-            tokio::select! {
-                _ = shutdown.wait() => break,
-                _ = persist.wake.notified() => {}
-                _ = tokio::time::sleep(RETRY) => {}
-            }
+        // A wake (a change someone waits for) saves at once; a change nobody
+        // waits for within LAZY; a failed save is retried every RETRY.
+        let pause = if persist.saved.borrow().error.is_some() {
+            Some(RETRY)
+        } else if registry.lock().is_dirty() {
+            Some(LAZY)
+        } else {
+            None
+        };
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = persist.wake.notified() => {}
+            _ = persist.nudge.notified() => continue,
+            _ = tokio::time::sleep(pause.unwrap_or(Duration::MAX)), if pause.is_some() => {}
         }
         save(&registry, &persist, false).await;
     }

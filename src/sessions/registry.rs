@@ -115,7 +115,11 @@ pub struct Records {
     per_uid: HashMap<u32, UidCount>,
     /// Sessions whose saved form changed since the last save.
     dirty: HashSet<String>,
-    /// Bumped on every change to what is saved.
+    /// Bumped on every change that a request waits for (its removal, a
+    /// create's intent); other changes (state found in tmux, the end of a
+    /// create) ride along with the next save, at most
+    /// [`super::persist::LAZY`] later: they are tmux's to tell again after
+    /// a crash.
     generation: u64,
 }
 
@@ -191,13 +195,15 @@ impl Records {
         }
     }
 
-    fn mark(&mut self, id: &str) -> u64 {
+    fn mark(&mut self, id: &str, urgent: bool) -> u64 {
         self.dirty.insert(id.to_string());
-        self.generation += 1;
+        if urgent {
+            self.generation += 1;
+        }
         self.generation
     }
 
-    fn put(&mut self, record: Record, dirty: bool) -> u64 {
+    fn put(&mut self, record: Record, dirty: Option<bool>) -> u64 {
         let id = record.session.id.clone();
         if let Some(old) = self.map.remove(&id) {
             let shape = Shape::of(&old);
@@ -209,37 +215,53 @@ impl Records {
         self.order.insert((shape.created_at, id.clone()));
         self.map.insert(id.clone(), record);
         self.counts.total = self.map.len();
-        if dirty {
-            self.mark(&id)
-        } else {
-            self.generation
+        match dirty {
+            Some(urgent) => self.mark(&id, urgent),
+            None => self.generation,
         }
     }
 
-    /// Inserts or replaces a record; returns the generation that saves it.
+    /// Inserts or replaces a record; returns the generation to wait for
+    /// until it is durable (saved at once).
     pub fn insert(&mut self, record: Record) -> u64 {
-        self.put(record, true)
+        self.put(record, Some(true))
+    }
+
+    /// Inserts or replaces a record that nobody waits for (saved with the
+    /// next save).
+    pub fn insert_lazy(&mut self, record: Record) {
+        self.put(record, Some(false));
     }
 
     /// Inserts a record as it was loaded from disk (nothing to save).
     pub fn insert_loaded(&mut self, record: Record) {
-        self.put(record, false);
+        self.put(record, None);
     }
 
-    /// Removes `id`; returns the record and the generation that saves
-    /// its removal.
+    /// Removes `id`; returns the record and the generation to wait for
+    /// until its removal is durable (saved at once).
     pub fn remove(&mut self, id: &str) -> (Option<Record>, u64) {
+        self.remove_as(id, true)
+    }
+
+    /// Removes `id`, which nobody waits for (saved with the next save).
+    pub fn remove_lazy(&mut self, id: &str) -> Option<Record> {
+        self.remove_as(id, false).0
+    }
+
+    fn remove_as(&mut self, id: &str, urgent: bool) -> (Option<Record>, u64) {
         let Some(old) = self.map.remove(id) else { return (None, self.generation) };
         let shape = Shape::of(&old);
         self.unindex(&shape, id);
         self.order.remove(&(shape.created_at, id.to_string()));
         self.counts.total = self.map.len();
-        let gen = self.mark(id);
+        let gen = self.mark(id, urgent);
         (Some(old), gen)
     }
 
     /// Applies `f` to the record `id`, keeping the indexes right and
-    /// marking it for the journal when its saved form changed.
+    /// marking it for the next save when its saved form changed (nobody
+    /// waits for it).
     pub fn modify<R>(&mut self, id: &str, f: impl FnOnce(&mut Record) -> R) -> Option<R> {
         let rec = self.map.get_mut(id)?;
         let before = Shape::of(rec);
@@ -256,7 +278,7 @@ impl Records {
                 self.order.insert((after.created_at.clone(), id.to_string()));
             }
             if before.durable != after.durable || before.state != after.state {
-                self.mark(id);
+                self.mark(id, false);
             }
         }
         Some(out)
@@ -326,6 +348,7 @@ pub struct Locked<'a> {
     guard: MutexGuard<'a, Records>,
     persist: &'a Persist,
     generation: u64,
+    was_clean: bool,
 }
 
 impl std::ops::Deref for Locked<'_> {
@@ -345,6 +368,8 @@ impl Drop for Locked<'_> {
     fn drop(&mut self) {
         if self.guard.generation != self.generation {
             self.persist.wake();
+        } else if self.was_clean && self.guard.is_dirty() {
+            self.persist.nudge();
         }
     }
 }
@@ -365,8 +390,8 @@ impl Registry {
     /// an await.
     pub fn lock(&self) -> Locked<'_> {
         let guard = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = guard.generation;
-        Locked { guard, persist: &self.persist, generation }
+        let (generation, was_clean) = (guard.generation, !guard.is_dirty());
+        Locked { guard, persist: &self.persist, generation, was_clean }
     }
 
     /// The persister (health reads what is saved).
@@ -444,11 +469,6 @@ impl Registry {
         Ok(records.insert(record))
     }
 
-    /// Replaces or inserts a record; returns the generation that saves it.
-    pub fn put(&self, record: Record) -> u64 {
-        self.lock().insert(record)
-    }
-
     /// Removes `id`; returns the record it held.
     pub fn remove(&self, id: &str) -> Option<Record> {
         self.lock().remove(id).0
@@ -463,7 +483,7 @@ impl Registry {
         let mut records = self.lock();
         for id in records.ids_where(which) {
             if records.get(&id).is_some_and(|r| r.pending && !r.spawning) {
-                records.remove(&id);
+                records.remove_lazy(&id);
                 tracing::warn!(session_id = %id, "a create cut off before its session existed: dropped");
                 continue;
             }
@@ -538,15 +558,16 @@ mod tests {
     #[test]
     fn only_changes_to_what_is_saved_go_to_the_journal() {
         let (_d, reg) = registry();
-        let gen = reg.put(record("a", 1, "2026-01-01T00:00:00Z"));
+        let gen = reg.lock().insert(record("a", 1, "2026-01-01T00:00:00Z"));
         assert!(!reg.lock().take_dirty().is_empty());
         reg.update("a", |r| r.session.last_activity_at = Some("2026-01-05T00:00:00Z".into()));
         assert!(!reg.lock().is_dirty(), "activity is not journaled");
-        assert_eq!(reg.lock().generation(), gen);
         reg.update("a", |r| r.session.cols = Some(120));
+        assert_eq!(reg.lock().generation(), gen, "nobody waits for a resize");
         let lines = String::from_utf8(reg.lock().take_dirty()).unwrap();
         assert!(lines.starts_with("{\"put\":") && lines.contains("120"), "{lines}");
-        reg.remove("a");
+        let (_, gen2) = reg.lock().remove("a");
+        assert!(gen2 > gen, "a removal is waited for");
         assert_eq!(String::from_utf8(reg.lock().take_dirty()).unwrap(), "{\"del\":\"a\"}\n");
     }
 }

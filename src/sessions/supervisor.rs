@@ -125,7 +125,7 @@ pub fn apply(
                 let mut rec = Record::adopted(id, p, claimed, server.uid, &server.user);
                 rec.apply_pane(p, now);
                 rec.epoch = epoch;
-                records.insert(rec);
+                records.insert_lazy(rec);
                 present.insert(id.to_string());
                 live += 1;
                 done.adopted += 1;
@@ -148,9 +148,9 @@ pub fn apply(
         if rec.session.adopted {
             // Never the daemon's: it goes (kept as `lost`, a program could
             // fill the registry by planting and killing sessions).
-            records.remove(&id);
+            records.remove_lazy(&id);
         } else if rec.pending {
-            records.remove(&id);
+            records.remove_lazy(&id);
             tracing::warn!(session_id = %id, uid = server.uid,
                 "a create cut off by a daemon restart before its session existed: dropped");
         } else if records.modify(&id, |r| r.mark_lost(now)) == Some(true) {
