@@ -413,3 +413,41 @@ fn a_wrapper_whose_daemon_stopped_waiting_runs_nothing() {
         fs::remove_file(&fifo).ok();
     }
 }
+
+/// Whether `pid` runs (a zombie does not).
+fn runs(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+}
+
+#[test]
+fn the_wrapper_passes_signals_on_ends_leftovers_and_dies_as_its_program_did() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = sandbox();
+    let rt = runtime();
+    let _in_runtime = rt.enter();
+    let fifo = dir.path().join("status");
+    let pidfile = dir.path().join("leftover");
+    create_fifo(&fifo, getuid().as_raw(), getgid().as_raw()).unwrap();
+    let pipe = StatusPipe::open(&fifo).unwrap();
+    // A leftover that left its session, and a program that waits in the foreground.
+    let script = r#"setsid sleep 1000 & echo $! > "$0"; exec sleep 1001"#;
+    let mut wrapper = Wrapper::new(dir.path())
+        .command(&fifo, &["sh", "-c", script, pidfile.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let program = rt.block_on(pipe.wait(WAIT)).unwrap().pid.expect("the program's pid");
+    let leftover: u32 = loop {
+        if let Some(pid) = fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()) {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let term = nix::sys::signal::Signal::SIGTERM;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(wrapper.id() as i32), term).unwrap();
+    let status = wrapper.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(!status.core_dumped());
+    assert!(!runs(program), "the program {program} outlived its wrapper");
+    assert!(!runs(leftover), "the leftover {leftover} outlived the program");
+}

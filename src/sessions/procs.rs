@@ -203,13 +203,14 @@ fn runs(pid: u32, start: u64) -> bool {
     stat(pid).is_some_and(|p| p.start == start && p.state != 'Z')
 }
 
-/// Ends the processes of a session that has no cgroup: SIGHUP, SIGTERM and
-/// SIGCONT to every process of `uid` in the tree of `root` (the pane's
-/// process), except `spare` (the exec-wrapper: it ends when its program
-/// does, and would pass the signals on a second time), then, once those are
-/// gone or after `grace`, SIGKILL to whatever is left of the tree, `root`
-/// included, and to anything it started meanwhile. A process is signalled
-/// only while its pid still names the process first seen (same start time).
+/// Ends the processes of a session (without a cgroup, all of them; with one,
+/// gracefully before the scope is killed): SIGHUP, SIGTERM and SIGCONT to
+/// every process of `uid` in the tree of `root` (the pane's process), except
+/// `spare` (the exec-wrapper: it ends after its program, and would pass the
+/// signals on a second time). If any is still there after `grace`, SIGKILL
+/// to whatever is left of the tree, `root` included, and to anything it
+/// started meanwhile. A process is signalled only while its pid still names
+/// the process first seen (same start time).
 pub async fn end_tree(root: u32, spare: Option<u32>, uid: u32, grace: Duration) {
     let scan = |roots: Vec<u32>| async move {
         tokio::task::spawn_blocking(move || owned_trees(&roots, uid)).await.unwrap_or_default()
@@ -219,14 +220,20 @@ pub async fn end_tree(root: u32, spare: Option<u32>, uid: u32, grace: Duration) 
     signal_all(&asked, &[Signal::SIGHUP, Signal::SIGTERM, Signal::SIGCONT]);
     let deadline = tokio::time::Instant::now() + grace;
     let mut pause = KILL_POLL_FIRST;
-    while asked.iter().any(|p| runs(*p, first[p])) && tokio::time::Instant::now() < deadline {
+    loop {
+        if !asked.iter().any(|p| runs(*p, first[p])) {
+            // All gone. A spared wrapper ends once its terminal closes (the
+            // caller removes the tmux session), and ends whatever its
+            // program started since the scan.
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(KILL_POLL_MAX);
     }
     let alive: Vec<u32> = first.iter().filter(|(p, s)| runs(**p, **s)).map(|(p, _)| *p).collect();
-    if alive.is_empty() {
-        return;
-    }
     let rest = scan(alive).await;
     let rest: Vec<u32> = rest
         .iter()
