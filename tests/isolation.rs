@@ -778,7 +778,12 @@ held, refused = [], None
 for _ in range(want):
     s = socket.socket(socket.AF_UNIX)
     s.connect(path)
-    s.sendall(b'{"jsonrpc":"2.0","method":"daemon.ping","id":1}\n')
+    # A refused connection gets one error reply and is closed, possibly
+    # before this write: read that reply anyway (as ccmanagerctl does).
+    try:
+        s.sendall(b'{"jsonrpc":"2.0","method":"daemon.ping","id":1}\n')
+    except (BrokenPipeError, ConnectionResetError):
+        pass
     line = s.makefile().readline()
     reply = json.loads(line) if line else None
     if reply and reply.get("result") == "pong":
