@@ -31,6 +31,7 @@ pub mod health;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod proctree;
 pub mod protocol;
 pub mod reload;
 pub mod rpc;

@@ -33,7 +33,7 @@
 //! (core dumps off), so tmux's `pane_dead_status`/`pane_dead_signal` are the
 //! program's own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
@@ -203,32 +203,6 @@ fn has_children() -> bool {
     }
 }
 
-/// Every descendant of `root` as /proc shows it now.
-fn descendants(root: i32) -> Vec<i32> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<i32>().ok());
-        if let Some(ppid) = ppid {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        for &child in children.get(&pid).into_iter().flatten() {
-            out.push(child);
-            stack.push(child);
-        }
-    }
-    out
-}
-
 /// Ends every descendant the program left: SIGTERM and SIGCONT once each,
 /// SIGKILL after [`LEFTOVER_GRACE`], until none is left (the wrapper is the
 /// subreaper: an orphan comes back to it, so no child means no descendant)
@@ -236,14 +210,14 @@ fn descendants(root: i32) -> Vec<i32> {
 /// once, without reading /proc.
 fn end_leftovers() {
     let start = Instant::now();
-    let me = nix::unistd::getpid().as_raw();
+    let me = std::process::id();
     let mut termed = HashSet::new();
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     while has_children() && start.elapsed() < LEFTOVER_GIVE_UP {
         let hard = start.elapsed() >= LEFTOVER_GRACE;
-        for pid in descendants(me) {
-            let p = Pid::from_raw(pid);
+        for pid in crate::proctree::descendants(&[me]).into_iter().filter(|p| *p != me) {
+            let p = Pid::from_raw(pid as i32);
             if hard {
                 let _ = kill(p, Signal::SIGKILL);
             } else if termed.insert(pid) {
@@ -308,26 +282,5 @@ mod tests {
     fn reads_its_own_tty_number() {
         // The test runner may or may not have a terminal; the field parses either way.
         assert!(own_tty_nr().is_some());
-    }
-
-    #[test]
-    fn finds_descendants_through_proc() {
-        let mut child =
-            std::process::Command::new("sh").args(["-c", "sleep 30 & wait"]).spawn().unwrap();
-        let me = std::process::id() as i32;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let found = loop {
-            let d = descendants(me);
-            if d.len() >= 2 || Instant::now() > deadline {
-                break d;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        for pid in &found {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
-        let _ = child.wait();
-        assert!(found.contains(&(child.id() as i32)), "{found:?}");
-        assert!(found.len() >= 2, "the grandchild: {found:?}");
     }
 }

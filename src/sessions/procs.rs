@@ -114,44 +114,6 @@ pub fn tree(procs: &[ProcStat], root: u32) -> BTreeSet<u32> {
     Forest::new(procs).tree(root)
 }
 
-/// The children of `pid`, from `/proc/PID/task/*/children` (Linux 3.5+,
-/// `CONFIG_PROC_CHILDREN`); `None` when the kernel does not offer them.
-fn children_of(pid: u32) -> Option<Vec<u32>> {
-    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
-        Err(_) => return None,
-    };
-    let mut out = Vec::new();
-    for task in tasks.flatten() {
-        match std::fs::read_to_string(task.path().join("children")) {
-            Ok(text) => out.extend(text.split_whitespace().filter_map(|c| c.parse::<u32>().ok())),
-            // The thread ended meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && task.path().exists() => {
-                return None
-            }
-            Err(_) => {}
-        }
-    }
-    Some(out)
-}
-
-/// `roots` and all their descendants, walking /proc's children lists: the
-/// cost is the size of the trees, not of the host (a kill at 10,000
-/// sessions, 20,000 processes, read every one of them before). `None` when
-/// the kernel has no children lists ([`tree`] over [`all`] then does).
-pub fn descendants(roots: &[u32]) -> Option<BTreeSet<u32>> {
-    let mut out = BTreeSet::new();
-    let mut stack: Vec<u32> = roots.to_vec();
-    while let Some(pid) = stack.pop() {
-        if out.insert(pid) {
-            stack.extend(children_of(pid)?);
-        }
-    }
-    out.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-    Some(out)
-}
-
 /// Whether `pid` runs as `uid` (the owner of `/proc/PID`, its effective
 /// uid). A pid a tmux server reports is only a claim: a server run by its
 /// user in a pid namespace can report any number, so the daemon (root)
@@ -190,10 +152,7 @@ const KILL_POLL_MAX: Duration = Duration::from_millis(20);
 /// Every process of `uid` in the trees of `roots` (descendants and members
 /// of their sessions), each with its start time.
 fn owned_trees(roots: &[u32], uid: u32) -> BTreeMap<u32, u64> {
-    let pids = descendants(roots).unwrap_or_else(|| {
-        let forest = Forest::new(&all());
-        roots.iter().flat_map(|root| forest.tree(*root)).collect()
-    });
+    let pids = crate::proctree::descendants(roots);
     owned(&pids, uid).into_iter().filter_map(|p| Some((p, stat(p)?.start))).collect()
 }
 
@@ -297,27 +256,6 @@ mod tests {
         assert!(!owned_by(me, uid + 1));
         assert!(!owned_by(1, 0), "never pid 1");
         assert!(!owned_by(u32::MAX, uid));
-    }
-
-    #[test]
-    fn descendants_walks_the_children_lists() {
-        let mut child =
-            std::process::Command::new("sh").args(["-c", "sleep 30 & wait"]).spawn().unwrap();
-        let sh = child.id();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let sleep = loop {
-            let d = descendants(&[sh]).expect("this kernel has children lists");
-            if let Some(p) = d.iter().find(|p| **p != sh) {
-                break *p;
-            }
-            assert!(std::time::Instant::now() < deadline, "sh started no child: {d:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        assert_eq!(stat(sleep).map(|p| p.ppid), Some(sh));
-        let me = std::process::id();
-        assert!(descendants(&[me]).unwrap().contains(&sh), "a grandchild of the test is listed");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleep as i32), Signal::SIGKILL);
-        let _ = child.wait();
     }
 
     #[test]
