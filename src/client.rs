@@ -82,17 +82,6 @@ fn detail(reason: &Option<String>) -> String {
     reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
 }
 
-impl ClientError {
-    /// Whether the daemon could not be reached or did not answer (as
-    /// opposed to answering with an error, or answering garbage).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Connect { .. } | ClientError::Timeout { .. } | ClientError::Closed { .. }
-        )
-    }
-}
-
 /// A connection to the daemon.
 pub struct Client {
     reader: BufReader<UnixStream>,
