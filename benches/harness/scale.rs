@@ -18,7 +18,11 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{call, cpu_ticks, d_create, rss_kib, time, tmux_server_pid, DaemonGuard, Stats};
+use super::{
+    call, cpu_ticks, d_create, new_session_cmd, rss_kib, time, tmux_server_pid, Control,
+    DaemonGuard, Stats,
+};
+use ccmanagerd::tmux::Cmd;
 
 const PTY_MAX: &str = "/proc/sys/kernel/pty/max";
 const PTY_NR: &str = "/proc/sys/kernel/pty/nr";
@@ -137,6 +141,12 @@ pub struct ScaleReport {
     pub kill: Vec<At>,
     /// create p50 at N / at 100.
     pub create_ratio: f64,
+    /// tmux's own `new-session` (and `kill-session`) in the same server,
+    /// through a raw control-mode client, at 100 and at N: what tmux itself
+    /// costs as sessions grow.
+    pub raw_create: Vec<At>,
+    /// See `raw_create`.
+    pub raw_kill: Vec<At>,
     /// `session.list` at N with five fields.
     pub list_fields: At,
     /// `session.list` at N, whole sessions.
@@ -172,6 +182,22 @@ fn create_kill(d: &DaemonGuard, at: usize, reps: usize) -> Result<(At, At)> {
     for id in made {
         let (t, _) = time(|| call(&mut c, "session.kill", json!({"id": id})))?;
         tk.push(t);
+    }
+    Ok((At::of(at, tc), At::of(at, tk)))
+}
+
+/// The same as [`create_kill`] straight to the daemon's tmux server
+/// (sessions not named `ccmanager_sess_*`, which the daemon ignores).
+fn raw_create_kill(d: &DaemonGuard, at: usize, reps: usize) -> Result<(At, At)> {
+    let ctl = Control::connect(&d.tmux_socket)?;
+    let (mut tc, mut tk) = (vec![], vec![]);
+    for i in 0..reps {
+        let cmd = new_session_cmd(&format!("raw{i}"), &["sleep", "100000"]);
+        tc.push(time(|| ctl.run(&cmd))?.0);
+    }
+    for i in 0..reps {
+        let cmd = Cmd::new("kill-session").opt("-t", format!("=raw{i}"));
+        tk.push(time(|| ctl.run(&cmd))?.0);
     }
     Ok((At::of(at, tc), At::of(at, tk)))
 }
@@ -263,6 +289,7 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
     grow(&d, 0, small, 1)?;
     note(&format!("{REPS} creates and kills at {small}"));
     let (c_small, k_small) = create_kill(&d, small, REPS)?;
+    let (rc_small, rk_small) = raw_create_kill(&d, small, REPS)?;
     note(&format!("growing to {n} sessions ({GROW_THREADS} clients)"));
     let t = Instant::now();
     grow(&d, small, n, GROW_THREADS)?;
@@ -274,6 +301,7 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
     std::thread::sleep(Duration::from_secs(2));
     note(&format!("{REPS} creates and kills at {n}"));
     let (c_n, k_n) = create_kill(&d, n, REPS)?;
+    let (rc_n, rk_n) = raw_create_kill(&d, n, REPS)?;
     note("list and get");
     let list_fields = measure(
         &d,
@@ -310,6 +338,8 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
         create_ratio: c_n.stats.p50_us / c_small.stats.p50_us.max(f64::MIN_POSITIVE),
         create: vec![c_small, c_n],
         kill: vec![k_small, k_n],
+        raw_create: vec![rc_small, rc_n],
+        raw_kill: vec![rk_small, rk_n],
         list_fields,
         list_whole,
         get,

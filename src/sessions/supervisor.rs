@@ -76,9 +76,72 @@ pub fn apply(
     scope: Scope<'_>,
 ) -> Applied {
     let now = SystemTime::now();
-    let mut records = registry.lock();
     let mut done = Applied::default();
     let mut present = HashSet::new();
+    // In chunks, each under the lock for a short while: requests are served
+    // between them (a change meanwhile is what the epoch is for).
+    for chunk in panes.chunks(APPLY_CHUNK) {
+        apply_chunk(
+            registry,
+            server,
+            chunk,
+            metas,
+            epoch,
+            per_uid_cap,
+            now,
+            &mut present,
+            &mut done,
+        );
+    }
+    let covered: Vec<String> = match scope {
+        Scope::All => registry.lock().ids_where(|r| r.server_uid() == server.uid),
+        Scope::Ids(ids) => ids.iter().cloned().collect(),
+        Scope::Shown => Vec::new(),
+    };
+    for chunk in covered.chunks(APPLY_CHUNK) {
+        let mut records = registry.lock();
+        for id in chunk {
+            if present.contains(id) {
+                continue;
+            }
+            let Some(rec) = records.get(id) else { continue };
+            if rec.server_uid() != server.uid || rec.spawning || rec.epoch > epoch {
+                continue;
+            }
+            if rec.session.adopted {
+                // Never the daemon's: it goes (kept as `lost`, a program could
+                // fill the registry by planting and killing sessions).
+                records.remove_lazy(id);
+            } else if rec.pending {
+                records.remove_lazy(id);
+                tracing::warn!(session_id = %id, uid = server.uid,
+                    "a create cut off by a daemon restart before its session existed: dropped");
+            } else if records.modify(id, |r| r.mark_lost(now)) == Some(true) {
+                tracing::warn!(session_id = %id, uid = server.uid, "session is lost: its tmux session is gone");
+                done.lost += 1;
+            }
+        }
+    }
+    done
+}
+
+/// Panes applied under one hold of the registry lock.
+const APPLY_CHUNK: usize = 512;
+
+/// [`apply`] for some of the panes.
+#[allow(clippy::too_many_arguments)]
+fn apply_chunk(
+    registry: &Registry,
+    server: &Server,
+    panes: &[PaneInfo],
+    metas: &HashMap<String, Stored>,
+    epoch: u64,
+    per_uid_cap: usize,
+    now: SystemTime,
+    present: &mut HashSet<String>,
+    done: &mut Applied,
+) {
+    let mut records = registry.lock();
     let mut live = records.uid_count(server.uid).live;
     for p in panes {
         let Some(id) = p.session_name.strip_prefix(SESSION_PREFIX) else { continue };
@@ -132,33 +195,6 @@ pub fn apply(
             }
         }
     }
-    let covered: Vec<String> = match scope {
-        Scope::All => records.ids_where(|r| r.server_uid() == server.uid),
-        Scope::Ids(ids) => ids.iter().cloned().collect(),
-        Scope::Shown => Vec::new(),
-    };
-    for id in covered {
-        if present.contains(&id) {
-            continue;
-        }
-        let Some(rec) = records.get(&id) else { continue };
-        if rec.server_uid() != server.uid || rec.spawning || rec.epoch > epoch {
-            continue;
-        }
-        if rec.session.adopted {
-            // Never the daemon's: it goes (kept as `lost`, a program could
-            // fill the registry by planting and killing sessions).
-            records.remove_lazy(&id);
-        } else if rec.pending {
-            records.remove_lazy(&id);
-            tracing::warn!(session_id = %id, uid = server.uid,
-                "a create cut off by a daemon restart before its session existed: dropped");
-        } else if records.modify(&id, |r| r.mark_lost(now)) == Some(true) {
-            tracing::warn!(session_id = %id, uid = server.uid, "session is lost: its tmux session is gone");
-            done.lost += 1;
-        }
-    }
-    done
 }
 
 /// Marks every session of `server` lost (the server is gone).
