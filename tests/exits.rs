@@ -364,3 +364,42 @@ fn a_signal_that_kills_the_program_is_its_exit_status() {
         assert!(panes.lines().any(|l| l.ends_with(sig)), "{panes}");
     }
 }
+
+#[test]
+fn session_kill_ends_a_program_that_ignores_hup_and_term() {
+    let d = TestDaemon::start("");
+    let mut c = client(&d);
+    let (shell, child) = (marker(), marker());
+    // The shell and its child both ignore SIGHUP and SIGTERM (an ignored
+    // signal stays ignored across exec).
+    let script = format!("trap '' HUP TERM; sleep {child}; sleep {shell}");
+    let id = create(&mut c, &["sh", "-c", &script]);
+    eventually(WAIT, "the child sleep", || {
+        (!pids_running(&["sleep", &child]).is_empty()).then_some(())
+    });
+    let before = Instant::now();
+    call(&mut c, "session.kill", json!({"id": id}));
+    println!("session.kill of a program ignoring SIGHUP and SIGTERM took {:?}", before.elapsed());
+    assert!(pids_running(&["sleep", &child]).is_empty(), "the child survived session.kill");
+    // The exec-wrapper did it (SIGKILL after its grace), not the daemon's fallback.
+    let log = d.log_text();
+    assert!(!log.contains("did not end the session's processes"), "{log}");
+}
+
+#[test]
+fn a_program_does_not_outlive_its_tmux_server() {
+    let d = TestDaemon::start("");
+    let mut c = client(&d);
+    let m = marker();
+    let script = format!("trap '' HUP; exec sleep {m}");
+    let id = create(&mut c, &["sh", "-c", &script]);
+    eventually(WAIT, "the sleep", || (!pids_running(&["sleep", &m]).is_empty()).then_some(()));
+    let out = d.tmux(&["kill-server"]);
+    assert!(out.status.success(), "{out:?}");
+    eventually(WAIT, "the session's program to end with its pane", || {
+        pids_running(&["sleep", &m]).is_empty().then_some(())
+    });
+    eventually(WAIT, "the session to be lost", || {
+        (get(&mut c, &id)["state"] == "lost").then_some(())
+    });
+}

@@ -22,6 +22,13 @@
 //! ([`HANGUP_WAIT`]) only for a process outside the session holding the
 //! terminal open, or a tmux that is stopped.
 //!
+//! The pane closed: when tmux closes the terminal while the program runs
+//! (`session.kill` removes the tmux session; or the server died), the kernel
+//! sends the wrapper, the session's leader, SIGHUP; the wrapper passes it on,
+//! adds SIGTERM and SIGCONT, and SIGKILL after [`LEFTOVER_GRACE`], so the
+//! program never outlives its pane (a `nohup`'d one did before). The
+//! wrapper runs as the session's owner: it can signal nothing else.
+//!
 //! Leftovers: when the program exits, whatever it left behind (background
 //! jobs, daemons that called `setsid`, which the wrapper collects as their
 //! subreaper) gets SIGTERM (and SIGCONT), then SIGKILL after
@@ -142,26 +149,44 @@ pub fn supervise(program: Pid, terminal: bool) -> ! {
         waited.add(s);
     }
     waited.add(Signal::SIGCHLD);
-    let ended = wait_program(program, &waited);
-    end_leftovers();
+    let ended = wait_program(program, &waited, terminal);
+    end_leftovers(program);
     if terminal {
         await_hangup();
     }
     exit_as(ended)
 }
 
-/// Forwards signals to the program until it ends.
-fn wait_program(program: Pid, waited: &SigSet) -> Ended {
+/// Forwards signals to the program until it ends. When the terminal hangs
+/// up while it runs (tmux closed the pane: `session.kill`, `kill-session`,
+/// or the server died), the program goes too: SIGTERM and SIGCONT after the
+/// SIGHUP, SIGKILL after [`LEFTOVER_GRACE`].
+fn wait_program(program: Pid, waited: &SigSet, terminal: bool) -> Ended {
+    let mut kill_at: Option<Instant> = None;
     loop {
-        let Some(info) = wait_signal(waited, None) else { continue };
+        let timeout = kill_at.map(|at| at.saturating_duration_since(Instant::now()));
+        let Some(info) = wait_signal(waited, timeout) else {
+            if kill_at.take().is_some() {
+                let _ = kill(program, Signal::SIGKILL);
+            }
+            continue;
+        };
         let Ok(sig) = Signal::try_from(info.si_signo) else { continue };
-        if sig != Signal::SIGCHLD {
-            // Not reaped yet, so the pid is still the program's.
-            let _ = kill(program, sig);
+        if sig == Signal::SIGCHLD {
+            if let Some(ended) = reap(program) {
+                return ended;
+            }
             continue;
         }
-        if let Some(ended) = reap(program) {
-            return ended;
+        // Not reaped yet, so the pid is still the program's.
+        let _ = kill(program, sig);
+        // A hangup, not a SIGHUP someone sent: the session lost its terminal.
+        let hangup = sig == Signal::SIGHUP && terminal && own_tty_nr() == Some(0);
+        if hangup && kill_at.is_none() {
+            for sig in [Signal::SIGTERM, Signal::SIGCONT] {
+                let _ = kill(program, sig);
+            }
+            kill_at = Some(Instant::now() + LEFTOVER_GRACE);
         }
     }
 }
@@ -207,24 +232,37 @@ fn has_children() -> bool {
 /// SIGKILL after [`LEFTOVER_GRACE`], until none is left (the wrapper is the
 /// subreaper: an orphan comes back to it, so no child means no descendant)
 /// or [`LEFTOVER_GIVE_UP`]. Without leftovers (the usual case) it returns at
-/// once, without reading /proc.
-fn end_leftovers() {
+/// once, without reading /proc. The program's process group (`group`, its
+/// background jobs unless it had job control) is signalled first, which
+/// needs no search at all.
+fn end_leftovers(group: Pid) {
     let start = Instant::now();
     let me = std::process::id();
     let mut termed = HashSet::new();
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
+    let mut first = true;
     while has_children() && start.elapsed() < LEFTOVER_GIVE_UP {
         let hard = start.elapsed() >= LEFTOVER_GRACE;
-        for pid in crate::proctree::descendants(&[me]).into_iter().filter(|p| *p != me) {
-            let p = Pid::from_raw(pid as i32);
-            if hard {
-                let _ = kill(p, Signal::SIGKILL);
-            } else if termed.insert(pid) {
-                let _ = kill(p, Signal::SIGTERM);
-                let _ = kill(p, Signal::SIGCONT);
+        if first || hard {
+            let sigs: &[Signal] =
+                if hard { &[Signal::SIGKILL] } else { &[Signal::SIGTERM, Signal::SIGCONT] };
+            for sig in sigs {
+                let _ = killpg(group, *sig);
             }
         }
+        if !first {
+            for pid in crate::proctree::descendants(&[me]).into_iter().filter(|p| *p != me) {
+                let p = Pid::from_raw(pid as i32);
+                if hard {
+                    let _ = kill(p, Signal::SIGKILL);
+                } else if termed.insert(pid) {
+                    let _ = kill(p, Signal::SIGTERM);
+                    let _ = kill(p, Signal::SIGCONT);
+                }
+            }
+        }
+        first = false;
         wait_signal(&chld, Some(ROUND));
     }
 }

@@ -226,7 +226,7 @@ impl Exits {
 
 /// A pidfd of `pid` registered with the runtime, if `pid` runs as `uid`;
 /// `None` when it has ended already (look at once).
-fn open(pid: u32, uid: u32) -> std::io::Result<Option<AsyncFd<std::os::fd::OwnedFd>>> {
+pub(super) fn open(pid: u32, uid: u32) -> std::io::Result<Option<AsyncFd<std::os::fd::OwnedFd>>> {
     let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         return Err(std::io::Error::other(format!("pid {pid} is out of range")));
     };

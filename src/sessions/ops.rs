@@ -59,6 +59,15 @@ fn keep_tail(mut text: String, max: usize) -> (String, bool) {
     (text, true)
 }
 
+/// How long `session.kill` waits for the exec-wrapper to end the session's
+/// processes once the pane is closed: its program's grace, its leftovers'
+/// grace and give-up, and a margin.
+const WRAPPER_WAIT: std::time::Duration = std::time::Duration::from_secs(
+    crate::limits::reaper::LEFTOVER_GRACE.as_secs()
+        + crate::limits::reaper::LEFTOVER_GIVE_UP.as_secs()
+        + 1,
+);
+
 /// Whose servers this daemon may run.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -389,25 +398,47 @@ impl Sessions {
                 .filter(|pid| procs::owned_by(*pid, uid));
             // The wrapper is spared the SIGTERM (it would pass it on to its
             // program a second time); it ends with its program.
-            let wrapper = record.pane_pid.filter(|p| record.session.pid != Some(*p));
-            if let Some(root) = root {
+            let wrapper = record.pane_pid.filter(|p| record.session.pid.is_some_and(|g| g != *p));
+            // A running program under its exec-wrapper: removing the tmux
+            // session hangs up its terminal, and the wrapper ends the program
+            // and everything it started (SIGHUP, SIGTERM, SIGKILL after a
+            // grace), as the owner, so nothing of anyone else's. Watched with
+            // a pidfd: no scan of /proc, which costs most with most sessions.
+            let watch = wrapper
+                .filter(|_| record.session.state == SessionState::Running)
+                .filter(|w| root == Some(*w))
+                .and_then(|w| super::exits::open(w, uid).ok().flatten().map(|fd| (w, fd)));
+            if let (Some(root), None) = (root, &watch) {
                 procs::end_tree(root, wrapper, uid, procs::KILL_GRACE).await;
+            }
+            let removed = match &server {
+                Some(server) => {
+                    let target = record
+                        .tmux_id
+                        .clone()
+                        .unwrap_or_else(|| format!("={}", record.session.tmux_session));
+                    match server.tmux(Cmd::new("kill-session").opt("-t", target)).await {
+                        // Already gone from tmux: fine, we are removing it anyway.
+                        Ok(_) | Err(Error::Tmux(_)) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                None => Ok(()),
+            };
+            if let Some((w, fd)) = watch {
+                let ended = removed.is_ok()
+                    && tokio::time::timeout(WRAPPER_WAIT, fd.readable()).await.is_ok();
+                if !ended {
+                    // tmux did not close the pane, or the wrapper did not end
+                    // its program in time: the tree goes from here.
+                    tracing::warn!(session_id = %id, pid = w, "the exec-wrapper did not end the session's processes; killing them");
+                    procs::end_tree(w, None, uid, std::time::Duration::ZERO).await;
+                }
             }
             if let Some(unit) = &record.scope {
                 self.inner.spawner.stop_scope(id, unit).await;
             }
-            if let Some(server) = &server {
-                let target = record
-                    .tmux_id
-                    .clone()
-                    .unwrap_or_else(|| format!("={}", record.session.tmux_session));
-                match server.tmux(Cmd::new("kill-session").opt("-t", target)).await {
-                    Ok(_) => {}
-                    // Already gone from tmux: fine, we are removing it anyway.
-                    Err(Error::Tmux(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            removed?;
         }
         let gen = {
             let mut records = self.inner.registry.lock();

@@ -1,5 +1,6 @@
 //! Process-tree discovery from /proc, for ending a session's processes when
-//! no cgroup holds them ([`end_tree`]), for finding a program under its
+//! its exec-wrapper cannot ([`end_tree`]; usually `session.kill` leaves it to
+//! the wrapper, which needs no scan), for finding a program under its
 //! exec-wrapper, and for telling a busy session from an idle one.
 //!
 //! Without cgroups the tree is what /proc shows under the pane's process.
