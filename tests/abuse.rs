@@ -136,6 +136,8 @@ fn fifty_clients_that_never_read_cost_bounded_memory_and_nothing_else() {
     const CLIENTS: usize = 50;
     const BATCH: usize = 40;
     const ABUSE_FOR: Duration = Duration::from_secs(25);
+    // CCM_ABUSE_CONFIG="[daemon]\nmax_pending_reply_bytes = \"4G\"" (say)
+    // shows what a budget holds: without it the test fails.
     let extra = std::env::var("CCM_ABUSE_CONFIG").unwrap_or_default().replace("\\n", "\n");
     let d = TestDaemon::start_shared(&[], &extra);
     let big = big_session(&d);
