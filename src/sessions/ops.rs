@@ -481,15 +481,25 @@ impl Sessions {
             }
             _ => {}
         }
-        let Some(pane) = r.pane.clone() else {
-            return Err(Error::InvalidState(format!("session {id} has no pane yet")));
-        };
         let server = self.inner.servers.get(r.server_uid()).ok_or_else(|| {
             Error::TmuxUnavailable(format!(
                 "the tmux server of uid {} is not known",
                 r.server_uid()
             ))
         })?;
+        let pane = match r.pane.clone() {
+            Some(pane) => pane,
+            None if r.spawning => {
+                return Err(Error::InvalidState(format!("session {id} has no pane yet")))
+            }
+            // A saved session learns its pane at its server's first refresh
+            // (a daemon started while the server was stalled): until then,
+            // the session's own current pane. `=`: the exact name.
+            None => {
+                server.client()?;
+                format!("={}:", r.session.tmux_session)
+            }
+        };
         Ok((r, server, pane))
     }
 
