@@ -158,6 +158,10 @@ pub struct TmuxConfig {
     pub server_memory_max: ByteSize,
     /// A server with no sessions for this long is stopped ("off": never).
     pub server_idle_stop: OptDuration,
+    /// Most sessions in one tmux server: a uid's sessions beyond it go to
+    /// its next server (tmux's event loop walks every pane of its server on
+    /// every event, so one big server makes every request slower).
+    pub sessions_per_server: usize,
 }
 
 impl Default for TmuxConfig {
@@ -172,6 +176,7 @@ impl Default for TmuxConfig {
             allow_root_sessions: false,
             server_memory_max: ByteSize(2 << 30),
             server_idle_stop: OptDuration(Some(Duration::from_secs(15 * 60))),
+            sessions_per_server: 250,
         }
     }
 }
@@ -455,6 +460,7 @@ impl Config {
             ("limits.max_sessions", self.limits.max_sessions),
             ("limits.max_sessions_per_owner", self.limits.max_sessions_per_owner),
             ("tmux.history_limit", self.tmux.history_limit as usize),
+            ("tmux.sessions_per_server", self.tmux.sessions_per_server),
         ];
         for (key, value) in positive {
             if value == 0 {
