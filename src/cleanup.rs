@@ -93,7 +93,8 @@ impl Reaper {
         let mut removed = Vec::new();
         // Removals by server: each uid's go one after the other, the uids at
         // once, so one stalled server delays only its own.
-        let mut doomed: BTreeMap<u32, Vec<(Record, &'static str)>> = BTreeMap::new();
+        let mut doomed: BTreeMap<crate::sessions::record::ServerKey, Vec<(Record, &'static str)>> =
+            BTreeMap::new();
         for record in records {
             let s = &record.session;
             let busy = match (s.state, s.pid, cfg.max_idle.0) {
@@ -111,7 +112,7 @@ impl Reaper {
                 removed.push(Removal { id: s.id.clone(), reason: reason.to_string() });
                 continue;
             }
-            doomed.entry(record.server_uid()).or_default().push((record, reason));
+            doomed.entry(record.server_key()).or_default().push((record, reason));
         }
         let passes = doomed.into_values().map(|batch| remove_all(sessions, metrics, batch));
         for done in futures::future::join_all(passes).await.into_iter().flatten() {

@@ -179,6 +179,10 @@ pub struct TmuxConfig {
     /// (estimated from the pane size) and the daemon may hold before the
     /// reply is handed to its connection; more wait (within their timeout).
     pub max_capture_bytes_in_flight: ByteSize,
+    /// Most sessions in one tmux server: a uid's sessions beyond it go to
+    /// its next server (tmux's event loop walks every pane of its server on
+    /// every event, so one big server makes every request slower).
+    pub sessions_per_server: usize,
 }
 
 impl Default for TmuxConfig {
@@ -195,6 +199,7 @@ impl Default for TmuxConfig {
             server_idle_stop: OptDuration(Some(Duration::from_secs(15 * 60))),
             max_commands_in_flight: 64,
             max_capture_bytes_in_flight: ByteSize(16 << 20),
+            sessions_per_server: 250,
         }
     }
 }
@@ -481,6 +486,7 @@ impl Config {
             ("daemon.max_pending_reply_bytes", d.max_pending_reply_bytes.0 as usize),
             ("daemon.max_capture_bytes", d.max_capture_bytes.0 as usize),
             ("tmux.max_capture_bytes_in_flight", self.tmux.max_capture_bytes_in_flight.0 as usize),
+            ("tmux.sessions_per_server", self.tmux.sessions_per_server),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -113,10 +113,15 @@ impl Gauges {
             &[("", oldest)],
         );
         let servers = self.sessions.servers();
-        let label = |uid: u32| format!("{{uid=\"{uid}\"}}");
+        // A uid's servers are told apart by their number (0: the first).
+        let label = |s: &crate::protocol::types::ServerStatus| {
+            let name = s.socket.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let shard = crate::sessions::server::shard_of_socket(name).unwrap_or(0);
+            format!("{{uid=\"{}\",server=\"{shard}\"}}", s.uid)
+        };
         let pids: Vec<(String, f64)> = servers
             .iter()
-            .map(|s| (label(s.uid), f64::from(s.pid.filter(|_| s.alive).unwrap_or(0))))
+            .map(|s| (label(s), f64::from(s.pid.filter(|_| s.alive).unwrap_or(0))))
             .collect();
         let samples: Vec<(&str, f64)> = pids.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         gauge(
@@ -127,9 +132,7 @@ impl Gauges {
         );
         let rss: Vec<(String, f64)> = servers
             .iter()
-            .map(|s| {
-                (label(s.uid), s.pid.filter(|_| s.alive).and_then(rss_bytes).unwrap_or(0) as f64)
-            })
+            .map(|s| (label(s), s.pid.filter(|_| s.alive).and_then(rss_bytes).unwrap_or(0) as f64))
             .collect();
         let samples: Vec<(&str, f64)> = rss.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         gauge(

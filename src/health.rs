@@ -166,7 +166,7 @@ async fn tmux_servers(sessions: &Sessions) -> Vec<Check> {
     let statuses = sessions.servers();
     let servers = sessions.server_handles();
     let pings = statuses.into_iter().map(|st| {
-        let server = servers.iter().find(|s| s.uid == st.uid).cloned();
+        let server = servers.iter().find(|s| s.paths.socket == st.socket).cloned();
         let name = "tmux_server".to_string();
         let uid = [("uid", json!(st.uid))];
         async move {

@@ -286,7 +286,9 @@ fn a_full_or_read_only_state_dir_refuses_creates_says_so_and_recovers() {
     let extra = format!("[daemon]\nstate_dir = \"{}\"\n", state.display());
     let mut d = TestDaemon::start(&extra);
     let mut kept: Vec<String> = (0..3).map(|_| create(&d).unwrap()).collect();
-    assert_eq!(d.ok("health.check", json!({}))["status"], "ok");
+    let state_ok =
+        |d: &TestDaemon| check(&d.ok("health.check", json!({})), "state_file")["status"] == "ok";
+    assert!(state_ok(&d));
     let path = state.join("sessions.json").display().to_string();
 
     // Full: fill every page of the tmpfs.
@@ -320,9 +322,7 @@ fn a_full_or_read_only_state_dir_refuses_creates_says_so_and_recovers() {
     // Space returns: the next change saves every session.
     std::fs::remove_file(&filler).unwrap();
     kept.push(create(&d).expect("a create once there is room"));
-    eventually(WAIT, "health ok again", || {
-        (d.ok("health.check", json!({}))["status"] == "ok").then_some(())
-    });
+    eventually(WAIT, "the state_file check ok again", || state_ok(&d).then_some(()));
 
     // Read-only.
     fs.remount("ro");
@@ -331,7 +331,8 @@ fn a_full_or_read_only_state_dir_refuses_creates_says_so_and_recovers() {
     let msg = refused["message"].as_str().unwrap();
     assert!(msg.contains(&path) && msg.contains("Read-only file system"), "{msg}");
     let health = d.ok("health.check", json!({}));
-    assert_eq!(health["status"], "degraded", "{health}");
+    assert_ne!(health["status"], "ok", "{health}");
+    assert_eq!(check(&health, "state_file")["status"], "degraded", "{health}");
     assert!(check(&health, "state_file")["detail"].as_str().unwrap().contains("Read-only"));
     // A kill still kills, and says its removal is not saved.
     let victim = kept.pop().unwrap();
@@ -381,7 +382,7 @@ fn a_directory_in_place_of_the_state_file_is_moved_aside() {
         assert!(now.contains_key(id), "{id} re-adopted from tmux");
     }
     eventually(WAIT, "a regular state file again", || file.is_file().then_some(()));
-    assert_eq!(d.ok("health.check", json!({}))["status"], "ok");
+    assert_eq!(check(&d.ok("health.check", json!({})), "state_file")["status"], "ok");
     let id = create(&d).unwrap();
     d.kill9();
     d.restart();

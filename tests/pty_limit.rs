@@ -29,13 +29,16 @@ fn health_and_creates_follow_kernel_pty_max() {
     let d = TestDaemon::start_with("", |cmd| {
         cmd.env("CCMANAGERD_TEST_PTY_DIR", fake.path());
     });
-    let (status, c) = pty_check(&d);
-    assert_eq!((status.as_str(), &c["status"]), ("ok", &json!("ok")), "{c}");
+    // (The overall status may also carry the host's own troubles, such as
+    // a nearly full disk: the pty check is what is asserted.)
+    let (_, c) = pty_check(&d);
+    assert_eq!(c["status"], "ok", "{c}");
     assert_eq!((c["nr"].as_u64(), c["max"].as_u64()), (Some(10), Some(100)));
 
     set(fake.path(), 91, 100);
     let (status, c) = pty_check(&d);
-    assert_eq!((status.as_str(), &c["status"]), ("degraded", &json!("degraded")), "{c}");
+    assert_eq!(c["status"], "degraded", "{c}");
+    assert_ne!(status, "ok");
     let detail = c["detail"].as_str().unwrap();
     assert!(detail.contains("kernel.pty.max = 100") && detail.contains("91 of"), "{detail}");
     d.ok("session.create", json!({"command": ["sleep", "1000"]}));
@@ -57,5 +60,5 @@ fn health_and_creates_follow_kernel_pty_max() {
 
     set(fake.path(), 50, 100);
     d.ok("session.create", json!({"command": ["sleep", "1000"]}));
-    assert_eq!(pty_check(&d).0, "ok");
+    assert_eq!(pty_check(&d).1["status"], "ok");
 }

@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{call, d_create, rss_kib, time, tmux_server_pid, DaemonGuard, Stats};
+use super::{call, d_create, rss_kib, time, DaemonGuard, Stats};
 
 /// What the load is made of: per 100 requests.
 const MIX: [(&str, u32); 6] =
@@ -61,6 +61,8 @@ pub struct LoadReport {
     pub rss_kib: (u64, u64),
     /// Daemon / tmux server VmRSS before the load, KiB.
     pub rss_before_kib: (u64, u64),
+    /// tmux servers (all of them together in the RSS figures).
+    pub tmux_servers: usize,
     /// Sessions the daemon listed at the end.
     pub sessions_after: usize,
     /// Wall time of the load, s.
@@ -157,8 +159,8 @@ pub fn run(bin: &Path, o: LoadOptions, log: bool) -> Result<LoadReport> {
         ids.push(d_create(&mut c, &["cat"])?.name);
     }
     std::thread::sleep(Duration::from_secs(1));
-    let tmux_pid = tmux_server_pid(&d.tmux_socket);
-    let rss_before_kib = (rss_kib(d.pid()), rss_kib(tmux_pid));
+    let tmux_dir = d.dir.path().join("tmux");
+    let rss_before_kib = (rss_kib(d.pid()), super::tmux_rss_kib(&tmux_dir).0);
     let ids = Arc::new(ids);
     let barrier = Arc::new(Barrier::new(o.clients + 1));
     let dur = Duration::from_secs(o.secs);
@@ -185,7 +187,8 @@ pub fn run(bin: &Path, o: LoadOptions, log: bool) -> Result<LoadReport> {
         errors.extend(e);
     }
     let elapsed_s = t.elapsed().as_secs_f64().max(dur.as_secs_f64());
-    let rss_kib = (rss_kib(d.pid()), rss_kib(tmux_pid));
+    let (tmux_rss, tmux_servers) = super::tmux_rss_kib(&tmux_dir);
+    let rss_kib = (rss_kib(d.pid()), tmux_rss);
     let after = call(&mut c, "session.list", json!({"fields": ["id"]}))?;
     let sessions_after = after["sessions"].as_array().map(Vec::len).unwrap_or(0);
     let total: usize = all.values().map(Vec::len).sum();
@@ -207,6 +210,7 @@ pub fn run(bin: &Path, o: LoadOptions, log: bool) -> Result<LoadReport> {
         ops,
         rss_kib,
         rss_before_kib,
+        tmux_servers,
         sessions_after,
         elapsed_s,
     };
@@ -250,9 +254,10 @@ pub fn render(r: &LoadReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "RSS before / after the load: daemon {:.1} / {:.1} MiB, tmux server {:.1} / {:.1} MiB",
+        "RSS before / after the load: daemon {:.1} / {:.1} MiB, {} tmux servers together {:.1} / {:.1} MiB",
         r.rss_before_kib.0 as f64 / 1024.0,
         r.rss_kib.0 as f64 / 1024.0,
+        r.tmux_servers,
         r.rss_before_kib.1 as f64 / 1024.0,
         r.rss_kib.1 as f64 / 1024.0
     );

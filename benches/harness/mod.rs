@@ -266,6 +266,26 @@ pub fn cleanup_now() {
             nix::sys::signal::Signal::SIGTERM,
         );
     }
+    // A daemon's uid may have several servers: every socket next to the one
+    // registered.
+    let sockets: Vec<PathBuf> = sockets
+        .iter()
+        .flat_map(|s| {
+            // Only in a daemon's own `<ccm-bench-*>/tmux/<uid>/` directory.
+            let ours = s
+                .ancestors()
+                .nth(3)
+                .and_then(Path::file_name)
+                .is_some_and(|n| n.to_string_lossy().starts_with("ccm-bench-"))
+                && s.ancestors().nth(2).and_then(Path::file_name).is_some_and(|n| n == "tmux");
+            let tmux_dir = s.parent().and_then(Path::parent).filter(|_| ours);
+            let mut all = tmux_dir.map(tmux_sockets).unwrap_or_default();
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+            all
+        })
+        .collect();
     let socket_list = sockets.clone();
     // Servers start with their uid's first session: find their pids now.
     let servers: Vec<i32> =
@@ -472,6 +492,9 @@ exited_grace = "off"
 impl Drop for DaemonGuard {
     fn drop(&mut self) {
         let _ = self.stop();
+        for socket in tmux_sockets(&self.dir.path().join("tmux")) {
+            kill_tmux_server(&socket);
+        }
         kill_tmux_server(&self.tmux_socket);
         let mut l = live();
         l.0.retain(|s| s != &self.tmux_socket);
@@ -552,6 +575,26 @@ fn cpu_ticks(pid: i32) -> u64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     get(11) + get(12) // utime (14), stime (15) counted from field 3 at index 0
+}
+
+/// Every tmux server socket under a daemon's `--tmux-dir`
+/// (`<dir>/<uid>/tmux.sock`, and `tmux.N.sock` of a uid's other servers).
+fn tmux_sockets(tmux_dir: &Path) -> Vec<PathBuf> {
+    let per_uid = std::fs::read_dir(tmux_dir).into_iter().flatten().flatten();
+    let files = per_uid.flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten());
+    files
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with("tmux.") && name.ends_with(".sock")
+        })
+        .collect()
+}
+
+/// VmRSS of every tmux server under `tmux_dir`, KiB, and how many there are.
+fn tmux_rss_kib(tmux_dir: &Path) -> (u64, usize) {
+    let socks = tmux_sockets(tmux_dir);
+    (socks.iter().map(|s| rss_kib(tmux_server_pid(s))).sum(), socks.len())
 }
 
 fn tmux_server_pid(socket: &Path) -> i32 {
@@ -959,7 +1002,7 @@ impl Bench<'_> {
         RssRow {
             sessions,
             daemon_rss_kib: rss_kib(self.daemon.pid()),
-            tmux_rss_kib: rss_kib(tmux_server_pid(&self.daemon.tmux_socket)),
+            tmux_rss_kib: tmux_rss_kib(&self.daemon.dir.path().join("tmux")).0,
         }
     }
 

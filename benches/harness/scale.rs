@@ -1,7 +1,10 @@
 //! `cargo bench --bench daemon -- --scale N`: one daemon with N sessions of
-//! `sleep` (10,000 by default): what a create and a kill cost at 100
-//! sessions and at N, `session.list` and `session.get` at N, RSS, idle CPU,
-//! and a restart (SIGTERM, and SIGKILL) until all N are re-adopted.
+//! `sleep` (all of one uid, so in N / `tmux.sessions_per_server` tmux
+//! servers): what a create and a kill cost at 100 sessions (200 creates,
+//! then their kills) and at N (200 kills spread over every server, then 200
+//! creates that fill the places), `session.list` and `session.get` at N,
+//! RSS, idle CPU, and a restart (SIGTERM, and SIGKILL) until all N are
+//! re-adopted.
 //!
 //! Each session holds a pseudo-terminal: when `kernel.pty.max` is too low
 //! for N, the run raises it (as root) and puts it back afterwards, also on
@@ -155,8 +158,11 @@ pub struct ScaleReport {
     pub get: At,
     /// Daemon / tmux server VmRSS at N, KiB.
     pub rss_kib: (u64, u64),
-    /// Descriptors the tmux server holds at N.
+    /// Descriptors the busiest tmux server holds at N.
     pub tmux_fds: usize,
+    /// tmux servers at N (a uid's sessions are spread over servers of
+    /// `tmux.sessions_per_server`).
+    pub tmux_servers: usize,
     /// Daemon / tmux CPU while idle with N sessions (10 s), % of a core.
     pub idle_cpu_percent: (f64, f64),
     /// Restarts.
@@ -184,6 +190,28 @@ fn create_kill(d: &DaemonGuard, at: usize, reps: usize) -> Result<(At, At)> {
         tk.push(t);
     }
     Ok((At::of(at, tc), At::of(at, tk)))
+}
+
+/// At `n` sessions: kills `reps` sessions spread over all the servers,
+/// then creates `reps` (which fill the places freed), one after another.
+fn kill_create(d: &DaemonGuard, n: usize, reps: usize) -> Result<(At, At)> {
+    let mut c = d.client()?;
+    let v = call(&mut c, "session.list", json!({"fields": ["id"]}))?;
+    let all: Vec<String> = v["sessions"]
+        .as_array()
+        .context("no sessions")?
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect();
+    let step = (all.len() / reps).max(1);
+    let (mut tc, mut tk) = (vec![], vec![]);
+    for id in all.iter().step_by(step).take(reps) {
+        tk.push(time(|| call(&mut c, "session.kill", json!({"id": id})))?.0);
+    }
+    for _ in 0..tk.len() {
+        tc.push(time(|| d_create(&mut c, &["sleep", "100000"]))?.0);
+    }
+    Ok((At::of(n, tc), At::of(n, tk)))
 }
 
 /// The same as [`create_kill`] straight to the daemon's tmux server
@@ -299,8 +327,8 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
         bail!("the daemon lists {have} running sessions, expected {n}");
     }
     std::thread::sleep(Duration::from_secs(2));
-    note(&format!("{REPS} creates and kills at {n}"));
-    let (c_n, k_n) = create_kill(&d, n, REPS)?;
+    note(&format!("{REPS} kills and creates at {n}"));
+    let (c_n, k_n) = kill_create(&d, n, REPS)?;
     let (rc_n, rk_n) = raw_create_kill(&d, n, REPS)?;
     note("list and get");
     let list_fields = measure(
@@ -317,16 +345,20 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
         v["sessions"][n / 2]["id"].as_str().context("no session")?.to_string()
     };
     let get = measure(&d, n, 2000, json!({"id": id}), "session.get")?;
-    let tmux_pid = tmux_server_pid(&d.tmux_socket);
-    let rss_kib = (rss_kib(d.pid()), rss_kib(tmux_pid));
-    let tmux_fds = fds(tmux_pid);
+    let tmux_dir = d.dir.path().join("tmux");
+    let socks = super::tmux_sockets(&tmux_dir);
+    let pids: Vec<i32> = socks.iter().map(|s| tmux_server_pid(s)).collect();
+    let rss_kib = (rss_kib(d.pid()), super::tmux_rss_kib(&tmux_dir).0);
+    let tmux_fds = pids.iter().map(|p| fds(*p)).max().unwrap_or(0);
+    let tmux_servers = pids.len();
     note("idle CPU (10 s)");
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
-    let (d0, m0, ti) = (cpu_ticks(d.pid()), cpu_ticks(tmux_pid), Instant::now());
+    let tmux_ticks = || pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+    let (d0, m0, ti) = (cpu_ticks(d.pid()), tmux_ticks(), Instant::now());
     std::thread::sleep(Duration::from_secs(10));
     let secs = ti.elapsed().as_secs_f64();
-    let pct = |a: u64, b: u64| (b - a) as f64 / hz as f64 / secs * 100.0;
-    let idle_cpu_percent = (pct(d0, cpu_ticks(d.pid())), pct(m0, cpu_ticks(tmux_pid)));
+    let pct = |a: u64, b: u64| b.saturating_sub(a) as f64 / hz as f64 / secs * 100.0;
+    let idle_cpu_percent = (pct(d0, cpu_ticks(d.pid())), pct(m0, tmux_ticks()));
     note("restart (SIGTERM), then restart (SIGKILL)");
     let restarts = vec![restart(&mut d, n, false)?, restart(&mut d, n, true)?];
     drop(d);
@@ -345,6 +377,7 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
         get,
         rss_kib,
         tmux_fds,
+        tmux_servers,
         idle_cpu_percent,
         restarts,
         total_s: t0.elapsed().as_secs_f64(),
@@ -407,15 +440,16 @@ pub fn render(r: &ScaleReport) -> String {
     );
     let _ = writeln!(
         s,
-        "| RSS at {}: daemon / tmux server | {:.1} MiB / {:.1} MiB |",
+        "| RSS at {}: daemon / {} tmux servers together | {:.1} MiB / {:.1} MiB |",
         r.sessions,
+        r.tmux_servers,
         r.rss_kib.0 as f64 / 1024.0,
         r.rss_kib.1 as f64 / 1024.0
     );
-    let _ = writeln!(s, "| tmux server descriptors at {} | {} |", r.sessions, r.tmux_fds);
+    let _ = writeln!(s, "| descriptors of the busiest tmux server | {} |", r.tmux_fds);
     let _ = writeln!(
         s,
-        "| idle CPU with {} sessions: daemon / tmux server | {:.2} % / {:.2} % of a core |",
+        "| idle CPU with {} sessions: daemon / tmux servers | {:.2} % / {:.2} % of a core |",
         r.sessions, r.idle_cpu_percent.0, r.idle_cpu_percent.1
     );
     for x in &r.restarts {

@@ -28,7 +28,7 @@ use tokio::io::Interest;
 
 use super::panes::{parse_line, PaneInfo, PANE_FORMAT};
 use super::procs;
-use super::record::{Record, DEAD_STATUS_GRACE};
+use super::record::{Record, ServerKey, DEAD_STATUS_GRACE};
 use super::registry::Registry;
 use super::server::Server;
 use crate::protocol::types::SessionState;
@@ -57,9 +57,11 @@ pub struct Exits {
     warned: AtomicBool,
 }
 
-/// Whether `r`, a session of `uid`'s server, has a pane process to watch.
-fn watchable(r: &Record, uid: u32) -> bool {
-    r.server_uid() == uid && !r.spawning && r.session.state == SessionState::Running
+/// Whether `r`, a session of the server `key` (pane ids are per server: a
+/// uid's other servers have panes of the same names), has a pane process to
+/// watch.
+fn watchable(r: &Record, key: ServerKey) -> bool {
+    r.server_key() == key && !r.spawning && r.session.state == SessionState::Running
 }
 
 impl Exits {
@@ -76,7 +78,7 @@ impl Exits {
     pub fn watch(self: &Arc<Self>, server: &Arc<Server>, id: &str) {
         let pane_pid = {
             let records = self.registry.lock();
-            records.get(id).filter(|r| watchable(r, server.uid)).and_then(|r| r.pane_pid)
+            records.get(id).filter(|r| watchable(r, server.key())).and_then(|r| r.pane_pid)
         };
         if let Some(pane_pid) = pane_pid {
             self.arm(server.clone(), id.to_string(), pane_pid);
@@ -92,7 +94,7 @@ impl Exits {
         let uid = server.uid;
         let panes: Vec<(String, u32, Option<u32>)> = {
             let records = self.registry.lock();
-            let listed = records.values().filter(|r| watchable(r, uid));
+            let listed = records.values().filter(|r| watchable(r, server.key()));
             listed
                 .filter_map(|r| Some((r.session.id.clone(), r.pane_pid?, r.session.pid)))
                 .collect()
@@ -179,7 +181,7 @@ impl Exits {
         loop {
             let pane = {
                 let records = self.registry.lock();
-                let same = |r: &&Record| r.pane_pid == Some(pane_pid) && watchable(r, server.uid);
+                let same = |r: &&Record| r.pane_pid == Some(pane_pid) && watchable(r, server.key());
                 match records.get(id).filter(same).and_then(|r| r.pane.clone()) {
                     Some(pane) => pane,
                     None => return, // removed, exited or lost meanwhile
@@ -192,7 +194,7 @@ impl Exits {
             // unavailable (the supervisor reconnects and refreshes).
             let Ok(out) = server.tmux(cmd).await else { return };
             if let Some(p) = out.first().and_then(parse_line).filter(|p| p.pane == pane) {
-                if self.apply(id, server.uid, &p) {
+                if self.apply(id, server.key(), &p) {
                     return;
                 }
             }
@@ -210,10 +212,10 @@ impl Exits {
 
     /// Applies one pane listing to session `id`; whether the session is now
     /// exited (or no longer this pane's).
-    fn apply(&self, id: &str, uid: u32, p: &PaneInfo) -> bool {
+    fn apply(&self, id: &str, key: ServerKey, p: &PaneInfo) -> bool {
         let now = SystemTime::now();
         let applied = self.registry.update(id, |r| {
-            if r.pane.as_deref() != Some(p.pane.as_str()) || !watchable(r, uid) {
+            if r.pane.as_deref() != Some(p.pane.as_str()) || !watchable(r, key) {
                 return None;
             }
             r.apply_pane(p, now);

@@ -294,13 +294,14 @@ impl Sessions {
         let caps = Caps {
             total: config.limits.max_sessions,
             per_uid: config.limits.max_sessions_per_owner,
+            per_server: config.tmux.sessions_per_server,
         };
         let mut reserved =
             Record::new(session.clone(), self.inner.spawner.planned_scope(&id, &limits));
         reserved.spawning = true;
         reserved.pending = true;
-        let intent = match registry.reserve(reserved, caps) {
-            Ok(gen) => gen,
+        let (key, intent) = match registry.reserve(reserved, caps) {
+            Ok(reserved) => reserved,
             Err(hit) => {
                 let (limit, message) = match hit {
                     CapHit::Total(n) => (
@@ -326,7 +327,7 @@ impl Sessions {
             return Err(e);
         }
         let spawned = async {
-            let server = self.inner.servers.get_or_start(&account).await?;
+            let server = self.inner.servers.get_or_start(&account, key.shard).await?;
             let record = self.inner.spawner.spawn(&server, &session, &limits, &account).await;
             Ok::<_, Error>((server, record.map_err(super::pty::explain)))
         }
@@ -336,6 +337,7 @@ impl Sessions {
                 let out = record.session.clone();
                 {
                     let mut records = registry.lock();
+                    record.shard = key.shard;
                     // A listing taken before new-session must not mark it lost.
                     record.epoch = server.bump_epoch();
                     // The intent is fulfilled; saved with the next save (the
@@ -378,7 +380,7 @@ impl Sessions {
     /// Removes a session whatever its state (used by kill and cleanup).
     pub async fn remove(&self, record: &Record, reason: &str) -> Result<()> {
         let id = &record.session.id;
-        let server = self.inner.servers.get(record.server_uid());
+        let server = self.inner.servers.get(record.server_key());
         if record.session.state != SessionState::Lost {
             // An exited pane's process was reaped by tmux: if its pid exists
             // again it belongs to someone else (pid reuse) and must not be
@@ -481,11 +483,8 @@ impl Sessions {
             }
             _ => {}
         }
-        let server = self.inner.servers.get(r.server_uid()).ok_or_else(|| {
-            Error::TmuxUnavailable(format!(
-                "the tmux server of uid {} is not known",
-                r.server_uid()
-            ))
+        let server = self.inner.servers.get(r.server_key()).ok_or_else(|| {
+            Error::TmuxUnavailable(format!("the tmux server of {} is not known", r.server_key()))
         })?;
         let pane = match r.pane.clone() {
             Some(pane) => pane,

@@ -13,6 +13,28 @@ use crate::protocol::types::{Session, SessionState};
 /// is reported `exited` with an unknown status.
 pub const DEAD_STATUS_GRACE: Duration = Duration::from_secs(3);
 
+/// Which tmux server a session lives in: its uid's, and which of that
+/// uid's servers (a uid's sessions are spread over servers of at most
+/// `tmux.sessions_per_server` sessions each: tmux's event loop walks every
+/// pane of its server on every event, so one server per uid made every
+/// request cost more as sessions grew).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerKey {
+    /// The uid the server and its sessions run as.
+    pub uid: u32,
+    /// 0 for the uid's first server.
+    pub shard: u32,
+}
+
+impl std::fmt::Display for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.shard {
+            0 => write!(f, "uid {}", self.uid),
+            n => write!(f, "uid {} (server {n})", self.uid),
+        }
+    }
+}
+
 /// A session as the daemon tracks it.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -42,6 +64,8 @@ pub struct Record {
     /// The server's epoch when this record was created or found: a listing
     /// taken before it may not show the session (see `Server::epoch`).
     pub epoch: u64,
+    /// Which of its uid's servers it lives in.
+    pub shard: u32,
 }
 
 /// RFC 3339 UTC, seconds precision.
@@ -73,6 +97,7 @@ impl Record {
             spawning: false,
             pending: false,
             epoch: 0,
+            shard: 0,
         }
     }
 
@@ -80,22 +105,38 @@ impl Record {
     pub fn from_stored(stored: Stored) -> Record {
         let mut r = Record::new(stored.session, stored.scope);
         r.pending = stored.pending;
+        r.shard = stored.shard;
         r
     }
 
     /// What the state file keeps.
     pub fn stored(&self) -> Stored {
-        Stored { session: self.session.clone(), scope: self.scope.clone(), pending: self.pending }
+        Stored {
+            session: self.session.clone(),
+            scope: self.scope.clone(),
+            pending: self.pending,
+            shard: self.shard,
+        }
     }
 
     /// [`Record::stored`] without the copy (for the journal).
     pub fn stored_ref(&self) -> StoredRef<'_> {
-        StoredRef { session: &self.session, scope: &self.scope, pending: self.pending }
+        StoredRef {
+            session: &self.session,
+            scope: &self.scope,
+            pending: self.pending,
+            shard: self.shard,
+        }
     }
 
     /// The uid of the tmux server this session lives in.
     pub fn server_uid(&self) -> u32 {
         self.session.uid
+    }
+
+    /// The tmux server this session lives in.
+    pub fn server_key(&self) -> ServerKey {
+        ServerKey { uid: self.session.uid, shard: self.shard }
     }
 
     /// A session the daemon did not create, found in the server of `uid`
@@ -107,9 +148,10 @@ impl Record {
         id: &str,
         pane: &PaneInfo,
         claimed: Option<&Stored>,
-        uid: u32,
+        server: ServerKey,
         user: &str,
     ) -> Record {
+        let uid = server.uid;
         let created = pane.created.map(unix_time).unwrap_or_else(SystemTime::now);
         // What a program wrote into tmux: kept only if a request could have
         // said it (no control characters to reach an operator's terminal).
@@ -150,7 +192,9 @@ impl Record {
             rows: pane.height,
             env: Default::default(),
         };
-        Record::new(session, None)
+        let mut r = Record::new(session, None);
+        r.shard = server.shard;
+        r
     }
 
     /// Brings the record in line with its pane as tmux lists it.
@@ -246,7 +290,8 @@ mod tests {
 
     fn record() -> Record {
         let claimed = None;
-        let mut r = Record::adopted("ab", &pane(false, None), claimed, 1000, "alice");
+        let key = ServerKey { uid: 1000, shard: 0 };
+        let mut r = Record::adopted("ab", &pane(false, None), claimed, key, "alice");
         r.session.adopted = false;
         r
     }
@@ -324,8 +369,10 @@ mod tests {
         claim.session.keep = true;
         claim.session.command = vec!["claude".into()];
         claim.session.limits.nofile = Some(crate::limits::Rlim::Value(99));
-        let r = Record::adopted("zz", &pane(false, None), Some(&claim), 1001, "bob");
+        let key = ServerKey { uid: 1001, shard: 2 };
+        let r = Record::adopted("zz", &pane(false, None), Some(&claim), key, "bob");
         assert_eq!((r.session.owner_uid, r.session.uid), (1001, 1001));
+        assert_eq!(r.server_key(), key);
         assert_eq!(r.session.user, "bob");
         assert!(r.session.adopted);
         assert!(!r.session.keep, "a planted session cannot exempt itself from cleanup");
@@ -334,7 +381,7 @@ mod tests {
         assert_eq!(r.session.created_at, "2020-09-13T12:26:40Z");
         claim.session.name = Some("\u{1b}]0;owned\u{7}".into());
         claim.session.command = vec!["a\u{1b}[2J".into()];
-        let r = Record::adopted("zz", &pane(false, None), Some(&claim), 1001, "bob");
+        let r = Record::adopted("zz", &pane(false, None), Some(&claim), key, "bob");
         assert_eq!((r.session.name, r.session.command), (None, vec![]), "escapes are dropped");
     }
 }

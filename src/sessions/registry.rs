@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::value::RawValue;
 
 use super::persist::Persist;
-use super::record::Record;
+use super::record::{Record, ServerKey};
 use super::store::{EntryRef, Stored};
 use super::validate;
 use crate::error::{Error, Result};
@@ -44,6 +44,8 @@ pub struct Caps {
     pub total: usize,
     /// `limits.max_sessions_per_owner`, counted by the uid sessions run as.
     pub per_uid: usize,
+    /// `tmux.sessions_per_server`: a uid's next server is used past it.
+    pub per_server: usize,
 }
 
 /// Which cap a reservation hit.
@@ -55,7 +57,7 @@ pub enum CapHit {
     PerUid(usize, u32),
 }
 
-/// Sessions of one uid's server.
+/// Sessions of one uid, or of one server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UidCount {
     /// In any state.
@@ -72,7 +74,7 @@ type Durable = (Option<i32>, bool, Option<u32>, Option<u16>, Option<u16>, bool, 
 #[derive(PartialEq)]
 struct Shape {
     state: SessionState,
-    uid: u32,
+    key: ServerKey,
     window: Option<String>,
     created_at: String,
     /// What the journal keeps, besides what never changes after insert
@@ -86,7 +88,7 @@ impl Shape {
         let s = &r.session;
         Shape {
             state: s.state,
-            uid: r.server_uid(),
+            key: r.server_key(),
             window: r.window.clone(),
             created_at: s.created_at.clone(),
             durable: (
@@ -109,10 +111,11 @@ pub struct Records {
     map: HashMap<String, Record>,
     /// `(created_at, id)`: the listing order.
     order: BTreeSet<(String, String)>,
-    /// `(server uid, window id)` -> session id.
-    windows: HashMap<(u32, String), String>,
+    /// `(server, window id)` -> session id.
+    windows: HashMap<(ServerKey, String), String>,
     counts: SessionCounts,
     per_uid: HashMap<u32, UidCount>,
+    per_server: HashMap<ServerKey, UidCount>,
     /// Sessions whose saved form changed since the last save.
     dirty: HashSet<String>,
     /// Bumped on every change that a request waits for (its removal, a
@@ -144,14 +147,19 @@ impl Records {
         self.counts.clone()
     }
 
-    /// Sessions of the server of `uid`.
+    /// Sessions running as `uid` (in all its servers).
     pub fn uid_count(&self, uid: u32) -> UidCount {
         self.per_uid.get(&uid).copied().unwrap_or_default()
     }
 
-    /// The session in window `window` of the server of `uid`.
-    pub fn by_window(&self, uid: u32, window: &str) -> Option<&Record> {
-        let id = self.windows.get(&(uid, window.to_string()))?;
+    /// Sessions of the server `key`.
+    pub fn server_count(&self, key: ServerKey) -> UidCount {
+        self.per_server.get(&key).copied().unwrap_or_default()
+    }
+
+    /// The session in window `window` of the server `key`.
+    pub fn by_window(&self, key: ServerKey, window: &str) -> Option<&Record> {
+        let id = self.windows.get(&(key, window.to_string()))?;
         self.map.get(id)
     }
 
@@ -161,13 +169,16 @@ impl Records {
             SessionState::Exited => self.counts.exited += 1,
             SessionState::Lost => self.counts.lost += 1,
         }
-        let c = self.per_uid.entry(shape.uid).or_default();
-        c.all += 1;
-        if shape.state != SessionState::Lost {
-            c.live += 1;
+        let live = shape.state != SessionState::Lost;
+        for c in [
+            self.per_uid.entry(shape.key.uid).or_default(),
+            self.per_server.entry(shape.key).or_default(),
+        ] {
+            c.all += 1;
+            c.live += usize::from(live);
         }
         if let Some(w) = &shape.window {
-            self.windows.insert((shape.uid, w.clone()), id.to_string());
+            self.windows.insert((shape.key, w.clone()), id.to_string());
         }
     }
 
@@ -178,17 +189,20 @@ impl Records {
             SessionState::Lost => &mut self.counts.lost,
         };
         *n = n.saturating_sub(1);
-        if let Some(c) = self.per_uid.get_mut(&shape.uid) {
+        let live = shape.state != SessionState::Lost;
+        let forget = |c: &mut UidCount| {
             c.all = c.all.saturating_sub(1);
-            if shape.state != SessionState::Lost {
-                c.live = c.live.saturating_sub(1);
-            }
-            if c.all == 0 {
-                self.per_uid.remove(&shape.uid);
-            }
+            c.live = c.live.saturating_sub(usize::from(live));
+            c.all == 0
+        };
+        if self.per_uid.get_mut(&shape.key.uid).is_some_and(forget) {
+            self.per_uid.remove(&shape.key.uid);
+        }
+        if self.per_server.get_mut(&shape.key).is_some_and(forget) {
+            self.per_server.remove(&shape.key);
         }
         if let Some(w) = &shape.window {
-            let key = (shape.uid, w.clone());
+            let key = (shape.key, w.clone());
             if self.windows.get(&key).is_some_and(|i| i == id) {
                 self.windows.remove(&key);
             }
@@ -268,7 +282,7 @@ impl Records {
         let out = f(rec);
         let after = Shape::of(rec);
         if before != after {
-            if (before.state, before.uid, &before.window) != (after.state, after.uid, &after.window)
+            if (before.state, before.key, &before.window) != (after.state, after.key, &after.window)
             {
                 self.unindex(&before, id);
                 self.index(&after, id);
@@ -336,9 +350,17 @@ impl Records {
         self.order.first().map(|(t, _)| t.as_str())
     }
 
-    /// Live sessions by uid (those that need their server).
-    pub fn live_by_uid(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
-        self.per_uid.iter().filter(|(_, c)| c.live > 0).map(|(u, c)| (*u, c.live))
+    /// Live sessions by server (those that need their server).
+    pub fn live_by_server(&self) -> impl Iterator<Item = (ServerKey, usize)> + '_ {
+        self.per_server.iter().filter(|(_, c)| c.live > 0).map(|(k, c)| (*k, c.live))
+    }
+
+    /// The server a new session of `uid` goes to: the first of the uid's
+    /// servers with fewer than `per_server` live sessions.
+    pub fn shard_for(&self, uid: u32, per_server: usize) -> u32 {
+        (0..)
+            .find(|&shard| self.server_count(ServerKey { uid, shard }).live < per_server.max(1))
+            .unwrap_or(0)
     }
 }
 
@@ -409,14 +431,9 @@ impl Registry {
         self.lock().counts()
     }
 
-    /// Sessions of the server of `uid` that still need it (not lost).
-    pub fn live_in(&self, uid: u32) -> usize {
-        self.lock().uid_count(uid).live
-    }
-
-    /// Sessions of the server of `uid`, any state.
-    pub fn count_in(&self, uid: u32) -> usize {
-        self.lock().uid_count(uid).all
+    /// Sessions of the server `key`, any state.
+    pub fn count_in(&self, key: ServerKey) -> usize {
+        self.lock().server_count(key).all
     }
 
     /// A copy of every record (for cleanup).
@@ -455,8 +472,13 @@ impl Registry {
     }
 
     /// Inserts `record` if the caps allow one more session running as its
-    /// uid (lost sessions do not count); returns the generation that saves it.
-    pub fn reserve(&self, record: Record, caps: Caps) -> std::result::Result<u64, CapHit> {
+    /// uid (lost sessions do not count), in the uid's first server with
+    /// room; returns that server and the generation that saves the record.
+    pub fn reserve(
+        &self,
+        mut record: Record,
+        caps: Caps,
+    ) -> std::result::Result<(ServerKey, u64), CapHit> {
         let mut records = self.lock();
         let c = records.counts();
         if c.total - c.lost >= caps.total {
@@ -466,7 +488,9 @@ impl Registry {
         if records.uid_count(uid).live >= caps.per_uid {
             return Err(CapHit::PerUid(caps.per_uid, uid));
         }
-        Ok(records.insert(record))
+        record.shard = records.shard_for(uid, caps.per_server);
+        let key = record.server_key();
+        Ok((key, records.insert(record)))
     }
 
     /// Removes `id`; returns the record it held.
@@ -525,7 +549,7 @@ mod tests {
     #[test]
     fn counts_order_and_window_index_follow_every_change() {
         let (_d, reg) = registry();
-        let caps = Caps { total: 3, per_uid: 2 };
+        let caps = Caps { total: 3, per_uid: 2, per_server: 10 };
         reg.reserve(record("b", 1, "2026-01-02T00:00:00Z"), caps).unwrap();
         reg.reserve(record("a", 1, "2026-01-01T00:00:00Z"), caps).unwrap();
         assert_eq!(
@@ -540,11 +564,15 @@ mod tests {
         let all = Caller { uid: 0, admin: true };
         let ids: Vec<String> = reg.list(&all, None).into_iter().map(|s| s.id).collect();
         assert_eq!(ids, ["a", "b", "c"], "oldest first");
+        let k = |uid| ServerKey { uid, shard: 0 };
         reg.update("a", |r| r.window = Some("@4".into()));
-        assert_eq!(reg.lock().by_window(1, "@4").map(|r| r.session.id.clone()), Some("a".into()));
-        assert!(reg.lock().by_window(2, "@4").is_none(), "window ids are per server");
+        assert_eq!(
+            reg.lock().by_window(k(1), "@4").map(|r| r.session.id.clone()),
+            Some("a".into())
+        );
+        assert!(reg.lock().by_window(k(2), "@4").is_none(), "window ids are per server");
         reg.update("a", |r| r.mark_lost(std::time::SystemTime::now()));
-        assert!(reg.lock().by_window(1, "@4").is_none(), "a lost session has no window");
+        assert!(reg.lock().by_window(k(1), "@4").is_none(), "a lost session has no window");
         let c = reg.counts();
         assert_eq!((c.total, c.running, c.lost), (3, 2, 1));
         assert_eq!(reg.lock().uid_count(1), UidCount { all: 2, live: 1 });
@@ -553,6 +581,24 @@ mod tests {
         assert_eq!(reg.lock().uid_count(1), UidCount { all: 1, live: 0 });
         assert_eq!(reg.counts().total, 3);
         assert_eq!(reg.lock().oldest_created_at(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_uid_s_sessions_fill_its_servers_in_order() {
+        let (_d, reg) = registry();
+        let caps = Caps { total: 100, per_uid: 100, per_server: 2 };
+        let mut shards = vec![];
+        for i in 0..5 {
+            let (key, _) =
+                reg.reserve(record(&format!("s{i}"), 7, "2026-01-01T00:00:00Z"), caps).unwrap();
+            shards.push(key.shard);
+        }
+        assert_eq!(shards, [0, 0, 1, 1, 2]);
+        reg.remove("s0");
+        let (key, _) = reg.reserve(record("t", 7, "2026-01-01T00:00:00Z"), caps).unwrap();
+        assert_eq!(key, ServerKey { uid: 7, shard: 0 }, "the first server with room");
+        assert_eq!(reg.lock().server_count(key).live, 2);
+        assert_eq!(reg.lock().uid_count(7).live, 5);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::panes::{parse_line, PaneInfo, PANE_FORMAT};
+use super::record::ServerKey;
 use super::store::Stored;
 use crate::error::{Error, Result};
 use crate::limits::ByteSize;
@@ -33,6 +34,19 @@ pub const META_OPTION: &str = "@ccm_meta";
 /// is sent). Exits are seen at once on every version through the pidfd
 /// watches ([`super::exits`]); the hook remains for sessions without one.
 pub const PANE_DIED_BUFFER: &str = "ccm_pane_died";
+/// The socket of a uid's first server, in its directory.
+pub const SOCKET_NAME: &str = "tmux.sock";
+
+/// Which server a socket name in a uid's directory is: `tmux.sock` the
+/// first, `tmux.<N>.sock` the others.
+pub fn shard_of_socket(name: &str) -> Option<u32> {
+    if name == SOCKET_NAME {
+        return Some(0);
+    }
+    let n: u32 = name.strip_prefix("tmux.")?.strip_suffix(".sock")?.parse().ok()?;
+    (n > 0 && name == format!("tmux.{n}.sock")).then_some(n)
+}
+
 /// `LimitNOFILE=` of a server's unit: tmux holds a descriptor per pane
 /// (systemd's own default hard limit).
 pub const SERVER_NOFILE: u64 = 524_288;
@@ -73,27 +87,36 @@ pub struct ServerEnv {
 }
 
 impl ServerEnv {
-    /// The socket of uid's server.
-    pub fn socket(&self, uid: u32) -> PathBuf {
-        self.socket_dir.join(uid.to_string()).join("tmux.sock")
+    /// The socket of a server: `<socket_dir>/<uid>/tmux.sock` for a uid's
+    /// first, `tmux.<N>.sock` for the others.
+    pub fn socket(&self, key: ServerKey) -> PathBuf {
+        let dir = self.socket_dir.join(key.uid.to_string());
+        match key.shard {
+            0 => dir.join(SOCKET_NAME),
+            n => dir.join(format!("tmux.{n}.sock")),
+        }
     }
 
-    /// The systemd unit of uid's server.
-    pub fn unit(&self, uid: u32) -> String {
-        format!("{}-{uid}.service", self.unit_prefix)
+    /// The systemd unit of a server: `<prefix>-<uid>.service`, and
+    /// `<prefix>-<uid>-<N>.service` for a uid's other servers.
+    pub fn unit(&self, key: ServerKey) -> String {
+        match key.shard {
+            0 => format!("{}-{}.service", self.unit_prefix, key.uid),
+            n => format!("{}-{}-{n}.service", self.unit_prefix, key.uid),
+        }
     }
 
-    fn launcher(&self, account: &Account) -> Launcher {
+    fn launcher(&self, account: &Account, key: ServerKey) -> Launcher {
         if let Some(bus) = &self.systemd {
             return Launcher::SystemdUnit {
-                unit: self.unit(account.uid),
+                unit: self.unit(key),
                 user: Some(account.uid.to_string()),
                 slice: self.slice.clone(),
                 properties: vec![
-                    Property::Description(format!(
-                        "tmux server of ccmanagerd for {}",
-                        account.name
-                    )),
+                    Property::Description(match key.shard {
+                        0 => format!("tmux server of ccmanagerd for {}", account.name),
+                        n => format!("tmux server {n} of ccmanagerd for {}", account.name),
+                    }),
                     Property::MemoryMax(self.memory_max.0),
                     Property::KillMode(KillMode::ControlGroup),
                     // One descriptor per pane: systemd's default soft limit
@@ -145,6 +168,8 @@ fn login_env(account: &Account) -> Vec<(String, String)> {
 pub struct Server {
     /// The uid it runs as.
     pub uid: u32,
+    /// Which of the uid's servers it is.
+    pub shard: u32,
     /// Login name of `uid`.
     pub user: String,
     /// Where its socket, binary and config are.
@@ -208,20 +233,22 @@ pub(super) fn tmux_err(e: TmuxError) -> Error {
 }
 
 impl Server {
-    /// The (not yet connected) server of `account`.
-    pub fn new(env: &ServerEnv, account: &Account) -> Server {
+    /// The (not yet connected) server `shard` of `account`.
+    pub fn new(env: &ServerEnv, account: &Account, shard: u32) -> Server {
+        let key = ServerKey { uid: account.uid, shard };
         Server {
             uid: account.uid,
+            shard,
             user: account.name.clone(),
             paths: ServerPaths {
                 tmux_bin: env.tmux_bin.clone(),
-                socket: env.socket(account.uid),
+                socket: env.socket(key),
                 config: env.config_file.clone(),
                 client_as: run_as(account),
             },
-            unit: env.systemd.as_ref().map(|_| env.unit(account.uid)),
+            unit: env.systemd.as_ref().map(|_| env.unit(key)),
             gid: account.gid,
-            launcher: env.launcher(account),
+            launcher: env.launcher(account, key),
             budgets: (env.max_commands, env.max_reply_bytes, env.budget_hook.clone()),
             client: RwLock::new(None),
             info: Mutex::new(None),
@@ -231,6 +258,11 @@ impl Server {
             refused: Mutex::new(Default::default()),
             removed: Mutex::new(Default::default()),
         }
+    }
+
+    /// Which server this is.
+    pub fn key(&self) -> ServerKey {
+        ServerKey { uid: self.uid, shard: self.shard }
     }
 
     /// Records that `name` is not adopted; true the first time (warn then).
@@ -258,8 +290,8 @@ impl Server {
         match &*self.client.read().unwrap_or_else(|e| e.into_inner()) {
             Some(c) if c.is_alive() => Ok(c.clone()),
             _ => Err(Error::TmuxUnavailable(format!(
-                "the tmux server of uid {} is not connected; retrying",
-                self.uid
+                "the tmux server of {} is not connected; retrying",
+                self.key()
             ))),
         }
     }
@@ -371,9 +403,14 @@ impl Server {
         let info = if launch {
             let (info, launched) = tmux::ensure_running(&self.launcher, &self.paths).await?;
             if launched {
-                tracing::info!(uid = self.uid, pid = info.pid, socket = %self.paths.socket.display(), "started a tmux server");
+                tracing::info!(uid = self.uid, shard = self.shard, pid = info.pid, socket = %self.paths.socket.display(), "started a tmux server");
             } else {
-                tracing::info!(uid = self.uid, pid = info.pid, "adopted a running tmux server");
+                tracing::info!(
+                    uid = self.uid,
+                    shard = self.shard,
+                    pid = info.pid,
+                    "adopted a running tmux server"
+                );
             }
             info
         } else {
@@ -493,7 +530,7 @@ impl Server {
                 );
             }
         }
-        tracing::info!(uid = self.uid, "stopped an idle tmux server");
+        tracing::info!(uid = self.uid, shard = self.shard, "stopped an idle tmux server");
     }
 
     /// tmux (seen with 3.3a) can miss the SIGCHLD of a pane whose pty closed

@@ -1,6 +1,8 @@
-//! Every tmux server the daemon owns, by uid: started on the first session
-//! of a uid, adopted (discovered on disk, reconciled) before READY, each
-//! with its own supervisor task.
+//! Every tmux server the daemon owns, by uid and shard: a uid's first
+//! server is started with its first session, the next when the servers it
+//! has hold `tmux.sessions_per_server` sessions each; all are adopted
+//! (discovered on disk, reconciled) before READY, each with its own
+//! supervisor task.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 
 use super::exits::Exits;
+use super::record::ServerKey;
 use super::registry::Registry;
 use super::server::{Server, ServerEnv};
 use super::supervisor;
@@ -29,7 +32,7 @@ const CONFIG_FILE_MODE: u32 = 0o644;
 /// See the module documentation.
 pub struct Servers {
     env: ServerEnv,
-    map: Mutex<BTreeMap<u32, Arc<Server>>>,
+    map: Mutex<BTreeMap<ServerKey, Arc<Server>>>,
     registry: Arc<Registry>,
     exits: Arc<Exits>,
     config: ConfigHandle,
@@ -69,7 +72,7 @@ impl Servers {
         Ok(Servers { env, map: Mutex::new(BTreeMap::new()), registry, exits, config, shutdown })
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<Server>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<ServerKey, Arc<Server>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -78,9 +81,9 @@ impl Servers {
         &self.exits
     }
 
-    /// The server of `uid`, if the daemon knows one.
-    pub fn get(&self, uid: u32) -> Option<Arc<Server>> {
-        self.map().get(&uid).cloned()
+    /// The server `key`, if the daemon knows it.
+    pub fn get(&self, key: ServerKey) -> Option<Arc<Server>> {
+        self.map().get(&key).cloned()
     }
 
     /// Every server the daemon knows, by uid.
@@ -88,16 +91,16 @@ impl Servers {
         self.map().values().cloned().collect()
     }
 
-    fn entry(&self, account: &Account) -> Arc<Server> {
+    fn entry(&self, account: &Account, shard: u32) -> Arc<Server> {
         self.map()
-            .entry(account.uid)
-            .or_insert_with(|| Arc::new(Server::new(&self.env, account)))
+            .entry(ServerKey { uid: account.uid, shard })
+            .or_insert_with(|| Arc::new(Server::new(&self.env, account, shard)))
             .clone()
     }
 
-    /// The connected server of `account`, started if it does not run.
-    pub async fn get_or_start(&self, account: &Account) -> Result<Arc<Server>> {
-        let server = self.entry(account);
+    /// The connected server `shard` of `account`, started if it does not run.
+    pub async fn get_or_start(&self, account: &Account, shard: u32) -> Result<Arc<Server>> {
+        let server = self.entry(account, shard);
         if server.is_up() {
             return Ok(server);
         }
@@ -113,12 +116,12 @@ impl Servers {
         let started = match server.bring_up(history, !lives).await {
             Ok(Some(rx)) => Ok(rx),
             Ok(None) if lives => Err(format!(
-                "the tmux server of uid {} does not answer ({}); not starting another one",
-                account.uid,
+                "the tmux server of {} does not answer ({}); not starting another one",
+                server.key(),
                 server.stall()
             )),
-            Ok(None) => Err(format!("the tmux server of uid {} did not start", account.uid)),
-            Err(e) => Err(format!("cannot start the tmux server of uid {}: {e:#}", account.uid)),
+            Ok(None) => Err(format!("the tmux server of {} did not start", server.key())),
+            Err(e) => Err(format!("cannot start the tmux server of {}: {e:#}", server.key())),
         };
         match started {
             Ok(rx) => {
@@ -150,14 +153,15 @@ impl Servers {
         ));
     }
 
-    /// Finds every server to adopt (the uids of saved sessions, and the
-    /// per-uid directories under `<socket_dir>`), connects to those that
-    /// answer and reconciles their sessions; the saved sessions of a server
-    /// that does not answer are `lost`. `only` limits the uids (a daemon
-    /// that is not root owns only its own). Runs before READY.
+    /// Finds every server to adopt (those of saved sessions, and the
+    /// sockets in the per-uid directories under `<socket_dir>`), connects
+    /// to those that answer and reconciles their sessions; the saved
+    /// sessions of a server that does not answer are `lost`. `only` limits
+    /// the uids (a daemon that is not root owns only its own). Runs before
+    /// READY, every server at once.
     pub async fn adopt_all(&self, only: Option<u32>) -> anyhow::Result<()> {
-        let mut uids: std::collections::BTreeSet<u32> =
-            self.registry.lock().values().map(|r| r.server_uid()).collect();
+        let mut keys: std::collections::BTreeSet<ServerKey> =
+            self.registry.lock().values().map(|r| r.server_key()).collect();
         if let Ok(entries) = std::fs::read_dir(&self.env.socket_dir) {
             for entry in entries.flatten() {
                 let Some(uid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
@@ -166,7 +170,15 @@ impl Servers {
                 };
                 match std::fs::symlink_metadata(entry.path()) {
                     Ok(m) if m.is_dir() && m.uid() == uid => {
-                        uids.insert(uid);
+                        keys.insert(ServerKey { uid, shard: 0 });
+                        let sockets = std::fs::read_dir(entry.path()).into_iter().flatten();
+                        for socket in sockets.flatten() {
+                            let name = socket.file_name();
+                            let shard = name.to_str().and_then(super::server::shard_of_socket);
+                            if let Some(shard) = shard {
+                                keys.insert(ServerKey { uid, shard });
+                            }
+                        }
                     }
                     _ => {
                         tracing::warn!(path = %entry.path().display(), "ignoring a server directory not owned by its uid")
@@ -174,8 +186,8 @@ impl Servers {
                 }
             }
         }
-        uids.retain(|uid| only.is_none_or(|o| o == *uid));
-        let adoptions = uids.into_iter().map(|uid| self.adopt(uid));
+        keys.retain(|k| only.is_none_or(|o| o == k.uid));
+        let adoptions = keys.into_iter().map(|key| self.adopt(key));
         for result in futures::future::join_all(adoptions).await {
             result?;
         }
@@ -188,16 +200,17 @@ impl Servers {
         Ok(())
     }
 
-    async fn adopt(&self, uid: u32) -> anyhow::Result<()> {
+    async fn adopt(&self, key: ServerKey) -> anyhow::Result<()> {
+        let uid = key.uid;
         let account = match Account::by_uid(uid) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(uid, error = %e, "the sessions of a uid without an account are lost");
-                self.mark_lost_uid(uid);
+                self.mark_lost(key);
                 return Ok(());
             }
         };
-        let server = self.entry(&account);
+        let server = self.entry(&account, key.shard);
         let _guard = server.lifecycle.lock().await;
         let history = self.config.get().tmux.history_limit;
         match server.bring_up(history, false).await? {
@@ -220,32 +233,33 @@ impl Servers {
             None => {
                 tracing::info!(
                     uid,
-                    "no tmux server answers for this uid; its saved sessions are lost"
+                    shard = key.shard,
+                    "no tmux server answers on this socket; its saved sessions are lost"
                 );
-                self.mark_lost_uid(uid);
+                self.mark_lost(key);
             }
         }
         Ok(())
     }
 
-    fn mark_lost_uid(&self, uid: u32) {
-        self.registry.mark_lost_where("its tmux server is gone", |r| r.server_uid() == uid);
+    fn mark_lost(&self, key: ServerKey) {
+        self.registry.mark_lost_where("its tmux server is gone", |r| r.server_key() == key);
     }
 
     /// `daemon.status`'s view of the servers: those running, and those that
     /// still hold sessions.
     pub fn status(&self) -> Vec<ServerStatus> {
-        let by_uid: BTreeMap<u32, usize> = self.registry.lock().live_by_uid().collect();
+        let by_key: BTreeMap<ServerKey, usize> = self.registry.lock().live_by_server().collect();
         self.all()
             .into_iter()
-            .filter(|s| s.is_up() || by_uid.contains_key(&s.uid) || s.start_error().is_some())
+            .filter(|s| s.is_up() || by_key.contains_key(&s.key()) || s.start_error().is_some())
             .map(|s| ServerStatus {
                 uid: s.uid,
                 user: s.user.clone(),
                 pid: s.info().map(|i| i.pid),
                 socket: s.paths.socket.clone(),
                 alive: s.is_up(),
-                sessions: by_uid.get(&s.uid).copied().unwrap_or(0),
+                sessions: by_key.get(&s.key()).copied().unwrap_or(0),
                 unit: s.unit.clone(),
                 version: s.info().map(|i| i.version),
                 error: s.start_error(),

@@ -61,6 +61,13 @@ pub struct Stored {
     /// completed from this metadata; without it, dropped.
     #[serde(default, skip_serializing_if = "is_false")]
     pub pending: bool,
+    /// Which of its uid's tmux servers it lives in (0: the first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shard: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// [`Stored`] by reference, to journal a record without copying it.
@@ -73,6 +80,9 @@ pub struct StoredRef<'a> {
     /// See [`Stored`].
     #[serde(skip_serializing_if = "is_false")]
     pub pending: bool,
+    /// See [`Stored`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub shard: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -373,13 +383,18 @@ mod tests {
             "ended_at": null, "owner_uid": 1000, "limits": {}, "keep": false
         }))
         .unwrap();
-        Stored { session: s, scope: None, pending: false }
+        Stored { session: s, scope: None, pending: false, shard: 0 }
     }
 
     fn put(st: &Stored) -> Vec<u8> {
         let mut out = Vec::new();
-        EntryRef::Put(StoredRef { session: &st.session, scope: &st.scope, pending: st.pending })
-            .encode(&mut out);
+        let r = StoredRef {
+            session: &st.session,
+            scope: &st.scope,
+            pending: st.pending,
+            shard: st.shard,
+        };
+        EntryRef::Put(r).encode(&mut out);
         out
     }
 

@@ -94,7 +94,7 @@ pub fn apply(
         );
     }
     let covered: Vec<String> = match scope {
-        Scope::All => registry.lock().ids_where(|r| r.server_uid() == server.uid),
+        Scope::All => registry.lock().ids_where(|r| r.server_key() == server.key()),
         Scope::Ids(ids) => ids.iter().cloned().collect(),
         Scope::Shown => Vec::new(),
     };
@@ -105,7 +105,7 @@ pub fn apply(
                 continue;
             }
             let Some(rec) = records.get(id) else { continue };
-            if rec.server_uid() != server.uid || rec.spawning || rec.epoch > epoch {
+            if rec.server_key() != server.key() || rec.spawning || rec.epoch > epoch {
                 continue;
             }
             if rec.session.adopted {
@@ -149,7 +149,7 @@ fn apply_chunk(
             continue;
         }
         let (spawning, ours) = match records.get(id) {
-            Some(rec) => (rec.spawning, rec.server_uid() == server.uid),
+            Some(rec) => (rec.spawning, rec.server_key() == server.key()),
             None => (false, false),
         };
         match records.get(id) {
@@ -170,7 +170,7 @@ fn apply_chunk(
             }
             Some(_) => {
                 if server.refuse(&p.session_name) {
-                    tracing::warn!(session_id = %id, uid = server.uid, "a session in this server uses the id of another user's session; ignored");
+                    tracing::warn!(session_id = %id, uid = server.uid, "a session in this server uses the id of a session of another server; ignored");
                 }
                 done.refused += 1;
             }
@@ -185,7 +185,7 @@ fn apply_chunk(
                 let claimed = metas.get(&p.session_name);
                 tracing::warn!(session_id = %id, uid = server.uid, claimed_metadata = claimed.is_some(),
                     "adopted a session the daemon did not create (it belongs to the server's uid)");
-                let mut rec = Record::adopted(id, p, claimed, server.uid, &server.user);
+                let mut rec = Record::adopted(id, p, claimed, server.key(), &server.user);
                 rec.apply_pane(p, now);
                 rec.epoch = epoch;
                 records.insert_lazy(rec);
@@ -199,7 +199,7 @@ fn apply_chunk(
 
 /// Marks every session of `server` lost (the server is gone).
 fn mark_all_lost(registry: &Registry, server: &Server) {
-    registry.mark_lost_where("its tmux server is gone", |r| r.server_uid() == server.uid);
+    registry.mark_lost_where("its tmux server is gone", |r| r.server_key() == server.key());
 }
 
 /// The `@ccm_meta` of every listed session the registry does not know
@@ -265,7 +265,7 @@ fn waits_for_status(registry: &Registry, server: &Server, panes: &[PaneInfo]) ->
         p.session_name
             .strip_prefix(SESSION_PREFIX)
             .and_then(|id| records.get(id))
-            .is_some_and(|r| r.server_uid() == server.uid && r.waits_for_status(p))
+            .is_some_and(|r| r.server_key() == server.key() && r.waits_for_status(p))
     })
 }
 
@@ -342,12 +342,12 @@ async fn refresh_some(
         let windows = todo
             .windows
             .into_iter()
-            .filter(|w| records.by_window(server.uid, w).is_none())
+            .filter(|w| records.by_window(server.key(), w).is_none())
             .collect();
         let ids = todo
             .closed
             .iter()
-            .filter_map(|w| records.by_window(server.uid, w))
+            .filter_map(|w| records.by_window(server.key(), w))
             .filter(|r| !r.spawning)
             .map(|r| r.session.id.clone())
             .collect();
@@ -457,7 +457,7 @@ async fn watch(
                 tracing::warn!(uid = server.uid, error = %e, "refreshing sessions from tmux failed")
             }
         }
-        if registry.count_in(server.uid) > 0 {
+        if registry.count_in(server.key()) > 0 {
             idle_since = None;
             continue;
         }
@@ -466,7 +466,7 @@ async fn watch(
         if since.elapsed() >= limit {
             let _guard = server.lifecycle.lock().await;
             // A create reserves its record before it needs the server.
-            if registry.count_in(server.uid) == 0 {
+            if registry.count_in(server.key()) == 0 {
                 server.stop().await;
                 return Ended::Stopped;
             }

@@ -100,10 +100,19 @@ impl TestDaemon {
         uid_socket(&self.tmux_dir, uid)
     }
 
-    /// Every tmux server socket that exists now.
+    /// Every tmux server socket that exists now (a uid's first server's
+    /// `tmux.sock`, and `tmux.N.sock` of its others).
     pub fn tmux_sockets(&self) -> Vec<PathBuf> {
         let per_uid = std::fs::read_dir(&self.tmux_dir).into_iter().flatten().flatten();
-        per_uid.map(|e| e.path().join(TMUX_SOCKET_NAME)).filter(|s| s.exists()).collect()
+        let files =
+            per_uid.flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten());
+        files
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                name.starts_with("tmux.") && name.ends_with(".sock")
+            })
+            .collect()
     }
 
     /// Starts the process again on the same sockets (after a stop or kill).
