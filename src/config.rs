@@ -539,6 +539,28 @@ impl Config {
                 format!("must be at least {MIN_COMMANDS_IN_FLIGHT} (a capture sends 3 commands at once)"),
             ));
         }
+        // A loop period of nanoseconds would spin a core (and the watchdog
+        // needs the health loop to breathe).
+        for (key, value, min) in [
+            ("cleanup.interval", self.cleanup.interval.0, MIN_LOOP_INTERVAL),
+            ("health.interval", self.health.interval.0, MIN_LOOP_INTERVAL),
+            ("daemon.write_timeout", d.write_timeout.0, MIN_LOOP_INTERVAL),
+            ("daemon.idle_timeout", d.idle_timeout.0, MIN_LOOP_INTERVAL),
+        ] {
+            if value < min {
+                return Err((key.to_string(), format!("must be at least {min:?}")));
+            }
+        }
+        for (key, path) in [
+            ("daemon.socket", &d.socket),
+            ("daemon.state_dir", &d.state_dir),
+            ("tmux.socket_dir", &self.tmux.socket_dir),
+            ("metrics.textfile", &self.metrics.textfile),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().as_encoded_bytes().contains(&0)) {
+                return Err((key.to_string(), "must not contain a NUL byte".to_string()));
+            }
+        }
         let prefix = &self.tmux.unit_prefix;
         let unit_ok = !prefix.is_empty()
             && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -551,6 +573,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The shortest period of the daemon's loops and timeouts.
+pub const MIN_LOOP_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Config {
     /// The control socket path, resolving the uid-dependent default.
@@ -708,6 +733,12 @@ mod tests {
         assert!(err.starts_with("/etc/test.toml:2: limits.default.nofile:"), "{err}");
         let err = parse("[daemon]\nsocket = \"relative.sock\"\n").unwrap_err().to_string();
         assert!(err.starts_with("/etc/test.toml:2: daemon.socket:"), "{err}");
+        let err = parse("[health]\ninterval = \"1ns\"\n").unwrap_err().to_string();
+        assert_eq!(err, "/etc/test.toml:2: health.interval: must be at least 100ms");
+        let err = parse("[cleanup]\ninterval = \"10ms\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("/etc/test.toml:2: cleanup.interval: must be at least"), "{err}");
+        let err = parse("[daemon]\nsocket = \"/run/a\\u0000b\"\n").unwrap_err().to_string();
+        assert!(err.contains("daemon.socket: must not contain a NUL byte"), "{err}");
     }
 
     #[test]

@@ -583,6 +583,7 @@ mod tests {
             ErrorKind::StateNotSaved,
         ];
         let mut codes: Vec<i64> = kinds.iter().map(|k| k.code()).collect();
+        codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
         for k in kinds {
