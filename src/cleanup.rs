@@ -86,6 +86,9 @@ impl Reaper {
         let cfg = config.get().cleanup.clone();
         let records = sessions.all_records();
         let procs = if cfg.max_idle.0.is_some() { procs::all() } else { Vec::new() };
+        // Indexed once: a tree per session over the whole list was
+        // O(sessions x processes).
+        let index = procs::Index::new(&procs);
         let now = SystemTime::now();
         let mut seen = HashMap::new();
         let mut removed = Vec::new();
@@ -93,7 +96,7 @@ impl Reaper {
             let s = &record.session;
             let busy = match (s.state, s.pid, cfg.max_idle.0) {
                 (SessionState::Running, Some(pid), Some(_)) => {
-                    let used = procs::cpu_ticks(&procs, &procs::tree(&procs, pid));
+                    let used = index.cpu_ticks(&index.tree(pid));
                     seen.insert(s.id.clone(), used);
                     // First sight: unknown, so not idle (never reap live work on a guess).
                     ticks.get(&s.id).is_none_or(|before| used > *before)

@@ -354,11 +354,14 @@ impl Sessions {
                 .pid
                 .filter(|pid| !reused(pid))
                 .filter(|pid| procs::owned_by(*pid, uid));
-            // Reading every /proc/PID/stat takes a millisecond or more on a
-            // busy host: not on a runtime worker.
+            // The tree from the kernel's lists of children (reading every
+            // /proc/PID/stat instead cost O(processes on the host) per kill);
+            // on the blocking pool either way.
             let tree = match root {
                 Some(pid) => tokio::task::spawn_blocking(move || {
-                    procs::owned(&procs::tree(&procs::all(), pid), uid)
+                    let tree =
+                        procs::descendants(pid).unwrap_or_else(|| procs::tree(&procs::all(), pid));
+                    procs::owned(&tree, uid)
                 })
                 .await
                 .unwrap_or_default(),

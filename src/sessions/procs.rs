@@ -63,6 +63,83 @@ pub fn tree(procs: &[ProcStat], root: u32) -> BTreeSet<u32> {
     out
 }
 
+/// Every process indexed once, so that the trees of many sessions cost
+/// O(processes) in all rather than each (the reaper looks at every session).
+pub struct Index<'a> {
+    children: HashMap<u32, Vec<u32>>,
+    by_sid: HashMap<u32, Vec<u32>>,
+    by_pid: HashMap<u32, &'a ProcStat>,
+}
+
+impl<'a> Index<'a> {
+    /// Indexes `procs`.
+    pub fn new(procs: &'a [ProcStat]) -> Index<'a> {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut by_sid: HashMap<u32, Vec<u32>> = HashMap::new();
+        for p in procs {
+            children.entry(p.ppid).or_default().push(p.pid);
+            by_sid.entry(p.sid).or_default().push(p.pid);
+        }
+        Index { children, by_sid, by_pid: procs.iter().map(|p| (p.pid, p)).collect() }
+    }
+
+    /// What [`tree`] gives, in O(size of the tree).
+    pub fn tree(&self, root: u32) -> BTreeSet<u32> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![root];
+        while let Some(pid) = stack.pop() {
+            if out.insert(pid) {
+                stack.extend(self.children.get(&pid).into_iter().flatten());
+            }
+        }
+        out.extend(self.by_sid.get(&root).into_iter().flatten());
+        out.retain(|pid| self.by_pid.contains_key(pid));
+        out
+    }
+
+    /// What [`cpu_ticks`] gives.
+    pub fn cpu_ticks(&self, pids: &BTreeSet<u32>) -> u64 {
+        pids.iter().filter_map(|p| self.by_pid.get(p)).map(|p| p.cpu_ticks).sum()
+    }
+}
+
+/// Most processes [`descendants`] walks (a fork bomb must not keep the
+/// daemon walking).
+const MAX_WALK: usize = 1 << 16;
+
+/// Whether the kernel lists children in `/proc/PID/task/TID/children`
+/// (CONFIG_PROC_CHILDREN).
+fn children_files() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
+}
+
+/// `root` and its descendants, from the kernel's list of each thread's
+/// children: O(size of the tree), where [`tree`] over [`all`] reads every
+/// process on the host (10,000 sessions are 10,000 processes, for every
+/// kill). Processes that left the tree (reparented after their parent
+/// exited) are not found: a session's scope (cgroups) or the subreaper
+/// wrapper holds those. `None` when the kernel has no such lists.
+pub fn descendants(root: u32) -> Option<BTreeSet<u32>> {
+    if !children_files() {
+        return None;
+    }
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if out.len() >= MAX_WALK || !out.insert(pid) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            let Ok(list) = std::fs::read_to_string(task.path().join("children")) else { continue };
+            stack.extend(list.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+    }
+    out.retain(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+    Some(out)
+}
+
 /// Total CPU ticks used by the processes in `pids`.
 pub fn cpu_ticks(procs: &[ProcStat], pids: &BTreeSet<u32>) -> u64 {
     procs.iter().filter(|p| pids.contains(&p.pid)).map(|p| p.cpu_ticks).sum()
@@ -116,6 +193,43 @@ mod tests {
         ];
         let t = tree(&procs, 10);
         assert_eq!(t.into_iter().collect::<Vec<_>>(), vec![10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn the_index_gives_the_same_trees() {
+        let p = |pid, ppid, sid| ProcStat { pid, ppid, sid, cpu_ticks: u64::from(pid) };
+        let procs = vec![
+            p(10, 1, 10),
+            p(11, 10, 10),
+            p(12, 11, 10),
+            p(13, 1, 10),
+            p(14, 1, 14),
+            p(15, 14, 14),
+        ];
+        let index = Index::new(&procs);
+        for root in [10, 14, 99] {
+            assert_eq!(index.tree(root), tree(&procs, root));
+            assert_eq!(index.cpu_ticks(&index.tree(root)), cpu_ticks(&procs, &tree(&procs, root)));
+        }
+    }
+
+    #[test]
+    fn descendants_are_read_from_the_kernel() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let found = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                descendants(pid).filter(|d| d.len() == 3)
+            })
+            .expect("sh and its two sleeps");
+        assert_eq!(found, tree(&all(), pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kill_all(&found);
     }
 
     #[test]
