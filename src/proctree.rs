@@ -49,11 +49,16 @@ fn by_full_scan(roots: &[u32]) -> BTreeSet<u32> {
         .expect("the listing answers for every pid")
 }
 
+/// Most processes a walk collects: a fork bomb in a session must not keep
+/// the daemon walking (its cgroup, or the wrapper's repeated rounds, get
+/// the rest).
+const MAX_WALK: usize = 1 << 16;
+
 fn walk(roots: &[u32], mut children: impl FnMut(u32) -> Option<Vec<u32>>) -> Option<BTreeSet<u32>> {
     let mut out = BTreeSet::new();
     let mut stack: Vec<u32> = roots.to_vec();
     while let Some(pid) = stack.pop() {
-        if out.insert(pid) {
+        if out.len() < MAX_WALK && out.insert(pid) {
             stack.extend(children(pid)?);
         }
     }

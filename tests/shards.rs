@@ -105,3 +105,32 @@ fn a_uid_s_sessions_fill_servers_of_sessions_per_server_and_survive_restarts() {
     }
     eprintln!("5 sessions with sessions_per_server = 2: {:?}", per_socket(&before));
 }
+
+#[test]
+fn a_server_that_died_while_the_daemon_was_down_loses_only_its_own_sessions() {
+    let mut d = TestDaemon::start("[tmux]\nsessions_per_server = 1\n");
+    let ids: Vec<String> = (0..3).map(|_| create(&d)).collect();
+    let at = sockets(&d);
+    d.stop();
+    // SIGKILL: the socket file stays behind, stale.
+    let dead = &at[&ids[1]];
+    let pid = common::daemon::tmux_server_pid(dead).expect("a pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    common::wait::eventually(common::wait::WAIT, "the server gone", || {
+        common::daemon::tmux_server_pid(dead).is_none().then_some(())
+    });
+    assert!(dead.exists(), "a stale socket");
+    let t = std::time::Instant::now();
+    d.restart();
+    eprintln!("READY with a stale socket in {:?}", t.elapsed());
+    for (i, id) in ids.iter().enumerate() {
+        let s = d.ok("session.get", json!({"id": id}));
+        let want = if i == 1 { "lost" } else { "running" };
+        assert_eq!(s["state"], want, "{s}");
+    }
+    // Its place is taken again by the next create.
+    let next = create(&d);
+    assert_eq!(sockets(&d)[&next], *dead);
+    works(&d, &next);
+}

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{
-    call, cpu_ticks, d_create, new_session_cmd, rss_kib, time, tmux_server_pid, Control,
-    DaemonGuard, Stats,
+    call, cpu_ticks, d_create, d_list, new_session_cmd, rss_kib, time, tmux_server_pid, Control,
+    DaemonGuard, Row, Stats,
 };
 use ccmanagerd::tmux::Cmd;
 
@@ -259,17 +259,17 @@ fn count_running(d: &DaemonGuard) -> Result<usize> {
     Ok(v["sessions"].as_array().map(Vec::len).unwrap_or(0))
 }
 
+/// `reps` calls of `f` (after 5 unmeasured) on one connection.
 fn measure(
     d: &DaemonGuard,
     n: usize,
     reps: usize,
-    params: serde_json::Value,
-    method: &str,
+    mut f: impl FnMut(&mut ccmanagerd::client::Client) -> Result<()>,
 ) -> Result<At> {
     let mut c = d.client()?;
     let mut t = vec![];
     for i in 0..reps + 5 {
-        let (dt, _) = time(|| call(&mut c, method, params.clone()))?;
+        let (dt, _) = time(|| f(&mut c))?;
         if i >= 5 {
             t.push(dt);
         }
@@ -331,20 +331,23 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
     let (c_n, k_n) = kill_create(&d, n, REPS)?;
     let (rc_n, rk_n) = raw_create_kill(&d, n, REPS)?;
     note("list and get");
-    let list_fields = measure(
-        &d,
-        n,
-        50,
-        json!({"fields": ["id", "tmux_session", "created_at", "state", "pid"]}),
-        "session.list",
-    )?;
-    let list_whole = measure(&d, n, 50, json!({}), "session.list")?;
+    // As a client would: decoded into typed records (the main bench's
+    // `list N` rows), not into a `serde_json::Value` tree.
+    let list_fields =
+        measure(&d, n, 50, |c| d_list::<Row>(c, json!({"fields": super::ROW_FIELDS})))?;
+    let list_whole =
+        measure(&d, n, 50, |c| d_list::<ccmanagerd::protocol::types::Session>(c, json!({})))?;
     let id = {
         let mut c = d.client()?;
         let v = call(&mut c, "session.list", json!({"fields": ["id"]}))?;
         v["sessions"][n / 2]["id"].as_str().context("no session")?.to_string()
     };
-    let get = measure(&d, n, 2000, json!({"id": id}), "session.get")?;
+    let get = measure(&d, n, 2000, |c| {
+        c.request::<ccmanagerd::protocol::method::SessionGet>(
+            &ccmanagerd::protocol::methods::SessionId { id: id.clone() },
+        )?;
+        Ok(())
+    })?;
     let tmux_dir = d.dir.path().join("tmux");
     let socks = super::tmux_sockets(&tmux_dir);
     let pids: Vec<i32> = socks.iter().map(|s| tmux_server_pid(s)).collect();
@@ -405,8 +408,16 @@ pub fn render(r: &ScaleReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "| operation | sessions | n | p50 | p99 | mean |");
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
-    let rows =
-        r.create.iter().map(|a| ("create", a)).chain(r.kill.iter().map(|a| ("kill", a))).chain([
+    let raw_c = r.raw_create.iter().map(|a| ("tmux's own new-session (raw control mode)", a));
+    let raw_k = r.raw_kill.iter().map(|a| ("tmux's own kill-session (raw control mode)", a));
+    let rows = r
+        .create
+        .iter()
+        .map(|a| ("create", a))
+        .chain(r.kill.iter().map(|a| ("kill", a)))
+        .chain(raw_c)
+        .chain(raw_k)
+        .chain([
             ("list, 5 fields", &r.list_fields),
             ("list, whole sessions", &r.list_whole),
             ("get", &r.get),
@@ -427,8 +438,11 @@ pub fn render(r: &ScaleReport) -> String {
     let _ = writeln!(s, "|---|---:|");
     let _ = writeln!(
         s,
-        "| create p50 at {} / at {} | {:.2}× |",
-        r.sessions, r.create[0].sessions, r.create_ratio
+        "| create p50 at {} / at {} | {:.2}× (tmux's own new-session: {:.2}×) |",
+        r.sessions,
+        r.create[0].sessions,
+        r.create_ratio,
+        r.raw_create[1].stats.p50_us / r.raw_create[0].stats.p50_us.max(f64::MIN_POSITIVE)
     );
     let _ = writeln!(
         s,

@@ -161,14 +161,12 @@ async fn save(registry: &Registry, persist: &Arc<Persist>, full: bool) {
     let compact = full
         || persist.saved.borrow().error.is_some()
         || persist.store.lock().unwrap_or_else(|e| e.into_inner()).needs_compaction();
-    let (work, gen) = {
+    let (work, gen) = if compact {
+        let (all, gen) = registry.snapshot();
+        (Work::Compact(all), gen)
+    } else {
         let mut records = registry.lock();
-        let gen = records.generation();
-        if compact {
-            (Work::Compact(records.take_all()), gen)
-        } else {
-            (Work::Append(records.take_dirty()), gen)
-        }
+        (Work::Append(records.take_dirty()), records.generation())
     };
     if matches!(&work, Work::Append(lines) if lines.is_empty()) {
         return;

@@ -412,33 +412,63 @@ impl Server {
                     "adopted a running tmux server"
                 );
             }
-            info
+            Some(info)
         } else {
-            match self.probe().await {
-                Some(info) => info,
-                None => return Ok(None),
-            }
+            None
         };
         let mut client_config = ClientConfig::new(&self.paths.tmux_bin, &self.paths.socket);
         client_config.run_as = self.paths.client_as.clone();
         (client_config.max_commands, client_config.max_reply_bytes) =
             (self.budgets.0, self.budgets.1);
         client_config.budget_hook = self.budgets.2.clone();
-        let (client, rx) = tmux::connect(&client_config).await?;
+        // Adopting, the control client is the probe (it never starts a
+        // server: `-N`): one tmux process per server instead of two, which is
+        // what a restart with many servers waits for.
+        let (client, rx) = match tmux::connect(&client_config).await {
+            Ok(c) => c,
+            Err(e) if info.is_none() => {
+                return match self.probe().await {
+                    None => Ok(None),
+                    Some(_) => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
         let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
         let setup = [
             Cmd::new("set-hook").flag("-g").arg("pane-died").arg(hook),
             Cmd::new("set-option").flag("-g").arg("history-limit").arg(history_limit.to_string()),
         ];
-        for cmd in setup {
-            client.run(&cmd).await?;
-        }
         // tmux >= 3.3 prints "Pane is dead" into an exited pane, scrolling its
         // last output off the visible screen; keep the output readable.
-        // Older versions lack the option, which is fine.
-        let _ = client
-            .run(&Cmd::new("set-option").flag("-g").arg("remain-on-exit-format").arg(""))
-            .await;
+        // Older versions lack the option, which is fine. All pipelined.
+        let format = Cmd::new("set-option").flag("-g").arg("remain-on-exit-format").arg("");
+        let whoami = Cmd::new("display-message").flag("-p").arg("#{pid} #{version}");
+        let (setup, format, whoami) = futures::join!(
+            futures::future::try_join_all(setup.iter().map(|c| client.run(c))),
+            client.run(&format),
+            client.run(&whoami),
+        );
+        setup?;
+        let _ = format;
+        let info = match info {
+            Some(info) => info,
+            None => {
+                let out = whoami?;
+                let line = out.first().unwrap_or_default();
+                let parsed = line.split_once(' ').and_then(|(pid, version)| {
+                    Some(tmux::ServerInfo { pid: pid.parse().ok()?, version: version.to_owned() })
+                });
+                let info = parsed.with_context(|| format!("unexpected server info {line:?}"))?;
+                tracing::info!(
+                    uid = self.uid,
+                    shard = self.shard,
+                    pid = info.pid,
+                    "adopted a running tmux server"
+                );
+                info
+            }
+        };
         self.set_info(Some(info));
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(client));
         Ok(Some(rx))

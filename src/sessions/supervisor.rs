@@ -372,6 +372,15 @@ async fn refresh_some(
     Ok(waits_for_status(registry, server, &panes))
 }
 
+/// `interval` give or take a quarter, at random: the full refreshes of a
+/// uid's many servers (started together) must not all run at once, each
+/// time, stalling every request for a moment.
+fn jittered(interval: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    interval.mul_f64(0.75 + f64::from(b[0]) / 510.0)
+}
+
 /// What ended a supervisor's watch.
 enum Ended {
     Shutdown,
@@ -419,7 +428,7 @@ async fn watch(
     shutdown: &mut ShutdownListener,
 ) -> Ended {
     let interval = || config.get().health.interval.0;
-    let mut next = tokio::time::Instant::now() + interval();
+    let mut next = tokio::time::Instant::now() + jittered(interval());
     let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
         let Ok(client) = server.client() else { return Ended::Closed };
@@ -445,7 +454,7 @@ async fn watch(
         };
         let cfg = config.get();
         if todo.full {
-            next = tokio::time::Instant::now() + cfg.health.interval.0;
+            next = tokio::time::Instant::now() + jittered(cfg.health.interval.0);
         }
         match refresh_some(registry, server, cfg.limits.max_sessions_per_owner, todo).await {
             Ok(true) => {
