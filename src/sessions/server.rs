@@ -424,15 +424,42 @@ impl Server {
         // Adopting, the control client is the probe (it never starts a
         // server: `-N`): one tmux process per server instead of two, which is
         // what a restart with many servers waits for.
-        let (client, rx) = match tmux::connect(&client_config).await {
+        // Bounded like the probe it replaces: a stopped server would hold the
+        // control client's first command for the whole request timeout, and
+        // the daemon's start (READY) with it.
+        let connected = if info.is_none() {
+            tokio::time::timeout(tmux::server::PROBE_TIMEOUT, tmux::connect(&client_config))
+                .await
+                .map_err(|_| None)
+                .and_then(|r| r.map_err(Some))
+        } else {
+            tmux::connect(&client_config).await.map_err(Some)
+        };
+        let (client, rx) = match connected {
             Ok(c) => c,
+            // Adopting a server that holds its socket but does not answer:
+            // not running as far as the caller is concerned, which keeps it
+            // (never a second server) while its supervisor retries.
+            Err(_) if info.is_none() && self.lives() => return Ok(None),
             Err(e) if info.is_none() => {
                 return match self.probe().await {
                     None => Ok(None),
-                    Some(_) => Err(e.into()),
+                    Some(_) => Err(e.map_or_else(
+                        || {
+                            anyhow::anyhow!(
+                                "the control client did not attach within {:?}",
+                                tmux::server::PROBE_TIMEOUT
+                            )
+                        },
+                        anyhow::Error::from,
+                    )),
                 };
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(
+                    e.map_or_else(|| anyhow::anyhow!("connect timed out"), anyhow::Error::from)
+                )
+            }
         };
         let hook = Cmd::new("set-buffer").opt("-b", PANE_DIED_BUFFER).arg("1").render()?;
         let setup = [
