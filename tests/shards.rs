@@ -134,3 +134,47 @@ fn a_server_that_died_while_the_daemon_was_down_loses_only_its_own_sessions() {
     assert_eq!(sockets(&d)[&next], *dead);
     works(&d, &next);
 }
+
+/// How many lines of the daemon's log contain `what`.
+fn log_count(d: &TestDaemon, what: &str) -> usize {
+    d.log_text().lines().filter(|l| l.contains(what)).count()
+}
+
+#[test]
+fn notifications_refresh_only_the_sessions_they_name() {
+    // No periodic full refresh during the test: only notifications.
+    let d = TestDaemon::start("[health]\ninterval = \"1h\"\n");
+    let ids: Vec<String> = (0..20).map(|_| create(&d)).collect();
+    for id in &ids[..10] {
+        d.ok("session.kill", json!({"id": id}));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The daemon's own creates and kills cost no full listing, and at most
+    // a few one-window ones (the keeper's window when the server starts; a
+    // create still in flight when a burst's notifications are handled).
+    assert_eq!(log_count(&d, "full refresh"), 0, "{}", d.log_text());
+    let own = log_count(&d, "targeted refresh");
+    assert!(own <= 4, "{own} targeted refreshes for 30 creates and kills:\n{}", d.log_text());
+
+    // A session killed behind the daemon's back: its window closed, its
+    // session alone is looked at, and it is lost.
+    let victim = &ids[15];
+    let out = d.tmux(&["kill-session", "-t", &format!("=ccmanager_sess_{victim}")]);
+    assert!(out.status.success());
+    common::wait::eventually(common::wait::WAIT, "the session lost", || {
+        (d.ok("session.get", json!({"id": victim}))["state"] == "lost").then_some(())
+    });
+    // A session planted in the server: its new window is looked at.
+    let out = d.tmux(&["new-session", "-d", "-s", "ccmanager_sess_planted1", "sleep", "1000"]);
+    assert!(out.status.success());
+    common::wait::eventually(common::wait::WAIT, "the planted session adopted", || {
+        d.call("session.get", json!({"id": "planted1"})).ok().filter(|s| s["adopted"] == true)
+    });
+    assert_eq!(log_count(&d, "full refresh"), 0, "{}", d.log_text());
+    assert!(log_count(&d, "targeted refresh") >= own + 2, "{}", d.log_text());
+    for id in &ids[10..] {
+        if id != victim {
+            assert_eq!(d.ok("session.get", json!({"id": id}))["state"], "running");
+        }
+    }
+}

@@ -279,6 +279,7 @@ pub async fn refresh(
 ) -> crate::error::Result<bool> {
     let epoch = server.epoch();
     let panes = server.list_panes().await?;
+    tracing::debug!(uid = server.uid, shard = server.shard, panes = panes.len(), "full refresh");
     let metas = metas_of_unknown(registry, server, &panes).await;
     apply(registry, server, &panes, &metas, epoch, per_uid_cap, Scope::All);
     Ok(waits_for_status(registry, server, &panes))
@@ -353,17 +354,44 @@ async fn refresh_some(
             .collect();
         (windows, ids)
     };
+    if ids.is_empty() && windows.is_empty() && !todo.dead {
+        // Our own creates and kills: the registry knows already.
+        return Ok(false);
+    }
+    tracing::debug!(
+        uid = server.uid,
+        shard = server.shard,
+        sessions = ids.len(),
+        windows = windows.len(),
+        dead = todo.dead,
+        "targeted refresh"
+    );
     let mut panes = Vec::new();
     for id in &ids {
         let name = format!("{SESSION_PREFIX}{id}");
         panes.extend(server.session_panes(&name).await?.unwrap_or_default());
     }
+    // A window or a dead pane says something only about its own pane: a
+    // known session is described by its first pane (what a full listing
+    // and a session listing give first), so a window its program opened,
+    // or the death of a pane other than the session's, leaves it alone.
+    let mut other = Vec::new();
     for w in &windows {
-        panes.extend(server.window_panes(w).await?.unwrap_or_default());
+        other.extend(server.window_panes(w).await?.unwrap_or_default());
     }
     if todo.dead {
-        panes.extend(server.dead_panes().await?);
+        other.extend(server.dead_panes().await?);
     }
+    {
+        let records = registry.lock();
+        other.retain(|p| {
+            match p.session_name.strip_prefix(SESSION_PREFIX).and_then(|id| records.get(id)) {
+                None => true,
+                Some(r) => r.pane.as_deref() == Some(p.pane.as_str()),
+            }
+        });
+    }
+    panes.extend(other);
     if panes.is_empty() && ids.is_empty() {
         return Ok(false);
     }
