@@ -154,6 +154,9 @@ pub struct ScaleReport {
     pub list_fields: At,
     /// `session.list` at N, whole sessions.
     pub list_whole: At,
+    /// `session.list` at N with five fields, the reply read but not decoded:
+    /// the daemon's part (and the socket's).
+    pub list_fields_raw: At,
     /// `session.get` at N.
     pub get: At,
     /// Daemon / tmux server VmRSS at N, KiB.
@@ -301,6 +304,36 @@ fn restart(d: &mut DaemonGuard, n: usize, kill: bool) -> Result<Restart> {
     })
 }
 
+/// `session.list` with five fields, `reps` times, the reply line read into
+/// a buffer and not decoded.
+fn raw_list(d: &DaemonGuard, n: usize, reps: usize) -> Result<At> {
+    use std::io::{BufRead, Write};
+    let stream = std::os::unix::net::UnixStream::connect(&d.socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = std::io::BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let line = format!(
+        "{}\n",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "session.list",
+            "params": {"fields": super::ROW_FIELDS}})
+    );
+    let mut buf = Vec::with_capacity(2 << 20);
+    let mut t = vec![];
+    for i in 0..reps + 5 {
+        buf.clear();
+        let start = Instant::now();
+        writer.write_all(line.as_bytes())?;
+        reader.read_until(b'\n', &mut buf)?;
+        if i >= 5 {
+            t.push(start.elapsed());
+        }
+    }
+    if !buf.starts_with(b"{\"jsonrpc\"") || buf.len() < n * 50 {
+        bail!("unexpected list reply ({} bytes)", buf.len());
+    }
+    Ok(At::of(n, t))
+}
+
 /// Runs the scale scenario with `n` sessions.
 pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
     let t0 = Instant::now();
@@ -337,6 +370,7 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
         measure(&d, n, 50, |c| d_list::<Row>(c, json!({"fields": super::ROW_FIELDS})))?;
     let list_whole =
         measure(&d, n, 50, |c| d_list::<ccmanagerd::protocol::types::Session>(c, json!({})))?;
+    let list_fields_raw = raw_list(&d, n, 50)?;
     let id = {
         let mut c = d.client()?;
         let v = call(&mut c, "session.list", json!({"fields": ["id"]}))?;
@@ -377,6 +411,7 @@ pub fn run(bin: &Path, n: usize, log: bool) -> Result<ScaleReport> {
         raw_kill: vec![rk_small, rk_n],
         list_fields,
         list_whole,
+        list_fields_raw,
         get,
         rss_kib,
         tmux_fds,
@@ -419,6 +454,7 @@ pub fn render(r: &ScaleReport) -> String {
         .chain(raw_k)
         .chain([
             ("list, 5 fields", &r.list_fields),
+            ("list, 5 fields, reply read but not decoded", &r.list_fields_raw),
             ("list, whole sessions", &r.list_whole),
             ("get", &r.get),
         ]);
