@@ -30,6 +30,9 @@ use crate::shutdown::ShutdownListener;
 
 /// While saving fails, it is tried again this often (and on every change).
 pub const RETRY: Duration = Duration::from_secs(1);
+/// A save that takes this long is logged as a warning (the disk is slow,
+/// and creates and kills wait for it).
+pub const SLOW_SAVE: Duration = Duration::from_millis(100);
 /// A change nobody waits for is saved with the next save, or this long
 /// after it was made at the latest.
 pub const LAZY: Duration = Duration::from_secs(1);
@@ -172,6 +175,11 @@ async fn save(registry: &Registry, persist: &Arc<Persist>, full: bool) {
         return;
     }
     let writer = persist.clone();
+    let started = std::time::Instant::now();
+    let what = match &work {
+        Work::Append(lines) => format!("{} journal bytes", lines.len()),
+        Work::Compact(all) => format!("a snapshot of {} sessions", all.len()),
+    };
     let result = tokio::task::spawn_blocking(move || {
         let mut store = writer.store.lock().unwrap_or_else(|e| e.into_inner());
         match work {
@@ -181,6 +189,15 @@ async fn save(registry: &Registry, persist: &Arc<Persist>, full: bool) {
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    let took = started.elapsed();
+    if took >= SLOW_SAVE {
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            "saving {what} was slow (requests waiting for it waited as long)"
+        );
+    } else {
+        tracing::debug!(took_us = took.as_micros() as u64, "saved {what}");
+    }
     match result {
         Ok(()) => persist.saved.send_modify(|s| {
             if s.error.take().is_some() {
