@@ -46,6 +46,9 @@ pub struct Saved {
     pub failed: u64,
     /// Why saving fails now (path and OS error); `None` once a save worked.
     pub error: Option<String>,
+    /// The persister wrote its last snapshot and ended (shutdown): a request
+    /// still finishing saves its own change.
+    pub closed: bool,
 }
 
 /// Shared between the registry (which wakes it and waits on it), the
@@ -112,6 +115,9 @@ impl Persist {
                     let why = s.error.clone().unwrap_or_else(|| "unknown error".into());
                     return Err(Error::StateNotSaved(why));
                 }
+                if s.closed {
+                    return Err(Error::ShuttingDown);
+                }
             }
             if rx.changed().await.is_err() {
                 return Err(Error::ShuttingDown);
@@ -155,6 +161,23 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: ShutdownListener) {
         save(&registry, &persist, false).await;
     }
     save(&registry, &persist, true).await;
+    persist.saved.send_modify(|s| s.closed = true);
+}
+
+/// Makes every change up to `gen` durable when the persister has ended
+/// (requests still being served during shutdown), or waits for it.
+pub async fn durable(registry: &Registry, gen: u64) -> Result<()> {
+    let persist = registry.persist();
+    loop {
+        match persist.durable(gen).await {
+            Err(Error::ShuttingDown) => {
+                save(registry, persist, false).await;
+                // Another request's save may hold this change: let it end.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One save: the dirty sessions appended to the journal, or every session
