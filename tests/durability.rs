@@ -388,3 +388,48 @@ fn a_directory_in_place_of_the_state_file_is_moved_aside() {
     d.restart();
     assert!(list(&d).contains_key(&id));
 }
+
+#[test]
+fn sigterm_under_create_kill_load_ends_promptly_and_keeps_what_it_acknowledged() {
+    // A long shutdown timeout: a request waiting forever for a save that the
+    // persister (already gone) will never make would hold the exit this long.
+    let mut d = TestDaemon::start(
+        "[daemon]\nshutdown_timeout = \"60s\"\n[limits]\nmax_sessions = 2000\nmax_sessions_per_owner = 2000\n",
+    );
+    let mut all = Acked::default();
+    for _ in 0..3 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = load(&d.socket, 6, stop.clone());
+        std::thread::sleep(Duration::from_millis(400));
+        // The clients send nothing new (a draining daemon still serves what
+        // its open connections send), but up to 6 requests are in flight.
+        stop.store(true, Ordering::Relaxed);
+        let t = Instant::now();
+        d.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = d.wait_exit();
+        let took = t.elapsed();
+        for t in threads {
+            let a = t.join().expect("load thread");
+            all.created.extend(a.created);
+            all.killed.extend(a.killed);
+            all.in_doubt.extend(a.in_doubt);
+        }
+        assert!(status.success(), "{status}\n{}", d.log_text());
+        assert!(
+            took < Duration::from_secs(20),
+            "SIGTERM took {took:?} under load\n{}",
+            d.log_text()
+        );
+        eprintln!("SIGTERM under load: exited in {took:?}");
+        d.restart();
+        let now = list(&d);
+        for id in &all.killed {
+            assert!(!now.contains_key(id), "acknowledged kill {id} came back");
+        }
+        for id in
+            all.created.iter().filter(|id| !all.killed.contains(*id) && !all.in_doubt.contains(*id))
+        {
+            assert!(now.contains_key(id), "acknowledged create {id} missing");
+        }
+    }
+}

@@ -404,7 +404,7 @@ exited_grace = "off"
             .arg(&self.socket)
             .arg("--tmux-dir")
             .arg(self.dir.path().join("tmux"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("CCM_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .env_remove("NOTIFY_SOCKET")
             .env_remove("INVOCATION_ID")
             .env_remove("JOURNAL_STREAM")

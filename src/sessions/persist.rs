@@ -30,6 +30,9 @@ use crate::shutdown::ShutdownListener;
 
 /// While saving fails, it is tried again this often (and on every change).
 pub const RETRY: Duration = Duration::from_secs(1);
+/// A save that takes this long is logged as a warning (the disk is slow,
+/// and creates and kills wait for it).
+pub const SLOW_SAVE: Duration = Duration::from_millis(100);
 /// A change nobody waits for is saved with the next save, or this long
 /// after it was made at the latest.
 pub const LAZY: Duration = Duration::from_secs(1);
@@ -43,6 +46,9 @@ pub struct Saved {
     pub failed: u64,
     /// Why saving fails now (path and OS error); `None` once a save worked.
     pub error: Option<String>,
+    /// The persister wrote its last snapshot and ended (shutdown): a request
+    /// still finishing saves its own change.
+    pub closed: bool,
 }
 
 /// Shared between the registry (which wakes it and waits on it), the
@@ -109,6 +115,9 @@ impl Persist {
                     let why = s.error.clone().unwrap_or_else(|| "unknown error".into());
                     return Err(Error::StateNotSaved(why));
                 }
+                if s.closed {
+                    return Err(Error::ShuttingDown);
+                }
             }
             if rx.changed().await.is_err() {
                 return Err(Error::ShuttingDown);
@@ -152,6 +161,23 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: ShutdownListener) {
         save(&registry, &persist, false).await;
     }
     save(&registry, &persist, true).await;
+    persist.saved.send_modify(|s| s.closed = true);
+}
+
+/// Makes every change up to `gen` durable when the persister has ended
+/// (requests still being served during shutdown), or waits for it.
+pub async fn durable(registry: &Registry, gen: u64) -> Result<()> {
+    let persist = registry.persist();
+    loop {
+        match persist.durable(gen).await {
+            Err(Error::ShuttingDown) => {
+                save(registry, persist, false).await;
+                // Another request's save may hold this change: let it end.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One save: the dirty sessions appended to the journal, or every session
@@ -172,6 +198,11 @@ async fn save(registry: &Registry, persist: &Arc<Persist>, full: bool) {
         return;
     }
     let writer = persist.clone();
+    let started = std::time::Instant::now();
+    let what = match &work {
+        Work::Append(lines) => format!("{} journal bytes", lines.len()),
+        Work::Compact(all) => format!("a snapshot of {} sessions", all.len()),
+    };
     let result = tokio::task::spawn_blocking(move || {
         let mut store = writer.store.lock().unwrap_or_else(|e| e.into_inner());
         match work {
@@ -181,6 +212,15 @@ async fn save(registry: &Registry, persist: &Arc<Persist>, full: bool) {
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    let took = started.elapsed();
+    if took >= SLOW_SAVE {
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            "saving {what} was slow (requests waiting for it waited as long)"
+        );
+    } else {
+        tracing::debug!(took_us = took.as_micros() as u64, "saved {what}");
+    }
     match result {
         Ok(()) => persist.saved.send_modify(|s| {
             if s.error.take().is_some() {

@@ -457,7 +457,7 @@ impl Registry {
 
     /// Waits until the change of generation `gen` is durable.
     pub async fn durable(&self, gen: u64) -> Result<()> {
-        self.persist.durable(gen).await
+        super::persist::durable(self, gen).await
     }
 
     /// Counts by state.

@@ -278,10 +278,19 @@ pub async fn refresh(
     per_uid_cap: usize,
 ) -> crate::error::Result<bool> {
     let epoch = server.epoch();
+    let started = std::time::Instant::now();
     let panes = server.list_panes().await?;
-    tracing::debug!(uid = server.uid, shard = server.shard, panes = panes.len(), "full refresh");
+    let listed = started.elapsed();
     let metas = metas_of_unknown(registry, server, &panes).await;
     apply(registry, server, &panes, &metas, epoch, per_uid_cap, Scope::All);
+    tracing::debug!(
+        uid = server.uid,
+        shard = server.shard,
+        panes = panes.len(),
+        list_us = listed.as_micros() as u64,
+        total_us = started.elapsed().as_micros() as u64,
+        "full refresh"
+    );
     Ok(waits_for_status(registry, server, &panes))
 }
 
