@@ -399,7 +399,7 @@ fn sigterm_under_create_kill_load_ends_promptly_and_keeps_what_it_acknowledged()
     let mut all = Acked::default();
     for _ in 0..3 {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = load(&d.socket, 6, stop.clone());
+        let threads = load(&d.socket, 6, stop.clone(), Arc::new(AtomicUsize::new(0)));
         std::thread::sleep(Duration::from_millis(400));
         // The clients send nothing new (a draining daemon still serves what
         // its open connections send), but up to 6 requests are in flight.
