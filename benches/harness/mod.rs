@@ -581,13 +581,9 @@ fn cpu_ticks(pid: i32) -> u64 {
 /// (`<dir>/<uid>/tmux.sock`, and `tmux.N.sock` of a uid's other servers).
 fn tmux_sockets(tmux_dir: &Path) -> Vec<PathBuf> {
     let per_uid = std::fs::read_dir(tmux_dir).into_iter().flatten().flatten();
-    let files = per_uid.flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten());
-    files
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with("tmux.") && name.ends_with(".sock")
-        })
+    per_uid
+        .flat_map(|d| ccmanagerd::sessions::server::sockets_in(&d.path()))
+        .map(|(_, socket)| socket)
         .collect()
 }
 

@@ -5,7 +5,7 @@
 //! uid checks are what keeps users apart, not the daemon.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -45,6 +45,14 @@ pub fn shard_of_socket(name: &str) -> Option<u32> {
     }
     let n: u32 = name.strip_prefix("tmux.")?.strip_suffix(".sock")?.parse().ok()?;
     (n > 0 && name == format!("tmux.{n}.sock")).then_some(n)
+}
+
+/// The servers' sockets in one uid's directory (`<socket_dir>/<uid>`), with
+/// their shard numbers: what the daemon adopts, and what tests and the
+/// benchmark clean up.
+pub fn sockets_in(uid_dir: &Path) -> Vec<(u32, PathBuf)> {
+    let entries = std::fs::read_dir(uid_dir).into_iter().flatten().flatten();
+    entries.filter_map(|e| Some((shard_of_socket(e.file_name().to_str()?)?, e.path()))).collect()
 }
 
 /// `LimitNOFILE=` of a server's unit: tmux holds a descriptor per pane

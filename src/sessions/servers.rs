@@ -171,13 +171,8 @@ impl Servers {
                 match std::fs::symlink_metadata(entry.path()) {
                     Ok(m) if m.is_dir() && m.uid() == uid => {
                         keys.insert(ServerKey { uid, shard: 0 });
-                        let sockets = std::fs::read_dir(entry.path()).into_iter().flatten();
-                        for socket in sockets.flatten() {
-                            let name = socket.file_name();
-                            let shard = name.to_str().and_then(super::server::shard_of_socket);
-                            if let Some(shard) = shard {
-                                keys.insert(ServerKey { uid, shard });
-                            }
+                        for (shard, _) in super::server::sockets_in(&entry.path()) {
+                            keys.insert(ServerKey { uid, shard });
                         }
                     }
                     _ => {

@@ -15,6 +15,7 @@ use ccmanagerd::client::{Client, ClientError};
 use ccmanagerd::protocol::method::DaemonPing;
 use ccmanagerd::protocol::methods::NoParams;
 use ccmanagerd::protocol::Method;
+use ccmanagerd::sessions::server::sockets_in;
 
 /// How long a daemon may take to start answering on a loaded machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -104,15 +105,7 @@ impl TestDaemon {
     /// `tmux.sock`, and `tmux.N.sock` of its others).
     pub fn tmux_sockets(&self) -> Vec<PathBuf> {
         let per_uid = std::fs::read_dir(&self.tmux_dir).into_iter().flatten().flatten();
-        let files =
-            per_uid.flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten());
-        files
-            .map(|e| e.path())
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                name.starts_with("tmux.") && name.ends_with(".sock")
-            })
-            .collect()
+        per_uid.flat_map(|d| sockets_in(&d.path())).map(|(_, socket)| socket).collect()
     }
 
     /// Starts the process again on the same sockets (after a stop or kill).
