@@ -26,6 +26,10 @@ use super::results::Slept;
 use super::results::{
     AttachResult, CaptureResult, KillResult, ListResult, MetricsResult, Pong, SendResult,
 };
+use super::streams::{
+    Empty, ReadResult, SessionAck, SessionRead, SessionSubscribe, SessionUnsubscribe, SessionWrite,
+    SubscribeResult, WriteResult,
+};
 use super::types::{
     CleanupReport, Health, ReloadResult, Session, SessionField, SessionState, Status,
 };
@@ -253,6 +257,11 @@ methods! {
     "session.capture" => SessionCapture(SessionCapture) -> CaptureResult,
     "session.resize" => SessionResize(SessionResize) -> Session,
     "session.attach" => SessionAttach(SessionId) -> AttachResult,
+    "session.write" => SessionWrite(SessionWrite) -> WriteResult,
+    "session.read" => SessionRead(SessionRead) -> ReadResult,
+    "session.subscribe" => SessionSubscribe(SessionSubscribe) -> SubscribeResult,
+    "session.ack" => SessionAck(SessionAck) -> Empty,
+    "session.unsubscribe" => SessionUnsubscribe(SessionUnsubscribe) -> Empty,
     "cleanup.run" => CleanupRun(CleanupRun) -> CleanupReport,
     // Always an error reply; `()` (null) is never sent.
     #[cfg(feature = "test-hooks")]

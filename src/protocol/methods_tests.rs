@@ -112,6 +112,33 @@ fn every_method_round_trips_a_real_example() {
         json!({"argv": ["/usr/bin/tmux", "-S", "/run/ccmanagerd-tmux/tmux.sock",
                         "attach-session", "-t", "=ccmanager_sess_a1b2c3"]}),
     );
+    round_trip::<method::SessionWrite>(
+        seen,
+        json!({"id": "a1", "data": "G1tB"}),
+        json!({"id": "a1"}),
+    );
+    round_trip::<method::SessionWrite>(
+        seen,
+        json!({"id": "a1", "text": "ls\r"}),
+        json!({"id": "a1"}),
+    );
+    round_trip::<method::SessionRead>(
+        seen,
+        json!({"id": "a1", "offset": 0, "max_bytes": 65536}),
+        json!({"data": "aGVsbG8K", "offset": 0, "next_offset": 6, "first_offset": 0, "end": true}),
+    );
+    round_trip::<method::SessionSubscribe>(
+        seen,
+        json!({"id": "a1", "from": "screen"}),
+        json!({"subscription": 1, "offset": 4096, "screen": "G1tIG1sySg=="}),
+    );
+    round_trip::<method::SessionSubscribe>(
+        seen,
+        json!({"id": "a1", "from": 4096}),
+        json!({"subscription": 2, "offset": 4096}),
+    );
+    round_trip::<method::SessionAck>(seen, json!({"subscription": 1, "offset": 8192}), json!({}));
+    round_trip::<method::SessionUnsubscribe>(seen, json!({"subscription": 1}), json!({}));
     round_trip::<method::CleanupRun>(
         seen,
         json!({"dry_run": true}),
@@ -125,6 +152,7 @@ fn every_method_round_trips_a_real_example() {
     let mut names = Request::names();
     names.sort_unstable();
     seen.sort_unstable();
+    seen.dedup();
     assert_eq!(*seen, names, "Request::names() and the Method::NAMEs differ");
 }
 

@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod daemon;
 pub mod health;
 pub mod sessions;
+pub mod streams;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +99,15 @@ pub async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Encoded> {
         Request::SessionCapture(p) => reply::<m::SessionCapture>(sessions::capture(ctx, p).await),
         Request::SessionResize(p) => reply::<m::SessionResize>(sessions::resize(ctx, p).await),
         Request::SessionAttach(p) => reply::<m::SessionAttach>(sessions::attach(ctx, p)),
+        Request::SessionWrite(p) => reply::<m::SessionWrite>(streams::write(ctx, p).await),
+        Request::SessionRead(p) => reply::<m::SessionRead>(streams::read(ctx, p).await),
+        Request::SessionSubscribe(p) => {
+            reply::<m::SessionSubscribe>(streams::subscribe(ctx, p).await)
+        }
+        Request::SessionAck(p) => reply::<m::SessionAck>(streams::ack(ctx, p)),
+        Request::SessionUnsubscribe(p) => {
+            reply::<m::SessionUnsubscribe>(streams::unsubscribe(ctx, p))
+        }
         Request::CleanupRun(p) => reply::<m::CleanupRun>(Ok(cleanup::run(ctx, p).await)),
         #[cfg(feature = "test-hooks")]
         Request::DebugFail(_) => {
