@@ -4,12 +4,18 @@
 //!
 //! - [`format`]: the directory layout, segment and index names, index records;
 //! - [`reader`]: [`Log`], the daemon's (root's) bounded, link-proof reader;
+//! - [`logger`]: the `__log` mode that writes it, a child of the tmux server
+//!   fed by `pipe-pane` ([`args`]: its command line);
+//! - [`setup`]: the daemon making, tapping and removing log directories;
 //!
 //! A session's log lives in `<logs dir>/<id>/` ([`dir_of`]), owned by the
 //! session's owner, mode 0700, inside the root-owned 0711 logs directory.
 
+pub mod args;
 pub mod format;
+pub mod logger;
 pub mod reader;
+pub mod setup;
 
 use std::path::PathBuf;
 
@@ -23,5 +29,7 @@ pub fn dir_of(config: &Config, id: &str) -> PathBuf {
     config.logs_dir().join(id)
 }
 
+#[cfg(test)]
+mod logger_tests;
 #[cfg(test)]
 mod reader_tests;

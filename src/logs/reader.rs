@@ -177,6 +177,16 @@ impl Log {
             .collect())
     }
 
+    /// What [`Log::read`] gives for a log with no segment yet (0 is its
+    /// end; past it is an error).
+    pub fn empty_read(offset: u64) -> io::Result<Chunk> {
+        if offset == 0 {
+            Ok(empty(0, 0, true))
+        } else {
+            Err(past_end(offset, 0))
+        }
+    }
+
     /// At most `max` (and [`MAX_CHUNK`]) contiguous bytes from `offset`; an
     /// `offset` before the oldest byte kept reads from the oldest, one in a
     /// gap from the gap's end; past the end is an `InvalidInput` error that
@@ -187,9 +197,7 @@ impl Log {
 
     fn try_read(&self, offset: u64, max: usize) -> io::Result<Chunk> {
         let starts = self.segments()?;
-        let Some(&last) = starts.last() else {
-            return if offset == 0 { Ok(empty(0, 0, true)) } else { Err(past_end(offset, 0)) };
-        };
+        let Some(&last) = starts.last() else { return Log::empty_read(offset) };
         let (last_file, last_size) = self.open_file(&format::data_name(last))?;
         let end =
             last.checked_add(last_size).ok_or_else(|| invalid_data(&self.path, "size overflow"))?;
@@ -256,7 +264,7 @@ fn empty(offset: u64, first: u64, end: bool) -> Chunk {
 fn past_end(offset: u64, end: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("offset {offset} is past the end of the log ({end})"),
+        format!("{offset} is past the end of the log ({end})"),
     )
 }
 
