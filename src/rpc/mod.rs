@@ -49,6 +49,8 @@ pub struct Service {
     pub started: Instant,
     /// The control socket clients use.
     pub socket_path: PathBuf,
+    /// Live output and raw input.
+    pub streams: crate::streams::Streams,
 }
 
 /// One request's view: the service, who asks, and the config of the moment.

@@ -139,7 +139,10 @@ pub async fn write(
         let mut round = Vec::with_capacity(per_round + 2);
         if first {
             round.push(
-                Cmd::new("display-message").flag("-p").opt("-t", pane.clone()).arg("#{pane_input_off}"),
+                Cmd::new("display-message")
+                    .flag("-p")
+                    .opt("-t", pane.clone())
+                    .arg("#{pane_input_off}"),
             );
             round.push(Cmd::new("copy-mode").flag("-q").opt("-t", pane.clone()));
         }
