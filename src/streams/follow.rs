@@ -171,12 +171,13 @@ impl Follow {
     /// Runs until the stream is over, it is closed, or its connection goes.
     pub async fn run(self, sink: Sink) {
         let sub = sink.id();
-        let mut wake = self.watch.subscribe();
         let mut acks = self.credit.acked.subscribe();
         let mut base = self.offset;
         let mut next = self.offset;
         // Since when an ended session's log has stood still, and at what end.
         let mut still: Option<(Instant, u64)> = None;
+        // Looks at the end that found more right after an empty read.
+        let mut raced = 0;
         loop {
             let config = self.config.get();
             let window = config.streams.window.0;
@@ -215,10 +216,20 @@ impl Follow {
                     next = c.next_offset;
                     self.credit.sent.store(next, Ordering::Release);
                     still = None;
+                    raced = 0;
                 }
                 Ok(_) => {
                     drop(slot);
+                    // Receiver, mark, then one more look (watch.rs): a
+                    // write at any point is seen or wakes us.
+                    let mut wake = self.watch.subscribe();
+                    self.watch.arm();
                     let extent = self.blocking(|log| log.extent()).await.ok();
+                    if extent.is_some_and(|e| e.end > next) && raced < 3 {
+                        raced += 1;
+                        continue;
+                    }
+                    raced = 0;
                     if let Some(status) = self.finished(extent, next, &mut still).await {
                         if let Some(slot) = sink.reserve().await {
                             let exit = Exit { subscription: sub, exit_status: status };
