@@ -326,7 +326,7 @@ fn a_viewer_that_never_acknowledges_costs_nothing_and_slows_nothing() {
         let cpu_before = cpu(d.pid());
         let mut max_rss = rss_kib(d.pid());
         let mut window = 0;
-        let ns = eventually(LONG, "the program to print 500 MiB", || {
+        let ns = eventually(LONG * 3, "the program to print 500 MiB", || {
             max_rss = max_rss.max(rss_kib(d.pid()));
             // The viewer reads what it is sent and never acknowledges.
             if let Some((c, sub)) = conn.as_mut() {

@@ -201,20 +201,22 @@ impl Follow {
                     let (screen, offset) = self.restart_point(&c).await;
                     tracing::debug!(session_id = %self.id, subscription = sub, from = next, to = offset, "stream reset");
                     let reset = Reset { subscription: sub, offset, screen: Bytes(screen) };
+                    // Before the line goes: the client may ack as soon as it has it.
+                    self.credit.sent.store(offset, Ordering::Release);
                     slot.send(line(notification::RESET, &reset));
                     self.metrics.streams.reset();
                     (base, next) = (offset, offset);
-                    self.credit.sent.store(offset, Ordering::Release);
                     still = None;
                 }
                 Ok(c) if !c.data.is_empty() => {
                     let n = c.data.len() as u64;
+                    next = c.next_offset;
+                    // Before the line goes: the client may ack as soon as it has it.
+                    self.credit.sent.store(next, Ordering::Release);
                     let output =
                         Output { subscription: sub, offset: c.offset, data: Bytes(c.data) };
                     slot.send(line(notification::OUTPUT, &output));
                     self.metrics.streams.sent(n);
-                    next = c.next_offset;
-                    self.credit.sent.store(next, Ordering::Release);
                     still = None;
                     raced = 0;
                 }
