@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::protocol::{Method, RpcError};
-pub use incoming::{Incoming, Notification, Reply, StreamEvent};
 use incoming::{present, Lines};
+pub use incoming::{Incoming, Notification, Reply, StreamEvent};
 
 /// What a [`ClientError::Timeout`] waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,9 @@ impl Client {
         match self.write_line(&line) {
             Ok(()) => Ok(id),
             Err(e) if is_timeout(&e) => Err(self.timeout(self.reply_timeout.unwrap_or_default())),
-            Err(e) => Err(ClientError::Closed { path: self.path.clone(), reason: Some(e.to_string()) }),
+            Err(e) => {
+                Err(ClientError::Closed { path: self.path.clone(), reason: Some(e.to_string()) })
+            }
         }
     }
 

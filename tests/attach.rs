@@ -236,7 +236,8 @@ fn attach_shows_types_resizes_and_detaches_as_a_non_admin_owner() {
 
 #[test]
 fn attach_ends_with_the_session_and_a_chosen_detach_key_is_typed_through() {
-    let Some(w) = World::start("attach_ends_with_the_session_and_a_chosen_detach_key_is_typed_through")
+    let Some(w) =
+        World::start("attach_ends_with_the_session_and_a_chosen_detach_key_is_typed_through")
     else {
         return;
     };
@@ -277,7 +278,8 @@ fn sigterm_restores_the_terminal() {
 
 #[test]
 fn attach_keeps_going_across_a_daemon_restart_without_losing_output() {
-    let Some(mut w) = World::start("attach_keeps_going_across_a_daemon_restart_without_losing_output")
+    let Some(mut w) =
+        World::start("attach_keeps_going_across_a_daemon_restart_without_losing_output")
     else {
         return;
     };

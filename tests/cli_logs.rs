@@ -67,7 +67,8 @@ fn default_output_is_safe_on_a_terminal() {
         String::from_utf8_lossy(&out.stdout).contains("end").then_some(out.stdout)
     });
     let text = String::from_utf8(out.clone()).expect("the sanitized log is UTF-8");
-    let bad: Vec<char> = text.chars().filter(|c| c.is_control() && *c != '\n' && *c != '\t').collect();
+    let bad: Vec<char> =
+        text.chars().filter(|c| c.is_control() && *c != '\n' && *c != '\t').collect();
     assert!(bad.is_empty(), "controls left in {text:?}: {bad:?}");
     assert!(!out.contains(&0x1b), "ESC left in {text:?}");
     assert!(text.starts_with("startred ") && text.contains("end\n"), "{text:?}");

@@ -101,7 +101,8 @@ pub(super) fn decode(line: &str) -> Result<Incoming, ClientError> {
     let any: Any = serde_json::from_str(line).map_err(|e| bad(&format!("bad message: {e}")))?;
     match (any.id, any.method) {
         (None, Some(method)) => {
-            let params = any.params.unwrap_or_else(|| RawValue::from_string("null".into()).unwrap());
+            let params =
+                any.params.unwrap_or_else(|| RawValue::from_string("null".into()).unwrap());
             Ok(Incoming::Notification(Notification { method, params }))
         }
         (Some(id), None) => {

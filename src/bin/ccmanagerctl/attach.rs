@@ -89,7 +89,9 @@ pub fn run(ctl: &mut Ctl, args: AttachArgs) -> Result<(), Failure> {
     match end {
         End::Detached => {
             let key = terminal::key_name(a.key);
-            eprintln!("[detached from session {id} ({key}): `ccmanagerctl attach {id}` attaches again]");
+            eprintln!(
+                "[detached from session {id} ({key}): `ccmanagerctl attach {id}` attaches again]"
+            );
             Ok(())
         }
         End::Exited(status) => Err(Failure {
@@ -246,10 +248,8 @@ impl Attach<'_> {
         }
         let stdin = std::io::stdin();
         let (sig, keys, daemon) = {
-            let mut fds = vec![
-                PollFd::new(signals, PollFlags::IN),
-                PollFd::new(&stdin, PollFlags::IN),
-            ];
+            let mut fds =
+                vec![PollFd::new(signals, PollFlags::IN), PollFd::new(&stdin, PollFlags::IN)];
             if self.lost.is_none() {
                 fds.push(PollFd::new(&self.ctl.client, PollFlags::IN));
             }
@@ -381,8 +381,11 @@ impl Attach<'_> {
     fn reconnect(&mut self, since: Instant) -> Result<(), End> {
         let path = self.ctl.client.path().to_owned();
         let timeout = self.ctl.timeout;
-        match Client::connect_within(&path, Some(self.ctl.connect_timeout.min(RETRY)), Some(timeout))
-        {
+        match Client::connect_within(
+            &path,
+            Some(self.ctl.connect_timeout.min(RETRY)),
+            Some(timeout),
+        ) {
             Ok(client) => self.ctl.client = client,
             Err(e @ ClientError::Connect { .. } | e @ ClientError::Timeout { .. }) => {
                 return match since.elapsed() < timeout {

@@ -89,7 +89,8 @@ fn read(
             );
         }
         let data = &r.data.0;
-        let keep = until.map_or(data.len(), |u| (u.saturating_sub(r.offset) as usize).min(data.len()));
+        let keep =
+            until.map_or(data.len(), |u| (u.saturating_sub(r.offset) as usize).min(data.len()));
         sink(r.offset, &data[..keep])?;
         let next = r.offset + keep as u64;
         let done = until.is_some_and(|u| next >= u) || r.end || r.next_offset <= r.offset;

@@ -268,7 +268,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
         ) {
             let whole = clean(&input);
-            prop_assert!(!whole.chars().any(|c| (c.is_control() && c != '\n' && c != '\t')));
+            prop_assert!(!whole.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
             let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
             cuts.sort();
             let (mut s, mut out, mut at) = (Sanitizer::default(), Vec::new(), 0);
