@@ -258,7 +258,11 @@ impl Sessions {
         let account = self.runs_as(caller, config, p.user.as_ref())?;
         let now = SystemTime::now();
         let registry = &self.inner.registry;
-        let id = new_id(|id| registry.lock().contains(id));
+        // Never an id whose old log is still there (a removed session's).
+        let id = new_id(|id| {
+            registry.lock().contains(id)
+                || std::fs::symlink_metadata(crate::logs::dir_of(config, id)).is_ok()
+        });
         let session = Session {
             tmux_session: format!("{SESSION_PREFIX}{id}"),
             id: id.clone(),
@@ -328,7 +332,9 @@ impl Sessions {
         }
         let spawned = async {
             let server = self.inner.servers.get_or_start(&account, key.shard).await?;
-            let record = self.inner.spawner.spawn(&server, &session, &limits, &account).await;
+            let log = crate::logs::setup::log_args(config, &id, false);
+            let record =
+                self.inner.spawner.spawn(&server, &session, &limits, &account, Some(&log)).await;
             Ok::<_, Error>((server, record.map_err(super::pty::explain)))
         }
         .await;
