@@ -6,7 +6,8 @@
 //! `-f` it subscribes from `"now"` *first*, reads up to the offset that
 //! subscription starts at, then prints its `session.output` notifications
 //! (acknowledging them) until `session.exit` or Ctrl-C: no byte is printed
-//! twice or missed between the read and the stream.
+//! twice or missed between the read and the stream, nor across a restart
+//! of the daemon (it subscribes again from the last offset printed).
 //!
 //! Without `--raw` the bytes go through [`Sanitizer`] (what it strips and
 //! why: `sanitize.rs`) so a session cannot drive the operator's terminal;
@@ -16,8 +17,9 @@
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
+use std::time::{Duration, Instant};
 
-use ccmanagerd::client::{ClientError, Incoming, StreamEvent};
+use ccmanagerd::client::{Client, ClientError, Incoming, StreamEvent};
 use ccmanagerd::protocol::method::{SessionAck, SessionGet, SessionRead, SessionSubscribe};
 use ccmanagerd::protocol::methods::SessionId;
 use ccmanagerd::protocol::streams::{self, From as Start};
@@ -25,6 +27,12 @@ use ccmanagerd::protocol::streams::{self, From as Start};
 use crate::output::{usage, Ctl, Failure};
 use crate::sanitize::Sanitizer;
 use crate::LogsArgs;
+
+/// Bytes asked of one `session.read`: its bound (docs/protocol.md), so a
+/// whole log of the default cap (32 MiB) takes 32 calls.
+const READ_BYTES: u32 = 1 << 20;
+/// Between tries to reconnect after the daemon closed the connection.
+const RETRY: Duration = Duration::from_millis(200);
 
 pub fn run(ctl: &mut Ctl, args: LogsArgs) -> Result<(), Failure> {
     if ctl.json {
@@ -80,7 +88,7 @@ fn read(
 ) -> Result<u64, Failure> {
     let mut offset = from;
     loop {
-        let p = streams::SessionRead { id: id.to_string(), offset, max_bytes: None };
+        let p = streams::SessionRead { id: id.to_string(), offset, max_bytes: Some(READ_BYTES) };
         let r = ctl.client.request::<SessionRead>(&p)?;
         if let Some(asked) = offset.filter(|asked| r.offset > *asked) {
             eprintln!(
@@ -137,17 +145,28 @@ fn tail_start(
     })
 }
 
-/// Prints the subscription's output until the session ends.
+/// Prints the subscription's output until the session ends. When the
+/// daemon closes the connection (it restarts), subscribes again from the
+/// last offset printed, on a new connection, within `--timeout`.
 fn follow(
     ctl: &mut Ctl,
     id: &str,
-    subscription: u64,
+    mut subscription: u64,
     mut next: u64,
     out: &mut Out,
 ) -> Result<(), Failure> {
     let mut acked = next;
     loop {
-        match ctl.client.next(None)? {
+        let message = match ctl.client.next(None) {
+            Err(ClientError::Closed { .. }) => {
+                out.flush()?;
+                subscription = resubscribe(ctl, id, next)?;
+                acked = next;
+                continue;
+            }
+            m => m?,
+        };
+        match message {
             Some(Incoming::Notification(n)) => match n.stream_event()? {
                 Some(StreamEvent::Output(o)) if o.subscription == subscription => {
                     let skip = next.saturating_sub(o.offset) as usize;
@@ -177,7 +196,32 @@ fn follow(
             out.flush()?;
             acked = next;
             let p = streams::SessionAck { subscription, offset: next };
-            ctl.client.start::<SessionAck>(&p)?;
+            match ctl.client.start::<SessionAck>(&p) {
+                // The next read sees the end and reconnects.
+                Ok(_) | Err(ClientError::Closed { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A new connection subscribed from `next`; retried every [`RETRY`] for
+/// `--timeout`.
+fn resubscribe(ctl: &mut Ctl, id: &str, next: u64) -> Result<u64, Failure> {
+    let since = Instant::now();
+    loop {
+        let path = ctl.client.path().to_owned();
+        let connected = Client::connect_within(&path, Some(ctl.connect_timeout), Some(ctl.timeout));
+        let tried = connected.and_then(|client| {
+            ctl.client = client;
+            let p = streams::SessionSubscribe { id: id.to_string(), from: Start::Offset(next) };
+            ctl.client.request::<SessionSubscribe>(&p)
+        });
+        match tried {
+            Ok(s) => return Ok(s.subscription),
+            Err(e @ (ClientError::Rpc(_) | ClientError::Protocol(_))) => return Err(e.into()),
+            Err(e) if since.elapsed() >= ctl.timeout => return Err(e.into()),
+            Err(_) => std::thread::sleep(RETRY),
         }
     }
 }
