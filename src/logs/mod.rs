@@ -7,6 +7,7 @@
 //! - [`logger`]: the `__log` mode that writes it, a child of the tmux server
 //!   fed by `pipe-pane` ([`args`]: its command line);
 //! - [`setup`]: the daemon making, tapping and removing log directories;
+//! - [`usage`]: the daemon's periodic pass: disk used, the total cap, orphans;
 //!
 //! A session's log lives in `<logs dir>/<id>/` ([`dir_of`]), owned by the
 //! session's owner, mode 0700, inside the root-owned 0711 logs directory.
@@ -16,6 +17,7 @@ pub mod format;
 pub mod logger;
 pub mod reader;
 pub mod setup;
+pub mod usage;
 
 use std::path::PathBuf;
 

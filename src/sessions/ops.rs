@@ -91,6 +91,7 @@ struct Inner {
     servers: Arc<Servers>,
     spawner: Spawner,
     mode: Mode,
+    log_stats: Arc<crate::logs::usage::LogStats>,
 }
 
 fn new_id(taken: impl Fn(&str) -> bool) -> String {
@@ -121,7 +122,13 @@ impl Sessions {
         spawner: Spawner,
         mode: Mode,
     ) -> Sessions {
-        Sessions { inner: Arc::new(Inner { registry, servers, spawner, mode }) }
+        let log_stats = Arc::default();
+        Sessions { inner: Arc::new(Inner { registry, servers, spawner, mode, log_stats }) }
+    }
+
+    /// What the passes over the session logs found (metrics, health).
+    pub fn log_stats(&self) -> &Arc<crate::logs::usage::LogStats> {
+        &self.inner.log_stats
     }
 
     /// The registry.
@@ -469,7 +476,7 @@ impl Sessions {
     }
 
     /// The record and its server, for a request that needs the pane.
-    fn live_pane(
+    pub(crate) fn live_pane(
         &self,
         caller: &Caller,
         id: &str,
