@@ -33,7 +33,7 @@ use ccmanagerd::protocol::methods::{self, SessionId};
 use ccmanagerd::protocol::streams::{self, Bytes, From as Start, SubscribeResult};
 
 use crate::output::{usage, Ctl, Failure};
-use crate::terminal::{self, RawMode, Signals};
+use crate::terminal::{self, AltScreen, RawMode, Signals};
 use crate::AttachArgs;
 
 /// Exit code when the session ended while attached (or had ended): its
@@ -70,13 +70,14 @@ pub fn run(ctl: &mut Ctl, args: AttachArgs) -> Result<(), Failure> {
         pending: HashMap::new(),
         lost: None,
         typed_ahead: Vec::new(),
+        alternate: AltScreen::default(),
     };
     a.resize_now().map_err(End::failure)?;
     let screen = a.subscribe(Start::Screen).map_err(End::failure)?;
     let signals = Signals::catch(&[&[libc::SIGWINCH][..], &terminal::TERMINATING].concat())
         .map_err(|e| usage(format!("cannot catch signals: {e}")))?;
     let raw = RawMode::enter().map_err(|e| usage(format!("cannot make the terminal raw: {e}")))?;
-    let end = match a.draw(&[terminal::ENTER, &screen].concat()) {
+    let end = match a.draw(&[&terminal::make_room(), &screen[..]].concat()) {
         Ok(()) => a.run(&signals),
         Err(end) => end,
     };
@@ -168,6 +169,8 @@ struct Attach<'a> {
     /// Since when the connection is gone.
     lost: Option<Instant>,
     typed_ahead: Vec<u8>,
+    /// Follows the program's alternate screen, to leave it at the end.
+    alternate: AltScreen,
 }
 
 impl Attach<'_> {
@@ -229,6 +232,7 @@ impl Attach<'_> {
     }
 
     fn draw(&mut self, bytes: &[u8]) -> Result<(), End> {
+        self.alternate.scan(bytes);
         terminal::write_out(&mut std::io::stdout().lock(), bytes).map_err(|_| End::Hangup)
     }
 
@@ -349,11 +353,13 @@ impl Attach<'_> {
                         let skip = self.next.saturating_sub(o.offset) as usize;
                         let end = o.offset + o.data.0.len() as u64;
                         if let Some(new) = o.data.0.get(skip..) {
+                            self.alternate.scan(new);
                             out.write_all(new).map_err(|_| End::Hangup)?;
                         }
                         self.next = self.next.max(end);
                     }
                     Some(StreamEvent::Reset(r)) if r.subscription == self.subscription => {
+                        self.alternate.scan(&r.screen.0);
                         out.write_all(&r.screen.0).map_err(|_| End::Hangup)?;
                         self.next = r.offset;
                         self.acked = self.acked.min(r.offset);

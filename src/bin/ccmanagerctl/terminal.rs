@@ -2,28 +2,82 @@
 //! always given back (on return, on error, on panic, on a terminating
 //! signal), its size, the signals it reports, and the detach key.
 //!
-//! The terminal is a dumb pipe for the session's bytes (like `docker
-//! attach` and `ssh`, unlike `tmux attach`, which renders its own screen):
-//! whatever modes the session's program turns on (mouse reporting,
+//! The terminal is a plain pipe for the session's bytes (like `ssh` and
+//! `docker attach`; unlike `tmux attach`, which renders a screen of its
+//! own): whatever modes the session's program turns on (mouse reporting,
 //! bracketed paste, application keys, the alternate screen) reach the
-//! operator's terminal as they are. Attaching switches to the alternate
-//! screen first, so the operator's shell screen comes back on detach, and
-//! leaving turns the common modes off again ([`LEAVE`]).
+//! operator's terminal as they are, and the session's output lands in the
+//! terminal's own scrollback. There is no alternate screen of ours: the
+//! daemon's screen snapshot sets the alternate screen on or off to match
+//! the pane (src/streams/screen.rs), which would leave ours at once.
+//! Before the snapshot, the operator's screen is scrolled into the
+//! scrollback ([`make_room`]) so the snapshot's clear loses nothing.
+//! Leaving turns the common modes off again ([`LEAVE`]) and leaves the
+//! alternate screen if the program had it on ([`AltScreen`]).
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
 use nix::sys::termios::{self, SetArg, Termios};
 
-/// Written when attached: the alternate screen (saving the cursor), so
-/// the session's screen does not overwrite the operator's shell screen.
-pub const ENTER: &[u8] = b"\x1b[?1049h";
 /// Written when leaving: attributes and modes a session may have turned
-/// on back to their defaults (SGR, cursor shown, mouse modes 1000/1002/
-/// 1003/1005/1006/1015, focus events, bracketed paste, application cursor
-/// keys and keypad), then back to the normal screen and saved cursor.
-pub const LEAVE: &[u8] = b"\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>\x1b[?1049l";
+/// on back to their defaults (SGR, scroll region, cursor shown, mouse
+/// modes 1000/1002/1003/1005/1006/1015, focus events, bracketed paste,
+/// application cursor keys and keypad). The scroll region reset homes the
+/// cursor, so the cursor is saved around it.
+pub const LEAVE: &[u8] = b"\x1b[0m\x1b7\x1b[r\x1b8\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>";
+/// Leaves the alternate screen (back to the normal one and its cursor).
+const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
+
+/// Whether the session's program has the alternate screen on, as far as
+/// the bytes written to the terminal say; read by the panic hook too.
+static ALTERNATE: AtomicBool = AtomicBool::new(false);
+
+/// Follows the alternate screen switches (`CSI ? 1049/1047/47 h|l`) in
+/// the bytes written to the terminal, across writes, so leaving can switch
+/// back to the normal screen where the operator's shell is.
+#[derive(Default)]
+pub struct AltScreen {
+    /// 0: ground; 1: after ESC; 2: after `ESC [`; 3: in `ESC [ ?` digits.
+    state: u8,
+    number: u32,
+}
+
+impl AltScreen {
+    /// Scans bytes about to be written.
+    pub fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.state = match (self.state, b) {
+                (_, 0x1b) => 1,
+                (1, b'[') => 2,
+                (2, b'?') => {
+                    self.number = 0;
+                    3
+                }
+                (3, b'0'..=b'9') => {
+                    self.number = (self.number * 10 + u32::from(b - b'0')).min(100_000);
+                    3
+                }
+                (3, b'h' | b'l') => {
+                    if matches!(self.number, 1049 | 1047 | 47) {
+                        ALTERNATE.store(b == b'h', Ordering::Relaxed);
+                    }
+                    0
+                }
+                _ => 0,
+            };
+        }
+    }
+}
+
+/// Pushes what the terminal shows into its scrollback (`rows` new lines),
+/// so a screen drawn over it next (a snapshot clears) hides nothing.
+pub fn make_room() -> Vec<u8> {
+    let rows = size().map_or(24, |(_, rows)| rows);
+    b"\r\n".repeat(usize::from(rows))
+}
 
 /// The settings to give back, for the panic hook (which has no guard).
 static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
@@ -57,7 +111,12 @@ impl Drop for RawMode {
 /// Leaves the session's modes and gives the saved settings back. Written
 /// with `write(2)` on fd 1, not through `Stdout`: a panic may hold its lock.
 fn restore(saved: &Termios) {
-    let mut out = LEAVE;
+    let mut leave = LEAVE.to_vec();
+    if ALTERNATE.swap(false, Ordering::Relaxed) {
+        leave.extend_from_slice(LEAVE_ALTERNATE);
+    }
+    leave.extend_from_slice(b"\r\n");
+    let mut out = leave.as_slice();
     while !out.is_empty() {
         match rustix::io::write(std::io::stdout(), out) {
             Ok(n) => out = &out[n..],
@@ -208,5 +267,19 @@ mod tests {
         }
         assert_eq!(key_name(0x1d), "Ctrl-]");
         assert_eq!(key_name(0x01), "Ctrl-A");
+    }
+
+    #[test]
+    fn alternate_screen_switches_are_followed_across_writes() {
+        let mut a = AltScreen::default();
+        a.scan(b"x\x1b[?1049h");
+        assert!(ALTERNATE.load(Ordering::Relaxed));
+        a.scan(b"vim\x1b[?10");
+        a.scan(b"49lshell");
+        assert!(!ALTERNATE.load(Ordering::Relaxed));
+        a.scan(b"\x1b[?47h\x1b[?1000l\x1b[?25l");
+        assert!(ALTERNATE.load(Ordering::Relaxed));
+        a.scan(b"\x1b[?2004l\x1b[?1047l");
+        assert!(!ALTERNATE.load(Ordering::Relaxed));
     }
 }
