@@ -222,9 +222,13 @@ fn attach_shows_types_resizes_and_detaches_as_a_non_admin_owner() {
     eventually(WAIT, "the pane to follow the terminal's resize", || {
         (pane_size(&w.a(), &id) == (120, 40)).then_some(())
     });
-    t.type_bytes(b"again\r");
-    t.wait_for("got:again");
-    t.wait_for("40 120");
+    // tmux gives the pane's tty its new size a moment after the window's
+    // (it defers pane resizes): ask until `stty size` says so.
+    eventually(WAIT, "`stty size` in the pane to say 40 120", || {
+        t.type_bytes(b"again\r");
+        std::thread::sleep(Duration::from_millis(200));
+        t.screen().contains("40 120").then_some(())
+    });
 
     t.type_bytes(b"\x1d");
     let status = t.wait_exit();

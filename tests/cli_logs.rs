@@ -145,3 +145,40 @@ fn follow_prints_new_output_once_until_the_session_exits() {
         assert_eq!(text.matches(line).count(), 1, "{line:?} not exactly once in {text:?}");
     }
 }
+
+#[test]
+fn follow_rides_out_a_daemon_restart() {
+    let mut d = TestDaemon::start("");
+    let script = "echo before; while read l; do sleep 1; echo \"late:$l\"; done";
+    let s = d.ok("session.create", json!({"command": ["/bin/sh", "-c", script]}));
+    let id = s["id"].as_str().unwrap().to_string();
+    let mut child = Command::new(bin("ccmanagerctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["logs", "-f", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = collect(&mut child);
+    let shows = |needle: &str| String::from_utf8_lossy(&seen.lock().unwrap()).contains(needle);
+    eventually(WAIT, "logs -f to print what was there", || shows("before\n").then_some(()));
+    // Printed a second later, while the daemon is down.
+    d.ok("session.send", json!({"id": id, "text": "one", "enter": true}));
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.child.as_mut().unwrap().wait();
+    std::thread::sleep(Duration::from_millis(1500));
+    d.restart();
+    eventually(WAIT, "logs -f to show what was printed while the daemon was down", || {
+        shows("late:one\n").then_some(())
+    });
+    d.ok("session.send", json!({"id": id, "text": "two", "enter": true}));
+    eventually(WAIT, "logs -f to go on after the restart", || shows("late:two\n").then_some(()));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    for line in ["before\n", "late:one\n", "late:two\n"] {
+        assert_eq!(text.matches(line).count(), 1, "{line:?} not exactly once in {text:?}");
+    }
+}
