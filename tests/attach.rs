@@ -141,7 +141,7 @@ impl Drop for Terminal {
 
 fn read_master(master: &OwnedFd, seen: &Mutex<Vec<u8>>, stop: &AtomicBool) {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; 64 * 1024];
     let tick = Timespec { tv_sec: 0, tv_nsec: 50_000_000 };
     while !stop.load(Ordering::Relaxed) {
         let mut fds = [PollFd::new(master, PollFlags::IN)];
@@ -305,4 +305,77 @@ fn attach_keeps_going_across_a_daemon_restart_without_losing_output() {
     t.wait_for("late:two");
     let screen = t.screen();
     assert_eq!(screen.matches("late:one").count(), 1, "repeated after the reconnect:\n{screen}");
+}
+
+/// Figures, not assertions (timing is noisy here): how fast output reaches
+/// an attached terminal and how long a key takes to come back, printed.
+/// `cargo test --release --test attach -- --ignored --nocapture figures`
+#[test]
+#[ignore]
+fn figures_throughput_and_echo_through_attach() {
+    let Some(w) = World::start("figures_throughput_and_echo_through_attach") else { return };
+    const BYTES: u64 = 50_000_000;
+    let script = format!(
+        "stty raw -echo; echo READY; head -c1 >/dev/null; t0=$(date +%s%N); \
+         yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz | head -c {BYTES}; \
+         t1=$(date +%s%N); printf '\\r\\nPRINTED-IN %s ns\\r\\n' $((t1-t0)); exec cat"
+    );
+    let s = w.a().create(json!({"command": ["/bin/sh", "-c", script]}));
+    let id = sid(&s).to_string();
+    w.a().wait_screen(&id, "READY");
+    let t = Terminal::start(&w.d, &w.u.a, &[&id], 80, 24);
+    t.wait_for("READY");
+    let start_len = t.seen.lock().unwrap().len();
+    let started = Instant::now();
+    t.type_bytes(b"g");
+    let tail_has = |needle: &[u8]| {
+        let seen = t.seen.lock().unwrap();
+        let from = seen.len().saturating_sub(4096);
+        seen[from..].windows(needle.len()).any(|w| w == needle)
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !tail_has(b" ns\r\n") {
+        assert!(Instant::now() < deadline, "the output never all arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = started.elapsed();
+    let received = t.seen.lock().unwrap().len() - start_len;
+    let screen =
+        String::from_utf8_lossy(&t.seen.lock().unwrap()[start_len + received - 200..]).into_owned();
+    let printed_ns: f64 = screen
+        .split("PRINTED-IN ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN);
+    let mb = BYTES as f64 / 1e6;
+    println!(
+        "attach throughput: {mb:.0} MB in {:.2} s = {:.1} MB/s at the terminal ({received} bytes); \
+         the program printed them in {:.2} s ({:.1} MB/s)",
+        took.as_secs_f64(),
+        mb / took.as_secs_f64(),
+        printed_ns / 1e9,
+        mb / (printed_ns / 1e9)
+    );
+    // Echo: one key at a time through `cat` in a raw tty.
+    let mut samples = Vec::new();
+    for i in 0..200u32 {
+        let key = [b'a' + (i % 26) as u8];
+        let before = t.seen.lock().unwrap().len();
+        let sent = Instant::now();
+        t.type_bytes(&key);
+        while t.seen.lock().unwrap()[before..].iter().all(|b| *b != key[0]) {
+            assert!(sent.elapsed() < Duration::from_secs(10), "no echo");
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        samples.push(sent.elapsed());
+    }
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    println!(
+        "attach echo (key -> session.write -> cat -> log -> session.output -> terminal), {} keys: p50 {:.2} ms, p99 {:.2} ms",
+        samples.len(),
+        p(0.5),
+        p(0.99)
+    );
 }

@@ -73,7 +73,11 @@ pub fn run(ctl: &mut Ctl, args: AttachArgs) -> Result<(), Failure> {
         alternate: AltScreen::default(),
     };
     a.resize_now().map_err(End::failure)?;
-    let screen = a.subscribe(Start::Screen).map_err(End::failure)?;
+    let screen = match a.subscribe(Start::Screen) {
+        Ok(screen) => screen,
+        // Ended already: said without touching the terminal.
+        Err(end) => return report(&a, end),
+    };
     let signals = Signals::catch(&[&[libc::SIGWINCH][..], &terminal::TERMINATING].concat())
         .map_err(|e| usage(format!("cannot catch signals: {e}")))?;
     let raw = RawMode::enter().map_err(|e| usage(format!("cannot make the terminal raw: {e}")))?;
@@ -86,6 +90,11 @@ pub fn run(ctl: &mut Ctl, args: AttachArgs) -> Result<(), Failure> {
     }
     drop(raw);
     drop(signals);
+    report(&a, end)
+}
+
+/// What the end of an attach says, once the terminal is restored.
+fn report(a: &Attach, end: End) -> Result<(), Failure> {
     let id = &a.id;
     match end {
         End::Detached => {
