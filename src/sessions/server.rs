@@ -69,8 +69,8 @@ const INHERITED_ENV: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
 /// How servers are made; the same for every uid.
 #[derive(Clone)]
 pub struct ServerEnv {
-    /// The daemon's own binary, as it was at start (the logger).
-    pub exe: PathBuf,
+    /// The logger `pipe-pane` runs (found at start).
+    pub logger: crate::logs::args::Program,
     /// The tmux binary.
     pub tmux_bin: PathBuf,
     /// `<socket_dir>`: one subdirectory per uid.
@@ -186,8 +186,8 @@ pub struct Server {
     pub paths: ServerPaths,
     /// Its systemd unit, when it runs in one.
     pub unit: Option<String>,
-    /// The daemon's own binary (the logger `pipe-pane` runs).
-    pub exe: PathBuf,
+    /// The logger `pipe-pane` runs.
+    pub logger: crate::logs::args::Program,
     gid: u32,
     launcher: Launcher,
     /// `max_commands`, `max_reply_bytes` and `budget_hook` of [`ServerEnv`].
@@ -259,7 +259,7 @@ impl Server {
                 client_as: run_as(account),
             },
             unit: env.systemd.as_ref().map(|_| env.unit(key)),
-            exe: env.exe.clone(),
+            logger: env.logger.clone(),
             gid: account.gid,
             launcher: env.launcher(account, key),
             budgets: (env.max_commands, env.max_reply_bytes, env.budget_hook.clone()),

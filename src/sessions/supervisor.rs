@@ -260,7 +260,7 @@ async fn tap_unpiped(registry: &Registry, server: &Server, panes: &[PaneInfo], c
         let args = crate::logs::setup::log_args(config, &id, true);
         let tap = crate::logs::setup::prepare_session(&args.dir, server.uid, server.gid(), false)
             .map_err(|e| format!("{}: {e}", args.dir.display()))
-            .and_then(|()| crate::logs::setup::pipe_pane(&server.exe, &pane, &args));
+            .and_then(|()| crate::logs::setup::pipe_pane(&server.logger, &pane, &args));
         let done = match tap {
             Ok(cmd) => server.tmux(cmd).await.map(drop).map_err(|e| e.to_string()),
             Err(e) => Err(e),
