@@ -210,6 +210,9 @@ pub struct Server {
     /// a listing taken before it may still show the session, which must
     /// not be adopted back. Kept [`TOMBSTONE_TTL`], at most [`MAX_TOMBSTONES`].
     removed: Mutex<std::collections::VecDeque<(std::time::Instant, u64, String)>>,
+    /// When each pane was last given a logger by adoption (a logger that
+    /// cannot start must not be started again at every refresh).
+    taps: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// How long a removal is remembered (longer than any listing can take).
@@ -270,6 +273,22 @@ impl Server {
             start_error: Mutex::new(None),
             refused: Mutex::new(Default::default()),
             removed: Mutex::new(Default::default()),
+            taps: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Whether pane `pane` may be given a logger now: not if it was given
+    /// one less than `every` ago. Panes of gone sessions are forgotten.
+    pub fn may_tap(&self, pane: &str, every: std::time::Duration, live: &[&str]) -> bool {
+        let now = std::time::Instant::now();
+        let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        taps.retain(|p, _| live.contains(&p.as_str()));
+        match taps.get(pane) {
+            Some(at) if now.duration_since(*at) < every => false,
+            _ => {
+                taps.insert(pane.to_string(), now);
+                true
+            }
         }
     }
 
