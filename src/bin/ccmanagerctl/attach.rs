@@ -45,7 +45,7 @@ const TYPE_AHEAD: usize = 64 * 1024;
 /// Between tries to reconnect.
 const RETRY: Duration = Duration::from_millis(200);
 /// Bytes read from the terminal at once: a paste of this much is one
-/// `session.write`.
+/// `session.write` (whose bound is 64 KiB).
 const READ_KEYS: usize = 16 * 1024;
 
 pub fn run(ctl: &mut Ctl, args: AttachArgs) -> Result<(), Failure> {
@@ -421,9 +421,9 @@ impl Attach<'_> {
         };
         self.draw(&screen)?;
         self.resize_now()?;
-        if !self.typed_ahead.is_empty() {
-            let keys = std::mem::take(&mut self.typed_ahead);
-            self.write(keys)?;
+        let keys = std::mem::take(&mut self.typed_ahead);
+        for chunk in keys.chunks(READ_KEYS) {
+            self.write(chunk.to_vec())?;
         }
         Ok(())
     }
