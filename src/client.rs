@@ -1,15 +1,23 @@
 //! A small blocking JSON-RPC client over the control socket, used by
-//! `ccmanagerctl` and the tests. One request at a time per connection.
-//! [`Client::request`] calls typed through the method table
-//! (`client.request::<method::SessionGet>(&SessionId { id })` is a
-//! `Session`); [`Client::call`] takes any method name and JSON params.
+//! `ccmanagerctl` and the tests. [`Client::request`] calls typed through
+//! the method table (`client.request::<method::SessionGet>(&SessionId { id })`
+//! is a `Session`); [`Client::call`] takes any method name and JSON params.
+//! Both wait for their own reply; whatever else arrives meanwhile (the
+//! notifications of a subscription, replies to requests sent with
+//! [`Client::start`]) is kept, in order, for [`Client::next`]. A loop that
+//! also waits on other files polls the client's fd and calls
+//! [`Client::receive`] then [`Client::take`].
 //!
 //! Nothing here waits forever: the connect and each request (write and
 //! whole reply) have deadlines, so a socket whose daemon does not accept
 //! (a socket-activated service failing to start keeps connections in the
 //! backlog) or does not answer is a [`ClientError::Timeout`].
 
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+mod incoming;
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::protocol::{Method, RpcError};
+use incoming::{present, Lines};
+pub use incoming::{Incoming, Notification, Reply, StreamEvent};
 
 /// What a [`ClientError::Timeout`] waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +94,13 @@ fn detail(reason: &Option<String>) -> String {
 
 /// A connection to the daemon.
 pub struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    stream: UnixStream,
+    /// Received bytes not yet cut into messages.
+    lines: Lines,
+    /// Messages that arrived while a blocking call waited for its reply.
+    queued: VecDeque<String>,
+    /// Their bytes, bounded by [`MAX_QUEUED_BYTES`].
+    queued_bytes: usize,
     path: PathBuf,
     /// Bounds each request: writing it and reading the whole reply.
     reply_timeout: Option<Duration>,
@@ -94,6 +109,13 @@ pub struct Client {
 
 /// Between tries of a connect that found the backlog full.
 const CONNECT_RETRY: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(200));
+
+/// Bytes of messages a blocking call keeps while it waits for its reply.
+/// The daemon sends a subscription at most its credit window ahead of the
+/// acknowledgements (`streams.window`, 256 KiB by default; about 350 KB of
+/// base64 and JSON), so this is many subscriptions' worth; more means the
+/// caller subscribed and stopped taking notifications.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 impl Client {
     /// Connects to `path`; `timeout` bounds the connect and each request.
@@ -120,76 +142,100 @@ impl Client {
         };
         let io = |e: std::io::Error| ClientError::Protocol(e.to_string());
         stream.set_write_timeout(reply_timeout).map_err(io)?;
-        let writer = stream.try_clone().map_err(io)?;
         Ok(Client {
-            reader: BufReader::new(stream),
-            writer,
+            stream,
+            lines: Lines::default(),
+            queued: VecDeque::new(),
+            queued_bytes: 0,
             path: path.to_owned(),
             reply_timeout,
             next_id: 1,
         })
     }
 
-    /// Writes one line and reads one reply line, within the reply timeout.
-    fn exchange(&mut self, line: &str) -> Result<String, ClientError> {
-        let deadline = self.reply_timeout.map(|t| (Instant::now() + t, t));
-        let timeout =
-            |after| ClientError::Timeout { path: self.path.clone(), stage: Stage::Reply, after };
-        // A refused connection (permission, too many) gets one error reply and
-        // is closed, possibly before our write: read that reply anyway.
-        let written = self.writer.write_all(format!("{line}\n").as_bytes());
-        if let (Err(e), Some((_, after))) = (&written, deadline) {
-            if is_timeout(e) {
-                return Err(timeout(after));
-            }
-        }
-        let mut reply = Vec::new();
-        loop {
-            if let Some((at, after)) = deadline {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(timeout(after));
-                }
-                let set = self.reader.get_ref().set_read_timeout(Some(left));
-                set.map_err(|e| ClientError::Protocol(e.to_string()))?;
-            }
-            let available = match self.reader.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if is_timeout(&e) => {
-                    return Err(timeout(deadline.map_or(Duration::ZERO, |d| d.1)))
-                }
-                Err(e) => {
-                    let reason = written.err().unwrap_or(e).to_string();
-                    return Err(ClientError::Closed {
-                        path: self.path.clone(),
-                        reason: Some(reason),
-                    });
-                }
-            };
-            if available.is_empty() {
-                let reason = written.err().map(|e| e.to_string());
-                return Err(ClientError::Closed { path: self.path.clone(), reason });
-            }
-            match available.iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    reply.extend_from_slice(&available[..=i]);
-                    self.reader.consume(i + 1);
-                    break;
-                }
-                None => {
-                    let n = available.len();
-                    reply.extend_from_slice(available);
-                    self.reader.consume(n);
-                }
-            }
-        }
-        String::from_utf8(reply).map_err(|_| ClientError::Protocol("the reply is not UTF-8".into()))
+    /// The socket path this client connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// Sends one raw line and reads one reply line.
+    fn timeout(&self, after: Duration) -> ClientError {
+        ClientError::Timeout { path: self.path.clone(), stage: Stage::Reply, after }
+    }
+
+    /// Writes one line (the reply timeout bounds the write).
+    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        let mut framed = Vec::with_capacity(line.len() + 1);
+        framed.extend_from_slice(line.as_bytes());
+        framed.push(b'\n');
+        (&self.stream).write_all(&framed)
+    }
+
+    /// The next line received, reading until `deadline` (`None`: no bound;
+    /// the reply timeout it stands for is in the error). `written` is the
+    /// outcome of the write this read answers: a refused connection (too
+    /// many, permission) gets one error reply and is closed, possibly
+    /// before our write, so the reply is read anyway and the write's error
+    /// only explains an end without one.
+    fn read_line(
+        &mut self,
+        deadline: Option<(Instant, Duration)>,
+        written: &std::io::Result<()>,
+    ) -> Result<Option<String>, ClientError> {
+        loop {
+            if let Some(line) = self.lines.next_line() {
+                return line.map(Some);
+            }
+            let left = match deadline {
+                Some((at, _)) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            let set = self.stream.set_read_timeout(left);
+            set.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let closed = |reason: Option<String>| ClientError::Closed {
+                path: self.path.clone(),
+                reason: written.as_ref().err().map(|e| e.to_string()).or(reason),
+            };
+            match self.lines.fill(&self.stream) {
+                Ok(0) => return Err(closed(None)),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => return Ok(None),
+                Err(e) => return Err(closed(Some(e.to_string()))),
+            }
+        }
+    }
+
+    /// Keeps a message that is not the awaited reply, for [`Client::next`].
+    fn queue(&mut self, line: String) -> Result<(), ClientError> {
+        self.queued_bytes += line.len();
+        if self.queued_bytes > MAX_QUEUED_BYTES {
+            return Err(ClientError::Protocol(format!(
+                "more than {MAX_QUEUED_BYTES} bytes of notifications arrived while waiting for a reply (take them with Client::next)"
+            )));
+        }
+        self.queued.push_back(line);
+        Ok(())
+    }
+
+    /// Sends one raw line and reads the next line received, whatever it
+    /// is (for tests that send malformed messages and batches).
     pub fn raw(&mut self, line: &str) -> Result<Value, ClientError> {
-        let reply = self.exchange(line)?;
+        let deadline = self.reply_timeout.map(|t| (Instant::now() + t, t));
+        let written = self.write_line(line);
+        if let (Err(e), Some((_, after))) = (&written, deadline) {
+            if is_timeout(e) {
+                return Err(self.timeout(after));
+            }
+        }
+        let Some(reply) = self.read_line(deadline, &written)? else {
+            return Err(self.timeout(deadline.map_or(Duration::ZERO, |d| d.1)));
+        };
         serde_json::from_str(&reply).map_err(|e| ClientError::Protocol(format!("bad reply: {e}")))
     }
 
@@ -223,13 +269,75 @@ impl Client {
         self.send(M::NAME, params)
     }
 
-    /// One request and its reply: params serialised straight into the line,
-    /// the result decoded straight into `T`.
-    fn send<P: Serialize + ?Sized, T: DeserializeOwned>(
+    /// Sends a request for method `M` without waiting: its reply comes as
+    /// an [`Incoming::Reply`] with the id returned here, from
+    /// [`Client::next`] or [`Client::take`].
+    pub fn start<M: Method>(&mut self, params: &M::Params) -> Result<u64, ClientError> {
+        let (id, line) = self.encode(M::NAME, params)?;
+        match self.write_line(&line) {
+            Ok(()) => Ok(id),
+            Err(e) if is_timeout(&e) => Err(self.timeout(self.reply_timeout.unwrap_or_default())),
+            Err(e) => {
+                Err(ClientError::Closed { path: self.path.clone(), reason: Some(e.to_string()) })
+            }
+        }
+    }
+
+    /// The next message that is not the reply of a blocking call: one kept
+    /// while such a call waited, else one received within `timeout`
+    /// (`None`: no bound). `Ok(None)`: nothing within `timeout`.
+    pub fn next(&mut self, timeout: Option<Duration>) -> Result<Option<Incoming>, ClientError> {
+        if let Some(incoming) = self.take()? {
+            return Ok(Some(incoming));
+        }
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        match self.read_line(deadline, &Ok(()))? {
+            Some(line) => incoming::decode(&line).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A message already received, without reading: for a loop that polls
+    /// this client's fd ([`AsFd`]) with others. Call it until `None` after
+    /// each [`Client::receive`], and before polling again.
+    pub fn take(&mut self) -> Result<Option<Incoming>, ClientError> {
+        if let Some(line) = self.queued.pop_front() {
+            self.queued_bytes -= line.len();
+            return incoming::decode(&line).map(Some);
+        }
+        match self.lines.next_line() {
+            Some(line) => incoming::decode(&line?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether [`Client::take`] has something without reading.
+    pub fn has_incoming(&self) -> bool {
+        !self.queued.is_empty() || self.lines.has_line()
+    }
+
+    /// One read of what the daemon sent (call it when the fd is readable:
+    /// it blocks otherwise). [`ClientError::Closed`] when the daemon closed
+    /// the connection.
+    pub fn receive(&mut self) -> Result<(), ClientError> {
+        self.stream.set_read_timeout(None).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        loop {
+            let closed = |reason| ClientError::Closed { path: self.path.clone(), reason };
+            return match self.lines.fill(&self.stream) {
+                Ok(0) => Err(closed(None)),
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => Err(closed(Some(e.to_string()))),
+            };
+        }
+    }
+
+    /// A request line with a fresh id.
+    fn encode<P: Serialize + ?Sized>(
         &mut self,
         method: &str,
         params: &P,
-    ) -> Result<T, ClientError> {
+    ) -> Result<(u64, String), ClientError> {
         #[derive(Serialize)]
         struct Call<'a, P: ?Sized> {
             jsonrpc: &'static str,
@@ -237,6 +345,22 @@ impl Client {
             params: &'a P,
             id: u64,
         }
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = Call { jsonrpc: "2.0", method, params, id };
+        let line = serde_json::to_string(&request)
+            .map_err(|e| ClientError::Protocol(format!("encoding the params: {e}")))?;
+        Ok((id, line))
+    }
+
+    /// One request and its reply: params serialised straight into the line,
+    /// the result decoded straight into `T`. Other messages that arrive
+    /// first are kept for [`Client::next`].
+    fn send<P: Serialize + ?Sized, T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: &P,
+    ) -> Result<T, ClientError> {
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "T: Deserialize<'de>"))]
         struct Reply<T> {
@@ -246,33 +370,70 @@ impl Client {
             result: Option<T>,
             error: Option<RpcError>,
         }
-        /// A field that is there, even as `null`, is `Some`.
-        fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-            d: D,
-        ) -> Result<Option<T>, D::Error> {
-            T::deserialize(d).map(Some)
+        /// Just enough of a message to tell whose it is.
+        #[derive(Deserialize)]
+        struct Header {
+            #[serde(default, deserialize_with = "present")]
+            id: Option<Value>,
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = Call { jsonrpc: "2.0", method, params, id };
-        let line = serde_json::to_string(&request)
-            .map_err(|e| ClientError::Protocol(format!("encoding the params: {e}")))?;
-        let text = self.exchange(&line)?;
-        let reply: Reply<T> = serde_json::from_str(&text)
-            .map_err(|e| ClientError::Protocol(format!("bad reply: {e}: {}", text.trim_end())))?;
-        let refused = reply.id == Some(Value::Null) && reply.error.is_some();
-        if reply.id != Some(json!(id)) && !refused {
-            return Err(ClientError::Protocol(format!(
-                "reply for another request: {}",
-                text.trim_end()
-            )));
+        let (id, line) = self.encode(method, params)?;
+        let deadline = self.reply_timeout.map(|t| (Instant::now() + t, t));
+        let written = self.write_line(&line);
+        if let (Err(e), Some((_, after))) = (&written, deadline) {
+            if is_timeout(e) {
+                return Err(self.timeout(after));
+            }
         }
-        if let Some(error) = reply.error {
-            return Err(ClientError::Rpc(error));
+        // A reply to an earlier `start`ed request, or a notification.
+        let earlier = |v: &Option<Value>| match v {
+            None => true,
+            Some(v) => v.as_u64().is_some_and(|other| other < id),
+        };
+        loop {
+            let Some(text) = self.read_line(deadline, &written)? else {
+                return Err(self.timeout(deadline.map_or(Duration::ZERO, |d| d.1)));
+            };
+            // Decoded straight into T first: the common case costs one pass.
+            let reply = match serde_json::from_str::<Reply<T>>(&text) {
+                Ok(reply) => reply,
+                Err(e) => match serde_json::from_str::<Header>(&text) {
+                    Ok(h) if earlier(&h.id) => {
+                        self.queue(text)?;
+                        continue;
+                    }
+                    _ => {
+                        return Err(ClientError::Protocol(format!(
+                            "bad reply: {e}: {}",
+                            text.trim_end()
+                        )))
+                    }
+                },
+            };
+            let refused = reply.id == Some(Value::Null) && reply.error.is_some();
+            if reply.id != Some(json!(id)) && !refused {
+                if earlier(&reply.id) {
+                    self.queue(text)?;
+                    continue;
+                }
+                return Err(ClientError::Protocol(format!(
+                    "reply for another request: {}",
+                    text.trim_end()
+                )));
+            }
+            if let Some(error) = reply.error {
+                return Err(ClientError::Rpc(error));
+            }
+            return reply
+                .result
+                .ok_or_else(|| ClientError::Protocol("reply has neither result nor error".into()));
         }
-        reply
-            .result
-            .ok_or_else(|| ClientError::Protocol("reply has neither result nor error".into()))
+    }
+}
+
+impl AsFd for Client {
+    /// The socket, to poll for [`Client::receive`].
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
     }
 }
 

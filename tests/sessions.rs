@@ -431,7 +431,7 @@ fn ctl_session_commands() {
     assert!(d.ctl(&["resize", &id, "100x30"]).status.success());
     let show = String::from_utf8_lossy(&d.ctl(&["show", &id]).stdout).to_string();
     assert!(show.contains(&format!("ccmanager_sess_{id}")), "{show}");
-    let out = d.ctl(&["--json", "attach", &id]);
+    let out = d.ctl(&["--json", "attach", "--tmux", &id]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let argv: Vec<String> = serde_json::from_value(v["argv"].clone()).unwrap();
     assert!(

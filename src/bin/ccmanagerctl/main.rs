@@ -4,7 +4,9 @@
 //! reply that is not JSON-RPC), 2 the daemon cannot be reached: no socket,
 //! refused, no connection within `--connect-timeout`, no reply within
 //! `--timeout`, or the connection closed without a reply. It never waits
-//! longer than its two timeouts.
+//! longer than its two timeouts, except where it follows a stream (`attach`,
+//! `logs -f`). `attach` adds 3: the session ended while attached (its exit
+//! status is in the message), and 128 + N: ended by signal N.
 //!
 //! This file holds the command line and the dispatch; each command is one
 //! file of the same name, calling the daemon through the typed method table.
@@ -15,6 +17,7 @@ mod capture;
 mod cleanup;
 mod health;
 mod kill;
+mod logs;
 mod ls;
 mod metrics;
 mod new;
@@ -22,9 +25,11 @@ mod output;
 mod ping;
 mod reload;
 mod resize;
+mod sanitize;
 mod send;
 mod show;
 mod status;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,11 +107,11 @@ enum Command {
         /// COLSxROWS.
         size: String,
     },
-    /// Attach this terminal to a session (detach with the tmux prefix, C-b d).
-    Attach {
-        /// Session id.
-        id: String,
-    },
+    /// Attach this terminal to a session through the daemon (detach with
+    /// Ctrl-], or --detach-key).
+    Attach(AttachArgs),
+    /// Print a session's output log (-f: and follow it).
+    Logs(LogsArgs),
     /// Remove old, idle and dead sessions now.
     Cleanup {
         /// Only show what would be removed.
@@ -181,6 +186,41 @@ struct SendArgs {
 }
 
 #[derive(Args, Debug)]
+struct AttachArgs {
+    /// Session id.
+    id: String,
+    /// The key that detaches (a control key: ctrl-], ctrl-a, ^A, C-q). It
+    /// is never sent to the session: pick another one if its program needs
+    /// that key.
+    #[arg(long, value_name = "KEY", default_value = "ctrl-]", value_parser = terminal::parse_key)]
+    detach_key: u8,
+    /// Exec a tmux client on the session's own tmux server instead (the
+    /// session's user or root only; detach with its prefix, C-b d). With
+    /// --json, print that command.
+    #[arg(long, conflicts_with = "detach_key")]
+    tmux: bool,
+}
+
+#[derive(Args, Debug)]
+struct LogsArgs {
+    /// Session id.
+    id: String,
+    /// Keep printing new output until the session ends (or Ctrl-C).
+    #[arg(long, short)]
+    follow: bool,
+    /// Start at this byte offset of the session's output.
+    #[arg(long, value_name = "OFFSET", conflicts_with = "tail")]
+    from: Option<u64>,
+    /// Start at the last LINES lines.
+    #[arg(long, short = 'n', value_name = "LINES")]
+    tail: Option<usize>,
+    /// Write the bytes exactly, escape sequences included (the default
+    /// strips them: a session's output must not drive your terminal).
+    #[arg(long)]
+    raw: bool,
+}
+
+#[derive(Args, Debug)]
 struct CaptureArgs {
     /// Session id.
     id: String,
@@ -227,7 +267,12 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 fn run(cli: Cli) -> Result<(), Failure> {
     let socket = cli.socket.unwrap_or_else(|| Config::default().socket_path());
     let client = Client::connect_within(&socket, Some(cli.connect_timeout), Some(cli.timeout))?;
-    let ctl = &mut Ctl { client, json: cli.json };
+    let ctl = &mut Ctl {
+        client,
+        json: cli.json,
+        timeout: cli.timeout,
+        connect_timeout: cli.connect_timeout,
+    };
     match cli.command {
         Command::Status => status::run(ctl),
         Command::Ping => ping::run(ctl),
@@ -241,7 +286,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Send(args) => send::run(ctl, args),
         Command::Capture(args) => capture::run(ctl, args),
         Command::Resize { id, size } => resize::run(ctl, id, &size),
-        Command::Attach { id } => attach::run(ctl, id),
+        Command::Attach(args) => attach::run(ctl, args),
+        Command::Logs(args) => logs::run(ctl, args),
         Command::Cleanup { dry_run } => cleanup::run(ctl, dry_run),
         Command::Call { method, params } => call::run(ctl, &method, params.as_deref()),
     }

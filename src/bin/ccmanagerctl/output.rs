@@ -1,7 +1,7 @@
 //! What every command shares: the connection with the `--json` switch, the
 //! failure type with its exit code, and the small formatters.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -14,6 +14,11 @@ pub struct Ctl {
     pub client: Client,
     /// `--json`: print the daemon's result instead of a summary.
     pub json: bool,
+    /// `--timeout`: the reply timeout (a command that reconnects gives up
+    /// after it).
+    pub timeout: Duration,
+    /// `--connect-timeout`.
+    pub connect_timeout: Duration,
 }
 
 impl Ctl {
