@@ -75,6 +75,9 @@ fn units_install_verify_and_keep_the_tmux_server_outside() {
     let bins = tempfile::tempdir_in("/var/tmp").unwrap();
     std::fs::write(bins.path().join("ccmanagerd"), STANDIN).unwrap();
     std::fs::write(bins.path().join("ccmanagerctl"), CLIENT).unwrap();
+    // The real logger: the stand-in daemon starts no session to log.
+    std::fs::copy(env!("CARGO_BIN_EXE_ccmanagerd-log"), bins.path().join("ccmanagerd-log"))
+        .unwrap();
     let sb = SysBox::boot().expect("boot");
     install_files(&sb, &repo_root(), bins.path()).expect("install_files");
 
@@ -92,12 +95,14 @@ fn units_install_verify_and_keep_the_tmux_server_outside() {
     eprintln!("systemd-analyze security ccmanagerd.service: {overall}");
     assert!(overall.contains("OK") || overall.contains("SAFE"), "{sec_out}");
 
-    // postinst created the user, the directories and the socket, and started the service.
+    // postinst created the user, the directories and the socket, and started
+    // the service. The state directory is 0711: owners pass through it to
+    // their own session logs (<state>/logs/<id>, 0700), and list nothing.
     let pw = sb.sh_ok("getent passwd ccmanager");
     assert!(pw.contains(":/var/lib/ccmanager:"), "{pw}");
     assert_eq!(
         sb.sh_ok("stat -c '%a %U %G' /run/ccmanagerd/ccmanagerd.sock /run/ccmanagerd-tmux /var/lib/ccmanagerd /var/lib/ccmanager"),
-        "660 root ccmanager\n711 root root\n750 root root\n750 ccmanager ccmanager\n"
+        "660 root ccmanager\n711 root root\n711 root root\n750 ccmanager ccmanager\n"
     );
     let show = sb.sh_ok("systemctl show -p ActiveState,Type,StatusText ccmanagerd.service");
     assert!(
