@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 
-pub use reader::{Chunk, Extent, Log};
+pub use reader::{Chunk, Cursor, Extent, Followed, Log};
 
 /// The log directory of session `id` (`id` is a validated session id,
 /// `[a-z0-9]{1,32}`: one path component).

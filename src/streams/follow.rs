@@ -33,7 +33,7 @@ use super::screen::{self, CLEAR};
 use super::watch::Watch;
 use crate::config::ConfigHandle;
 use crate::error::{Error, Result};
-use crate::logs::{Chunk, Extent, Log};
+use crate::logs::{Chunk, Cursor, Extent, Followed, Log};
 use crate::metrics::Metrics;
 use crate::protocol::streams::{notification, Bytes, Exit, Output, Reset};
 use crate::protocol::types::SessionState;
@@ -48,6 +48,14 @@ pub const EXIT_SETTLE: Duration = Duration::from_millis(500);
 pub const STATUS_WAIT: Duration = Duration::from_secs(2);
 /// How often the registry is asked during [`STATUS_WAIT`].
 const STATUS_POLL: Duration = Duration::from_millis(50);
+/// A notification at least this large means the pane prints fast: the next
+/// read waits until [`COALESCE`] after it, so that a follower keeping up
+/// sends fewer, larger notifications (the daemon's cost is per
+/// notification: ~200 µs each; docs/performance.md). A keystroke's echo is
+/// far smaller and is never held back.
+const BULK_BYTES: u64 = 4 << 10;
+/// See [`BULK_BYTES`]: at 30 MB/s, about a chunk's worth.
+const COALESCE: Duration = Duration::from_millis(2);
 /// A failing log read is tried again after this long.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -178,6 +186,14 @@ impl Follow {
         let mut still: Option<(Instant, u64)> = None;
         // Looks at the end that found more right after an empty read.
         let mut raced = 0;
+        // The segment being read, kept open (the fast path, `Log::follow`).
+        let mut cursor = Cursor::new();
+        // When the log is next listed (`Log::read`) even if the segment held
+        // says "at the end": at least every poll interval, which finds a
+        // segment the logger began after a gap.
+        let mut list_at = Instant::now();
+        // When the last notification of at least BULK_BYTES went.
+        let mut bulk: Option<Instant> = None;
         loop {
             let config = self.config.get();
             let window = config.streams.window.0;
@@ -193,8 +209,43 @@ impl Follow {
             }
             let room = (window - unacked).min(CHUNK_BYTES as u64) as usize;
             let Some(slot) = sink.reserve().await else { return };
+            if let Some(wait) = bulk.and_then(|at| COALESCE.checked_sub(at.elapsed())) {
+                // A pane printing fast: let a few more of the logger's writes
+                // land, and send them as one notification.
+                tokio::time::sleep(wait).await;
+            }
             let at = next;
-            let chunk = self.blocking(move |log| log.read(at, room)).await;
+            let chunk = match self.log.follow(&mut cursor, at, room) {
+                Followed::Data(data) => Ok(Chunk {
+                    next_offset: at + data.len() as u64,
+                    offset: at,
+                    first_offset: at,
+                    end: false,
+                    data,
+                }),
+                Followed::AtEnd if Instant::now() < list_at => Ok(Chunk {
+                    data: Vec::new(),
+                    offset: at,
+                    next_offset: at,
+                    first_offset: at,
+                    end: true,
+                }),
+                Followed::AtEnd | Followed::Unknown => {
+                    list_at = Instant::now() + poll;
+                    let read = self
+                        .blocking(move |log| {
+                            let chunk = log.read(at, room)?;
+                            let mut cursor = Cursor::new();
+                            log.seek(&mut cursor, chunk.next_offset);
+                            Ok((chunk, cursor))
+                        })
+                        .await;
+                    read.map(|(chunk, fresh)| {
+                        cursor = fresh;
+                        chunk
+                    })
+                }
+            };
             match chunk {
                 Ok(c) if c.offset > next => {
                     // Dropped by the cap, or never logged (a gap).
@@ -206,7 +257,9 @@ impl Follow {
                     slot.send(line(notification::RESET, &reset));
                     self.metrics.streams.reset();
                     (base, next) = (offset, offset);
+                    cursor = Cursor::new();
                     still = None;
+                    bulk = None;
                 }
                 Ok(c) if !c.data.is_empty() => {
                     let n = c.data.len() as u64;
@@ -217,6 +270,7 @@ impl Follow {
                         Output { subscription: sub, offset: c.offset, data: Bytes(c.data) };
                     slot.send(line(notification::OUTPUT, &output));
                     self.metrics.streams.sent(n);
+                    bulk = (n >= BULK_BYTES).then(Instant::now);
                     still = None;
                     raced = 0;
                 }
@@ -226,12 +280,18 @@ impl Follow {
                     // write at any point is seen or wakes us.
                     let mut wake = self.watch.subscribe();
                     self.watch.arm();
-                    let extent = self.blocking(|log| log.extent()).await.ok();
-                    if extent.is_some_and(|e| e.end > next) && raced < 3 {
+                    let more = matches!(self.log.follow(&mut cursor, next, 1), Followed::Data(_));
+                    if more && raced < 3 {
                         raced += 1;
                         continue;
                     }
                     raced = 0;
+                    // Only a session that ended can end the stream: the log's
+                    // extent (a listing) is looked at only then.
+                    let extent = match self.ended() {
+                        Ended::No => None,
+                        Ended::Yes(_) => self.blocking(|log| log.extent()).await.ok(),
+                    };
                     if let Some(status) = self.finished(extent, next, &mut still).await {
                         if let Some(slot) = sink.reserve().await {
                             let exit = Exit { subscription: sub, exit_status: status };
@@ -245,7 +305,7 @@ impl Follow {
                     };
                     tokio::select! {
                         _ = wake.changed() => {}
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep(wait) => list_at = Instant::now(),
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
