@@ -27,6 +27,13 @@ use crate::server::{OpenError, Outlet};
 use crate::sessions::{Caller, Sessions};
 use follow::{Counted, Credit, Follow};
 
+/// Bytes of `session.read` results one uid may have in flight (read and
+/// not yet taken by its client), over all its connections: 16 reads of the
+/// largest size.
+pub const READ_BYTES_IN_FLIGHT: usize = 16 << 20;
+/// How long a read waits for its budget before it is refused.
+pub const READ_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The stream services (a cheap handle): the log watcher and the writers.
 #[derive(Clone)]
 pub struct Streams {
@@ -34,6 +41,9 @@ pub struct Streams {
 }
 
 struct Inner {
+    /// Bytes of `session.read` results in flight, per uid (see
+    /// [`Streams::read_budget`]).
+    reads: std::sync::Mutex<std::collections::HashMap<u32, Arc<tokio::sync::Semaphore>>>,
     sessions: Sessions,
     config: ConfigHandle,
     metrics: Arc<Metrics>,
@@ -59,7 +69,42 @@ impl Streams {
     pub fn start(sessions: Sessions, config: ConfigHandle, metrics: Arc<Metrics>) -> Streams {
         let watcher = watch::Watcher::start();
         let writers = input::Writers::default();
-        Streams { inner: Arc::new(Inner { sessions, config, metrics, watcher, writers }) }
+        let reads = Default::default();
+        Streams { inner: Arc::new(Inner { reads, sessions, config, metrics, watcher, writers }) }
+    }
+
+    /// Holds `bytes` of uid's budget of [`READ_BYTES_IN_FLIGHT`] for one
+    /// `session.read`, until the returned permit drops (with the call, once
+    /// its reply is taken). Waits at most [`READ_BUDGET_WAIT`], then refuses
+    /// with `limit_reached`.
+    pub async fn read_budget(
+        &self,
+        uid: u32,
+        bytes: u32,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let units = bytes.div_ceil(1024).max(1);
+        let sem = {
+            let mut reads = self.inner.reads.lock().unwrap_or_else(|e| e.into_inner());
+            if reads.len() >= 1024 {
+                reads.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            reads
+                .entry(uid)
+                .or_insert_with(|| {
+                    Arc::new(tokio::sync::Semaphore::new(READ_BYTES_IN_FLIGHT >> 10))
+                })
+                .clone()
+        };
+        match tokio::time::timeout(READ_BUDGET_WAIT, sem.acquire_many_owned(units)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.inner.metrics.budget_hit("session.read bytes in flight");
+                Err(Error::LimitReached(format!(
+                    "limit reached: uid {uid} already has {} MiB of session.read results waiting to be read; read the replies, or ask for less at once",
+                    READ_BYTES_IN_FLIGHT >> 20
+                )))
+            }
+        }
     }
 
     /// Log directories followed now, and how many of them are armed.
@@ -67,13 +112,24 @@ impl Streams {
         self.inner.watcher.watched()
     }
 
-    /// The log of session `id` as `caller` may read it: a session they may
-    /// see, or, once removed while its log stays, a log they own (the
-    /// daemon made and chowned it, in a root-only directory), or any log
-    /// for an admin; anyone else gets "not found" (as `session.read`).
-    async fn log_of(&self, config: &Config, caller: &Caller, id: &str) -> Result<(Arc<Log>, bool)> {
+    /// The log of session `id` as `caller` may read it (for `session.read`
+    /// and `session.subscribe`): a session they may see whose log belongs
+    /// to the uid it runs as, or, once removed while its log stays, a log
+    /// they own (the daemon made and chowned it, in a root-only directory),
+    /// or any log for an admin; anyone else gets "not found", as for an id
+    /// that never existed. The owner check holds for a known session too: a
+    /// session planted in one uid's server under the id of another uid's
+    /// removed session is adopted as the planter's, and must not open the
+    /// other's log. `Ok(None)`: a session they may see that has no log yet.
+    /// The bool says whether the session is known.
+    pub async fn log_of(
+        &self,
+        config: &Config,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Option<(Arc<Log>, bool)>> {
         crate::sessions::validate::id(id)?;
-        let known = self.inner.sessions.registry().find(caller, id).map(drop);
+        let known = self.inner.sessions.registry().find(caller, id).map(|r| r.server_uid());
         let dir = crate::logs::dir_of(config, id);
         let opened = tokio::task::spawn_blocking(move || {
             let log = Log::open(&dir)?;
@@ -82,16 +138,23 @@ impl Streams {
         })
         .await
         .map_err(|e| Error::Internal(format!("opening a log: {e}")))?;
+        let hidden = || Error::SessionNotFound(format!("session not found: {id}"));
         match opened {
             Ok((log, owner)) => match known {
-                Ok(()) => Ok((Arc::new(log), true)),
-                Err(_) if caller.admin || owner == caller.uid => Ok((Arc::new(log), false)),
-                Err(hidden) => Err(hidden),
+                Ok(uid) if uid == owner => Ok(Some((Arc::new(log), true))),
+                Ok(uid) => {
+                    tracing::warn!(session_id = %id, session_uid = uid, log_uid = owner,
+                        "a session's log directory belongs to another uid; not opened");
+                    if caller.admin {
+                        Ok(Some((Arc::new(log), true)))
+                    } else {
+                        Err(hidden())
+                    }
+                }
+                Err(_) if caller.admin || owner == caller.uid => Ok(Some((Arc::new(log), false))),
+                Err(e) => Err(e),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                known?;
-                Err(Error::InvalidState(format!("session {id} has no output log (yet)")))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => known.map(|_| None),
             Err(e) => Err(Error::Internal(format!("opening the log of session {id}: {e}"))),
         }
     }
@@ -104,7 +167,9 @@ impl Streams {
         caller: &Caller,
         p: SessionSubscribe,
     ) -> Result<SubscribeResult> {
-        let (log, known) = self.log_of(config, caller, &p.id).await?;
+        let Some((log, known)) = self.log_of(config, caller, &p.id).await? else {
+            return Err(Error::InvalidState(format!("session {} has no output log (yet)", p.id)));
+        };
         let max = config.streams.max_per_connection;
         if outlet.count() >= max {
             return Err(full(max));
