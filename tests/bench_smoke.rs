@@ -50,3 +50,30 @@ fn bench_harness_quick_mode_reports_every_figure() {
     let json = serde_json::to_value(&r).unwrap();
     assert!(json["ops"].as_array().is_some_and(|a| !a.is_empty()));
 }
+
+#[test]
+fn streams_quick_mode_reports_every_figure() {
+    let opts = harness::streams::StreamsOptions::quick();
+    let bin = Path::new(env!("CARGO_BIN_EXE_ccmanagerd"));
+    let r = harness::streams::run(bin, &opts, false).expect("quick streams run");
+    println!("{}", harness::streams::render(&r));
+    assert!(r.missing.is_empty(), "paths that could not run: {:#?}", r.missing);
+    let paths: Vec<&str> = r.throughput.iter().map(|t| t.path.as_str()).collect();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    for t in &r.throughput {
+        assert!(t.median_mb_s > 0.0 && t.program_mb_s > 0.0, "{t:?}");
+    }
+    let sub = r.throughput.iter().find(|t| t.path == "session.subscribe").unwrap();
+    // Every byte the program printed came through the subscription.
+    assert!(sub.viewer_bytes >= r.bytes, "{} of {} bytes", sub.viewer_bytes, r.bytes);
+    assert!(r.subscribe_vs_attach.is_some_and(|x| x > 0.0));
+    assert_eq!(r.echo.len(), 3);
+    for e in &r.echo {
+        assert!(e.stats.n == opts.echoes && e.stats.p50_us > 0.0, "{e:?}");
+    }
+    let l = r.logger.as_ref().expect("logger memory");
+    assert_eq!(l.loggers, opts.sessions, "{l:?}");
+    assert!(l.pss_kib_per_session > 0.0, "{l:?}");
+    let g = &r.logging;
+    assert!(g.bare_s > 0.0 && g.logged_s > 0.0 && g.logger_cpu_s.is_some(), "{g:?}");
+}

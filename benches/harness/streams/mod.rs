@@ -1,0 +1,465 @@
+//! `cargo bench --bench daemon -- --streams [--streams-mb N]
+//! [--streams-reps N] [--streams-sessions N]`: the figures of issue 12's
+//! live streams and output logs, against what a user with the tmux socket
+//! would do instead:
+//! - throughput (MB/s) of a program printing N MB of base64 lines (76
+//!   characters, like `base64`) as fast as it can: alone in a bare tmux
+//!   pane, alone in a daemon session (its logger on), watched through
+//!   `tmux attach` in a pty, and through `session.subscribe` (every byte,
+//!   acknowledged as it arrives). Target: subscribe >= 0.8x attach;
+//! - keystroke-to-echo latency: `session.write` + the subscription, against
+//!   `tmux send-keys` + polling `capture-pane` (spawned, and on a raw
+//!   control-mode connection). Target: p50 < 1 ms;
+//! - the memory of a session's logger (PSS) with `--streams-sessions`
+//!   sessions. Target: < 256 KiB each;
+//! - what logging costs a program at full output: its wall time in a
+//!   daemon session against a bare tmux pane, and the logger's CPU.
+//!   Target: at most 1.3x.
+//!
+//! The paths take turns every repetition (load drift on a shared machine
+//! hits them alike); figures are medians over the repetitions.
+
+mod attach;
+mod loggers;
+mod paths;
+mod wire;
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use serde::Serialize;
+
+use super::{call, cores, Control, DaemonGuard, Stats, TmuxGuard, TMUX};
+use loggers::Memory;
+
+/// Shape of the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StreamsOptions {
+    /// Bytes each program prints, MB (10^6).
+    pub mb: u64,
+    /// Repetitions of each throughput path.
+    pub reps: usize,
+    /// Timed keystrokes per echo path.
+    pub echoes: usize,
+    /// Sessions alive for the logger memory figure.
+    pub sessions: usize,
+    /// Smoke mode: tiny counts, figures not meaningful.
+    pub quick: bool,
+}
+
+impl Default for StreamsOptions {
+    fn default() -> Self {
+        StreamsOptions { mb: 100, reps: 3, echoes: 1000, sessions: 20, quick: false }
+    }
+}
+
+impl StreamsOptions {
+    /// For the smoke test: seconds, not minutes.
+    pub fn quick() -> Self {
+        StreamsOptions { mb: 2, reps: 1, echoes: 20, sessions: 3, quick: true }
+    }
+
+    fn warmup(&self) -> usize {
+        if self.quick {
+            2
+        } else {
+            50
+        }
+    }
+}
+
+/// One throughput path over the repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// The path.
+    pub path: String,
+    /// MB/s each repetition (viewer's when there is one, else the program's).
+    pub mb_s: Vec<f64>,
+    /// Median of `mb_s`.
+    pub median_mb_s: f64,
+    /// The program's own MB/s, median (what the viewer cost it).
+    pub program_mb_s: f64,
+    /// Bytes the viewer received in the last repetition.
+    pub viewer_bytes: u64,
+}
+
+/// One echo path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Echo {
+    /// The path.
+    pub path: String,
+    /// Keystroke to echo.
+    pub stats: Stats,
+}
+
+/// What a session's logger costs.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggerCost {
+    /// Sessions alive.
+    pub sessions: usize,
+    /// Loggers found below the daemon's tmux servers.
+    pub loggers: usize,
+    /// All their processes together.
+    pub total: Memory,
+    /// PSS per session, KiB.
+    pub pss_kib_per_session: f64,
+    /// Private (clean + dirty) per session, KiB.
+    pub private_kib_per_session: f64,
+}
+
+/// What logging costs a program at full output.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggingCpu {
+    /// The program's wall time in a bare tmux pane (no logger), median, s.
+    pub bare_s: f64,
+    /// In a daemon session (its logger on), median, s.
+    pub logged_s: f64,
+    /// `logged_s / bare_s`.
+    pub slowdown: f64,
+    /// The logger's CPU (user + system) per repetition, median, s.
+    pub logger_cpu_s: Option<f64>,
+}
+
+/// Everything `--streams` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamsReport {
+    /// `nproc`.
+    pub cores: usize,
+    /// `tmux -V`.
+    pub tmux_version: String,
+    /// The shape.
+    pub options: StreamsOptions,
+    /// Bytes each program printed.
+    pub bytes: u64,
+    /// Throughput per path.
+    pub throughput: Vec<Throughput>,
+    /// subscribe / tmux attach (viewer MB/s, medians). Target >= 0.8.
+    pub subscribe_vs_attach: Option<f64>,
+    /// Echo latency per path.
+    pub echo: Vec<Echo>,
+    /// Logger memory (None: no logger found, the daemon does not log).
+    pub logger: Option<LoggerCost>,
+    /// Logging's cost to the program.
+    pub logging: LoggingCpu,
+    /// Paths that could not run, and why.
+    pub missing: Vec<String>,
+    /// Whole run, s.
+    pub total_s: f64,
+}
+
+/// The state of one run.
+struct Ctx<'a> {
+    opts: &'a StreamsOptions,
+    daemon: DaemonGuard,
+    base: TmuxGuard,
+    d: ccmanagerd::client::Client,
+    /// Holds the data file and each run's files.
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    bytes: u64,
+    seq: usize,
+    log: bool,
+}
+
+impl Ctx<'_> {
+    fn note(&self, msg: &str) {
+        if self.log {
+            eprintln!("[bench] {msg}");
+        }
+    }
+}
+
+/// Writes `mb` MB of base64 lines (76 characters and a newline, the
+/// `base64` tool's shape) of xorshift bytes: printable, incompressible
+/// enough, and never containing `-` (the end markers' character).
+fn write_data(path: &Path, mb: u64) -> Result<u64> {
+    let want = mb * 1_000_000;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let (mut raw, mut line, mut written) = ([0u8; 57], String::with_capacity(80), 0u64);
+    while written < want {
+        for b in raw.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        line.clear();
+        base64::engine::general_purpose::STANDARD.encode_string(raw, &mut line);
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+    }
+    f.flush()?;
+    Ok(written)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Collects a path's samples, or notes why it could not run.
+struct Collect {
+    path: &'static str,
+    samples: Vec<paths::Sample>,
+    failed: Option<String>,
+}
+
+impl Collect {
+    fn new(path: &'static str) -> Collect {
+        Collect { path, samples: vec![], failed: None }
+    }
+
+    fn take(&mut self, r: Result<paths::Sample>) {
+        match r {
+            Ok(s) => self.samples.push(s),
+            Err(e) => self.failed = Some(format!("{}: {e:#}", self.path)),
+        }
+    }
+
+    fn row(&self, bytes: u64) -> Option<Throughput> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mb = bytes as f64 / 1e6;
+        let mb_s: Vec<f64> =
+            self.samples.iter().map(|s| mb / s.viewer_s.unwrap_or(s.program_s)).collect();
+        let program: Vec<f64> = self.samples.iter().map(|s| mb / s.program_s).collect();
+        Some(Throughput {
+            path: self.path.into(),
+            median_mb_s: median(&mb_s),
+            mb_s,
+            program_mb_s: median(&program),
+            viewer_bytes: self.samples.last().map_or(0, |s| s.viewer_bytes),
+        })
+    }
+}
+
+/// Runs the scenario; every process and socket made is gone when this
+/// returns.
+pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport> {
+    let t0 = Instant::now();
+    let tmux_version = std::process::Command::new(TMUX)
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .context("tmux -V")?;
+    let daemon = DaemonGuard::start(bin, opts.sessions + 10)?;
+    let base = TmuxGuard::start()?;
+    let d = daemon.client()?;
+    let dir = tempfile::Builder::new().prefix("ccm-bench-streams-").tempdir_in("/tmp")?;
+    let data = dir.path().join("data");
+    let bytes = write_data(&data, opts.mb)?;
+    let mut c = Ctx { opts, daemon, base, d, dir, data, bytes, seq: 0, log };
+    let mut missing = vec![];
+
+    let mut cols = [
+        Collect::new("bare tmux pane, no viewer"),
+        Collect::new("daemon session, no viewer"),
+        Collect::new("tmux attach (pty)"),
+        Collect::new("session.subscribe"),
+    ];
+    for rep in 0..opts.reps {
+        c.note(&format!("throughput, repetition {}/{}", rep + 1, opts.reps));
+        cols[0].take(c.bare());
+        cols[1].take(c.logged());
+        cols[2].take(c.attach());
+        if cols[3].failed.is_none() {
+            cols[3].take(c.subscribe());
+        }
+    }
+    missing.extend(cols.iter().filter_map(|c| c.failed.clone()));
+    let throughput: Vec<Throughput> = cols.iter().filter_map(|col| col.row(bytes)).collect();
+    let by = |p: &str| throughput.iter().find(|t| t.path == p).map(|t| t.median_mb_s);
+    let subscribe_vs_attach =
+        by("session.subscribe").zip(by("tmux attach (pty)")).map(|(s, a)| s / a);
+    let program_s =
+        |col: &Collect| median(&col.samples.iter().map(|s| s.program_s).collect::<Vec<_>>());
+    let cpu: Vec<f64> = cols[1].samples.iter().filter_map(|s| s.logger_cpu_s).collect();
+    let logging = LoggingCpu {
+        bare_s: program_s(&cols[0]),
+        logged_s: program_s(&cols[1]),
+        slowdown: program_s(&cols[1]) / program_s(&cols[0]).max(f64::MIN_POSITIVE),
+        logger_cpu_s: (!cpu.is_empty()).then(|| median(&cpu)),
+    };
+
+    c.note("keystroke to echo");
+    let (warm, n) = (opts.warmup(), opts.echoes);
+    let mut echo = vec![];
+    match c.echo_daemon(warm, n) {
+        Ok(s) => {
+            echo.push(Echo { path: "session.write + subscription".into(), stats: Stats::of(s) })
+        }
+        Err(e) => missing.push(format!("session.write + subscription: {e:#}")),
+    }
+    let s = c.echo_tmux(None, warm, n)?;
+    echo.push(Echo { path: "send-keys + capture-pane (spawned)".into(), stats: Stats::of(s) });
+    let ctl = Control::connect(&c.base.socket)?;
+    let s = c.echo_tmux(Some(&ctl), warm, n)?;
+    echo.push(Echo { path: "send-keys + capture-pane (control mode)".into(), stats: Stats::of(s) });
+    drop(ctl);
+
+    c.note(&format!("logger memory with {} sessions", opts.sessions));
+    let logger = logger_memory(&mut c)?;
+    if logger.is_none() {
+        missing.push("logger memory: no `__log` process below the daemon's tmux servers".into());
+    }
+    drop(c);
+    Ok(StreamsReport {
+        cores: cores(),
+        tmux_version,
+        options: *opts,
+        bytes,
+        throughput,
+        subscribe_vs_attach,
+        echo,
+        logger,
+        logging,
+        missing,
+        total_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Creates the sessions, waits for their loggers, sums their memory,
+/// kills the sessions.
+fn logger_memory(c: &mut Ctx) -> Result<Option<LoggerCost>> {
+    let n = c.opts.sessions;
+    let mut ids = vec![];
+    for _ in 0..n {
+        let s = call(&mut c.d, "session.create", serde_json::json!({"command": ["cat"]}))?;
+        ids.push(s["id"].as_str().context("no id")?.to_string());
+    }
+    let tmux_dir = c.daemon.dir.path().join("tmux");
+    let deadline = Instant::now() + Duration::from_secs(if c.opts.quick { 3 } else { 10 });
+    let mut found = loggers::find(&tmux_dir);
+    while found.len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        found = loggers::find(&tmux_dir);
+    }
+    // Let them settle (first reads, index files opened).
+    std::thread::sleep(Duration::from_millis(200));
+    let total = loggers::memory(&found);
+    for id in &ids {
+        call(&mut c.d, "session.kill", serde_json::json!({"id": id}))?;
+    }
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(LoggerCost {
+        sessions: n,
+        loggers: found.len(),
+        total,
+        pss_kib_per_session: total.pss_kib as f64 / n as f64,
+        private_kib_per_session: total.private_kib as f64 / n as f64,
+    }))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// The human-readable tables.
+pub fn render(r: &StreamsReport) -> String {
+    let mut s = String::new();
+    let o = &r.options;
+    let _ = writeln!(
+        s,
+        "ccmanagerd streams and logs — {} cores, {}, {:.0} MB of base64 lines per program, {} repetition(s){}",
+        r.cores,
+        r.tmux_version,
+        r.bytes as f64 / 1e6,
+        o.reps,
+        if o.quick { " (QUICK mode: tiny counts, figures are not meaningful)" } else { "" }
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| path | MB/s (median) | each repetition | program's own MB/s | viewer bytes |"
+    );
+    let _ = writeln!(s, "|---|---:|---|---:|---:|");
+    for t in &r.throughput {
+        let each: Vec<String> = t.mb_s.iter().map(|v| format!("{v:.1}")).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {} | {:.1} | {} |",
+            t.path,
+            t.median_mb_s,
+            each.join(", "),
+            t.program_mb_s,
+            t.viewer_bytes
+        );
+    }
+    if let Some(x) = r.subscribe_vs_attach {
+        let _ = writeln!(
+            s,
+            "\nsubscribe / tmux attach: {x:.2}× (target >= 0.8: {})",
+            verdict(x >= 0.8)
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "| keystroke → echo | n | p50 | p99 |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    for e in &r.echo {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            e.path,
+            e.stats.n,
+            fmt_us(e.stats.p50_us),
+            fmt_us(e.stats.p99_us)
+        );
+    }
+    if let Some(e) = r.echo.iter().find(|e| e.path.starts_with("session.write")) {
+        let _ =
+            writeln!(s, "\nsession.write echo p50 < 1 ms: {}", verdict(e.stats.p50_us < 1000.0));
+    }
+    let _ = writeln!(s);
+    if let Some(l) = &r.logger {
+        let _ = writeln!(
+            s,
+            "logger memory, {} sessions ({} loggers, {} processes): PSS {:.0} KiB per session \
+             (target < 256 KiB: {}), private {:.0} KiB, RSS {:.0} KiB",
+            l.sessions,
+            l.loggers,
+            l.total.processes,
+            l.pss_kib_per_session,
+            verdict(l.pss_kib_per_session < 256.0),
+            l.private_kib_per_session,
+            l.total.rss_kib as f64 / l.sessions as f64
+        );
+    }
+    let g = &r.logging;
+    let _ = writeln!(
+        s,
+        "logging at full output: program {:.2} s in a daemon session vs {:.2} s in a bare pane = \
+         {:.2}× (target <= 1.3: {}); logger CPU {}",
+        g.logged_s,
+        g.bare_s,
+        g.slowdown,
+        verdict(g.slowdown <= 1.3),
+        g.logger_cpu_s.map_or("n/a (no logger found)".into(), |c| format!("{c:.2} s")),
+    );
+    for m in &r.missing {
+        let _ = writeln!(s, "NOT MEASURED: {m}");
+    }
+    let _ = writeln!(s, "total run time: {:.1} s", r.total_s);
+    s
+}
