@@ -59,7 +59,7 @@ fn streams_quick_mode_reports_every_figure() {
     println!("{}", harness::streams::render(&r));
     assert!(r.missing.is_empty(), "paths that could not run: {:#?}", r.missing);
     let paths: Vec<&str> = r.throughput.iter().map(|t| t.path.as_str()).collect();
-    assert_eq!(paths.len(), 4, "{paths:?}");
+    assert_eq!(paths.len(), 5, "{paths:?}");
     for t in &r.throughput {
         assert!(t.median_mb_s > 0.0 && t.program_mb_s > 0.0, "{t:?}");
     }
@@ -75,5 +75,6 @@ fn streams_quick_mode_reports_every_figure() {
     assert_eq!(l.loggers, opts.sessions, "{l:?}");
     assert!(l.pss_kib_per_session > 0.0, "{l:?}");
     let g = &r.logging;
-    assert!(g.bare_s > 0.0 && g.logged_s > 0.0 && g.logger_cpu_s.is_some(), "{g:?}");
+    assert!(g.logger_on && g.logger_cpu_s.is_some(), "{g:?}");
+    assert!(g.bare_s > 0.0 && g.unlogged_s > 0.0 && g.logged_s > 0.0, "{g:?}");
 }

@@ -45,6 +45,8 @@ pub struct Sample {
     pub logger_cpu_s: Option<f64>,
     /// Bytes the viewer received.
     pub viewer_bytes: u64,
+    /// The pane had a `pipe-pane` (its logger) when the session was made.
+    pub piped: bool,
 }
 
 /// One run's files and marker.
@@ -129,19 +131,46 @@ impl Ctx<'_> {
         Ok(Sample { program_s: (t1 - t0) as f64 / 1e9, ..Sample::default() })
     }
 
-    /// The program in a daemon session (with its logger), no viewer; also
-    /// the logger's CPU over the run.
-    pub fn logged(&mut self) -> Result<Sample> {
+    /// The pane of a daemon session, and whether `pipe-pane` taps it.
+    fn pane(&self, tmux_session: &str) -> Result<(String, bool)> {
+        let sock = &self.daemon.tmux_socket;
+        let target = format!("={tmux_session}");
+        let out = tmux(sock, &["list-panes", "-t", &target, "-F", "#{pane_id} #{pane_pipe}"])?;
+        let (pane, pipe) = out.trim().split_once(' ').context("list-panes: no pane")?;
+        Ok((pane.to_string(), pipe == "1"))
+    }
+
+    /// The program in a daemon session, no viewer: with its logger (and
+    /// the logger's CPU over the run), or with the logger stopped
+    /// (`pipe-pane` without a command closes the pipe), which leaves the
+    /// same server, options and exec-wrapper without logging.
+    pub fn logged(&mut self, logger: bool) -> Result<Sample> {
         let (run, argv) = self.run()?;
-        let (id, _) = self.create(&argv)?;
+        let (id, tmux_session) = self.create(&argv)?;
+        let r = self.logged_inner(&run, &tmux_session, logger);
+        self.kill(&id)?;
+        r
+    }
+
+    fn logged_inner(&mut self, run: &Run, tmux_session: &str, logger: bool) -> Result<Sample> {
+        let (pane, piped) = self.pane(tmux_session)?;
+        if !logger && piped {
+            tmux(&self.daemon.tmux_socket, &["pipe-pane", "-t", &pane])?;
+            if self.pane(tmux_session)?.1 {
+                bail!("pipe-pane did not stop the logger of {pane}");
+            }
+        }
         let tmux_dir = self.daemon.dir.path().join("tmux");
-        let found = loggers::find(&tmux_dir);
+        let found = if logger { loggers::find(&tmux_dir) } else { vec![] };
         let before = loggers::ticks(&found);
         run.go()?;
         let (t0, t1) = run.times(self.limit())?;
         // The logger drains what tmux still holds: wait until its CPU stops.
         let mut last = loggers::ticks(&found);
         for _ in 0..50 {
+            if found.is_empty() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(100));
             let now = loggers::ticks(&found);
             if now == last {
@@ -149,9 +178,8 @@ impl Ctx<'_> {
             }
             last = now;
         }
-        self.kill(&id)?;
         let logger_cpu_s = (!found.is_empty()).then(|| (last - before) as f64 / loggers::hz());
-        Ok(Sample { program_s: (t1 - t0) as f64 / 1e9, logger_cpu_s, ..Sample::default() })
+        Ok(Sample { program_s: (t1 - t0) as f64 / 1e9, logger_cpu_s, piped, ..Sample::default() })
     }
 
     /// The program in a daemon session, watched by `tmux attach` in a pty.
@@ -168,8 +196,8 @@ impl Ctx<'_> {
         Ok(Sample {
             program_s: (t1 - t0) as f64 / 1e9,
             viewer_s: Some((ns(seen).saturating_sub(t0)) as f64 / 1e9),
-            logger_cpu_s: None,
             viewer_bytes,
+            ..Sample::default()
         })
     }
 
@@ -217,8 +245,8 @@ impl Ctx<'_> {
         Ok(Sample {
             program_s: (t1 - t0) as f64 / 1e9,
             viewer_s: Some(ns(seen).saturating_sub(t0) as f64 / 1e9),
-            logger_cpu_s: None,
             viewer_bytes: bytes,
+            ..Sample::default()
         })
     }
 
