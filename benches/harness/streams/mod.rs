@@ -22,9 +22,11 @@
 mod attach;
 mod loggers;
 mod paths;
+mod render;
 mod wire;
 
-use std::fmt::Write as _;
+pub use render::render;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,7 +55,7 @@ pub struct StreamsOptions {
 
 impl Default for StreamsOptions {
     fn default() -> Self {
-        StreamsOptions { mb: 100, reps: 3, echoes: 1000, sessions: 20, quick: false }
+        StreamsOptions { mb: 50, reps: 5, echoes: 1000, sessions: 20, quick: false }
     }
 }
 
@@ -81,6 +83,8 @@ pub struct Throughput {
     pub mb_s: Vec<f64>,
     /// Median of `mb_s`.
     pub median_mb_s: f64,
+    /// Best of `mb_s` (least disturbed by other load on the machine).
+    pub best_mb_s: f64,
     /// The program's own MB/s, median (what the viewer cost it).
     pub program_mb_s: f64,
     /// Bytes the viewer received in the last repetition.
@@ -127,6 +131,8 @@ pub struct LoggingCpu {
     pub slowdown: f64,
     /// `logged_s / bare_s`: against a pane of a bare tmux server.
     pub slowdown_vs_bare: f64,
+    /// The same ratio as `slowdown` from each path's fastest repetition.
+    pub slowdown_best: f64,
     /// The logger's CPU (user + system) per repetition, median, s.
     pub logger_cpu_s: Option<f64>,
 }
@@ -241,6 +247,7 @@ impl Collect {
         Some(Throughput {
             path: self.path.into(),
             median_mb_s: median(&mb_s),
+            best_mb_s: mb_s.iter().copied().fold(0.0, f64::max),
             mb_s,
             program_mb_s: median(&program),
             viewer_bytes: self.samples.last().map_or(0, |s| s.viewer_bytes),
@@ -288,8 +295,9 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
     let by = |p: &str| throughput.iter().find(|t| t.path == p).map(|t| t.median_mb_s);
     let subscribe_vs_attach =
         by("session.subscribe").zip(by("tmux attach (pty)")).map(|(s, a)| s / a);
-    let program_s =
-        |col: &Collect| median(&col.samples.iter().map(|s| s.program_s).collect::<Vec<_>>());
+    let times = |col: &Collect| col.samples.iter().map(|s| s.program_s).collect::<Vec<_>>();
+    let program_s = |col: &Collect| median(&times(col));
+    let fastest = |col: &Collect| times(col).into_iter().fold(f64::INFINITY, f64::min);
     let cpu: Vec<f64> = cols[2].samples.iter().filter_map(|s| s.logger_cpu_s).collect();
     let (bare_s, unlogged_s, logged_s) =
         (program_s(&cols[0]), program_s(&cols[1]), program_s(&cols[2]));
@@ -300,6 +308,7 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
         logged_s,
         slowdown: logged_s / unlogged_s.max(f64::MIN_POSITIVE),
         slowdown_vs_bare: logged_s / bare_s.max(f64::MIN_POSITIVE),
+        slowdown_best: fastest(&cols[2]) / fastest(&cols[1]),
         logger_cpu_s: (!cpu.is_empty()).then(|| median(&cpu)),
     };
 
@@ -372,111 +381,4 @@ fn logger_memory(c: &mut Ctx) -> Result<Option<LoggerCost>> {
         pss_kib_per_session: total.pss_kib as f64 / n as f64,
         private_kib_per_session: total.private_kib as f64 / n as f64,
     }))
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
-fn fmt_us(us: f64) -> String {
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-/// The human-readable tables.
-pub fn render(r: &StreamsReport) -> String {
-    let mut s = String::new();
-    let o = &r.options;
-    let _ = writeln!(
-        s,
-        "ccmanagerd streams and logs — {} cores, {}, {:.0} MB of base64 lines per program, {} repetition(s){}",
-        r.cores,
-        r.tmux_version,
-        r.bytes as f64 / 1e6,
-        o.reps,
-        if o.quick { " (QUICK mode: tiny counts, figures are not meaningful)" } else { "" }
-    );
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "| path | MB/s (median) | each repetition | program's own MB/s | viewer bytes |"
-    );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|");
-    for t in &r.throughput {
-        let each: Vec<String> = t.mb_s.iter().map(|v| format!("{v:.1}")).collect();
-        let _ = writeln!(
-            s,
-            "| {} | {:.1} | {} | {:.1} | {} |",
-            t.path,
-            t.median_mb_s,
-            each.join(", "),
-            t.program_mb_s,
-            t.viewer_bytes
-        );
-    }
-    if let Some(x) = r.subscribe_vs_attach {
-        let _ = writeln!(
-            s,
-            "\nsubscribe / tmux attach: {x:.2}× (target >= 0.8: {})",
-            verdict(x >= 0.8)
-        );
-    }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "| keystroke → echo | n | p50 | p99 |");
-    let _ = writeln!(s, "|---|---:|---:|---:|");
-    for e in &r.echo {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            e.path,
-            e.stats.n,
-            fmt_us(e.stats.p50_us),
-            fmt_us(e.stats.p99_us)
-        );
-    }
-    if let Some(e) = r.echo.iter().find(|e| e.path.starts_with("session.write")) {
-        let _ =
-            writeln!(s, "\nsession.write echo p50 < 1 ms: {}", verdict(e.stats.p50_us < 1000.0));
-    }
-    let _ = writeln!(s);
-    if let Some(l) = &r.logger {
-        let _ = writeln!(
-            s,
-            "logger memory, {} sessions ({} loggers, {} processes): PSS {:.0} KiB per session \
-             (target < 256 KiB: {}), private {:.0} KiB, RSS {:.0} KiB",
-            l.sessions,
-            l.loggers,
-            l.total.processes,
-            l.pss_kib_per_session,
-            verdict(l.pss_kib_per_session < 256.0),
-            l.private_kib_per_session,
-            l.total.rss_kib as f64 / l.sessions as f64
-        );
-    }
-    let g = &r.logging;
-    let _ = writeln!(
-        s,
-        "logging at full output{}: program {:.2} s with its logger vs {:.2} s with it stopped = \
-         {:.2}× (target <= 1.3: {}); {:.2}× a bare tmux pane ({:.2} s); logger CPU {} per run",
-        if g.logger_on { "" } else { " (NO LOGGER: the daemon does not log)" },
-        g.logged_s,
-        g.unlogged_s,
-        g.slowdown,
-        if g.logger_on { verdict(g.slowdown <= 1.3) } else { "n/a" },
-        g.slowdown_vs_bare,
-        g.bare_s,
-        g.logger_cpu_s.map_or("n/a (no logger found)".into(), |c| format!("{c:.2} s")),
-    );
-    for m in &r.missing {
-        let _ = writeln!(s, "NOT MEASURED: {m}");
-    }
-    let _ = writeln!(s, "total run time: {:.1} s", r.total_s);
-    s
 }
