@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{CleanupConfig, ConfigHandle};
+use crate::config::{CleanupConfig, Config, ConfigHandle};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::protocol::types::{CleanupReport, Removal, Session, SessionState};
@@ -84,7 +84,8 @@ impl Reaper {
         dry_run: bool,
     ) -> CleanupReport {
         let mut ticks = self.ticks.lock().await;
-        let cfg = config.get().cleanup.clone();
+        let full = config.get();
+        let cfg = full.cleanup.clone();
         let records = sessions.all_records();
         let forest =
             procs::Forest::new(&if cfg.max_idle.0.is_some() { procs::all() } else { Vec::new() });
@@ -114,13 +115,14 @@ impl Reaper {
             }
             doomed.entry(record.server_key()).or_default().push((record, reason));
         }
-        let passes = doomed.into_values().map(|batch| remove_all(sessions, metrics, batch));
+        let passes = doomed.into_values().map(|batch| remove_all(sessions, &full, metrics, batch));
         for done in futures::future::join_all(passes).await.into_iter().flatten() {
             seen.remove(&done.id);
             removed.push(done);
         }
         if !dry_run {
             *ticks = seen;
+            logs_pass(sessions, &full).await;
         }
         CleanupReport { removed, dry_run }
     }
@@ -131,6 +133,7 @@ impl Reaper {
 /// timeout too: its remaining removals wait for the next pass.
 async fn remove_all(
     sessions: &Sessions,
+    config: &Config,
     metrics: &Metrics,
     batch: Vec<(Record, &'static str)>,
 ) -> Vec<Removal> {
@@ -141,6 +144,12 @@ async fn remove_all(
         tracing::info!(session_id = %id, reason, "cleanup: removing session");
         match sessions.remove(&record, reason).await {
             Ok(()) => {
+                // The log goes with the session (a kill keeps it, for a
+                // while: see logs::usage).
+                let dir = crate::logs::dir_of(config, id);
+                if let Err(e) = crate::logs::setup::remove(&dir) {
+                    tracing::warn!(session_id = %id, dir = %dir.display(), error = %e, "cleanup: cannot remove the session's log");
+                }
                 metrics.reaped(reason);
                 removed.push(Removal { id: id.clone(), reason: reason.to_string() });
             }
@@ -156,6 +165,22 @@ async fn remove_all(
         }
     }
     removed
+}
+
+/// The pass over the session logs (logs::usage): usage, the total cap,
+/// orphans. Blocking file work, off the runtime's threads.
+async fn logs_pass(sessions: &Sessions, config: &Arc<Config>) {
+    let known: std::collections::HashSet<String> =
+        sessions.all_records().into_iter().map(|r| r.session.id).collect();
+    let (config, stats) = (config.clone(), sessions.log_stats().clone());
+    let done =
+        tokio::task::spawn_blocking(move || crate::logs::usage::pass(&config, &known, &stats))
+            .await;
+    match done {
+        Ok(Ok(u)) => tracing::debug!(bytes = u.bytes, logs = u.logs, "session logs checked"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot check the session logs"),
+        Err(e) => tracing::warn!(error = %e, "the session logs pass failed"),
+    }
 }
 
 /// Runs the reaper soon after start, then every `cleanup.interval` (re-read

@@ -58,6 +58,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// Prometheus metrics.
     pub metrics: MetricsConfig,
+    /// The per-session output logs.
+    pub logs: LogsConfig,
 }
 
 /// `[daemon]`
@@ -304,6 +306,35 @@ pub struct MetricsConfig {
     pub textfile: Option<PathBuf>,
 }
 
+/// `[logs]`: every byte a session prints, on disk (docs/caps-cleanup-health.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Where the logs live, one directory per session; `None`:
+    /// `<state_dir>/logs`.
+    pub dir: Option<PathBuf>,
+    /// Most disk one session's log takes (segments and indexes); its oldest
+    /// bytes are dropped first. Enforced by the session's logger.
+    pub max_bytes_per_session: ByteSize,
+    /// Most disk all logs take together; the oldest sessions' oldest
+    /// segments are dropped first. Enforced by the daemon every
+    /// `cleanup.interval`.
+    pub max_bytes_total: ByteSize,
+}
+
+/// Smallest `logs.max_bytes_per_session`: a segment is an eighth of it.
+pub const MIN_LOG_BYTES_PER_SESSION: u64 = 1 << 20;
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            dir: None,
+            max_bytes_per_session: ByteSize(32 << 20),
+            max_bytes_total: ByteSize(2 << 30),
+        }
+    }
+}
+
 /// A log level name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -498,6 +529,7 @@ impl Config {
             ("daemon.state_dir", &d.state_dir),
             ("tmux.socket_dir", &self.tmux.socket_dir),
             ("metrics.textfile", &self.metrics.textfile),
+            ("logs.dir", &self.logs.dir),
         ] {
             if let Some(p) = path {
                 if !p.is_absolute() {
@@ -556,10 +588,27 @@ impl Config {
             ("daemon.state_dir", &d.state_dir),
             ("tmux.socket_dir", &self.tmux.socket_dir),
             ("metrics.textfile", &self.metrics.textfile),
+            ("logs.dir", &self.logs.dir),
         ] {
             if path.as_ref().is_some_and(|p| p.as_os_str().as_encoded_bytes().contains(&0)) {
                 return Err((key.to_string(), "must not contain a NUL byte".to_string()));
             }
+        }
+        let logs = &self.logs;
+        if logs.max_bytes_per_session.0 < MIN_LOG_BYTES_PER_SESSION {
+            return Err((
+                "logs.max_bytes_per_session".to_string(),
+                format!("must be at least {MIN_LOG_BYTES_PER_SESSION} (1M)"),
+            ));
+        }
+        if logs.max_bytes_total.0 < logs.max_bytes_per_session.0 {
+            return Err((
+                "logs.max_bytes_total".to_string(),
+                "must be at least logs.max_bytes_per_session".to_string(),
+            ));
+        }
+        if logs.dir.as_ref().is_some_and(|p| p.to_string_lossy().chars().any(char::is_control)) {
+            return Err(("logs.dir".to_string(), "must not contain a control character".into()));
         }
         let prefix = &self.tmux.unit_prefix;
         let unit_ok = !prefix.is_empty()
@@ -608,6 +657,13 @@ impl Config {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
             .unwrap_or_else(runtime_base);
         base.join("ccmanagerd")
+    }
+}
+
+impl Config {
+    /// The directory of the session logs: `logs.dir`, else `<state_dir>/logs`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.logs.dir.clone().unwrap_or_else(|| self.state_dir().join("logs"))
     }
 }
 

@@ -148,6 +148,7 @@ impl Gauges {
         );
         let _ = writeln!(out, "# TYPE ccmanagerd_state_save_failures_total counter");
         let _ = writeln!(out, "ccmanagerd_state_save_failures_total {failures}");
+        self.render_log_gauges(out);
         let health = self.health.evaluate_cheap();
         let severity = f64::from(crate::health::severity(&health.status));
         gauge(
@@ -163,6 +164,46 @@ impl Gauges {
             "Seconds since the daemon started.",
             &[("", uptime)],
         );
+    }
+}
+
+impl Gauges {
+    /// The session logs (src/logs): disk used against the total cap, what
+    /// the daemon dropped, and what the logs say was never logged.
+    fn render_log_gauges(&self, out: &mut String) {
+        let stats = self.sessions.log_stats();
+        let usage = stats.usage().unwrap_or_default();
+        let cap = self.health.config.get().logs.max_bytes_total.0;
+        gauge(
+            out,
+            "ccmanagerd_log_bytes",
+            "Disk the session logs take (at the last check).",
+            &[("", usage.bytes as f64)],
+        );
+        gauge(out, "ccmanagerd_log_max_bytes", "logs.max_bytes_total.", &[("", cap as f64)]);
+        gauge(out, "ccmanagerd_logs", "Session log directories.", &[("", usage.logs as f64)]);
+        gauge(
+            out,
+            "ccmanagerd_log_gap_bytes",
+            "Bytes the logs on disk say were not logged (disk errors; 0 for gaps of unknown size).",
+            &[("", usage.gap_bytes as f64)],
+        );
+        for (name, help, value) in [
+            (
+                "ccmanagerd_log_segments_dropped_total",
+                "Log segments removed to keep logs.max_bytes_total.",
+                stats.segments_dropped(),
+            ),
+            (
+                "ccmanagerd_log_orphans_removed_total",
+                "Logs of sessions that no longer exist, removed after cleanup.exited_grace.",
+                stats.orphans_removed(),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
 }
 

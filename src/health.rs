@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigHandle};
+use crate::limits::ByteSize;
 use crate::protocol::types::{Check, Health, ServerStatus};
 use crate::sessions::server::Server;
 use crate::sessions::Sessions;
@@ -83,7 +84,7 @@ impl Checker {
         let mut checks = vec![
             control_connections(&self.sessions),
             socket(&self.socket),
-            disk(&config),
+            disk(&config, self.sessions.log_stats().usage()),
             sessions(&config, &self.sessions),
             cgroups(&self.sessions),
             state_file(&self.sessions),
@@ -274,7 +275,7 @@ fn socket(path: &Path) -> Check {
     }
 }
 
-fn disk(config: &Config) -> Check {
+fn disk(config: &Config, logs: Option<crate::logs::usage::Usage>) -> Check {
     let dir = config.state_dir();
     let st = match rustix::fs::statvfs(&dir) {
         Ok(st) => st,
@@ -291,17 +292,40 @@ fn disk(config: &Config) -> Check {
     } else {
         OK
     };
-    let detail = format!(
+    let mut detail = format!(
         "{free_percent:.1}% free on {} (degraded below {}%, failing below {}%)",
         dir.display(),
         h.disk_warning_free_percent,
         h.disk_failing_free_percent
     );
+    // The session logs: what the last pass found (every cleanup.interval).
+    let cap = config.logs.max_bytes_total.0;
+    let log_bytes = logs.map(|u| u.bytes);
+    match log_bytes {
+        Some(b) => {
+            detail += &format!(
+                "; session logs use {} of logs.max_bytes_total = {}",
+                ByteSize(b),
+                ByteSize(cap)
+            )
+        }
+        None => {
+            detail += &format!(
+                "; session logs not measured yet (logs.max_bytes_total = {})",
+                ByteSize(cap)
+            )
+        }
+    }
     check(
         "disk",
         status,
         detail,
-        &[("free_percent", json!(free_percent)), ("free_bytes", json!(free_bytes))],
+        &[
+            ("free_percent", json!(free_percent)),
+            ("free_bytes", json!(free_bytes)),
+            ("log_bytes", json!(log_bytes)),
+            ("log_max_bytes_total", json!(cap)),
+        ],
     )
 }
 

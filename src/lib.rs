@@ -30,6 +30,7 @@ pub mod gauges;
 pub mod health;
 pub mod limits;
 pub mod logging;
+pub mod logs;
 pub mod metrics;
 pub mod proctree;
 pub mod protocol;

@@ -40,8 +40,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let mut raw = std::env::args_os().skip(1);
-    if raw.next().as_deref() == Some(std::ffi::OsStr::new(ccmanagerd::limits::wrapper::MODE)) {
-        ccmanagerd::limits::wrapper::main(raw.collect());
+    match raw.next().as_deref().and_then(std::ffi::OsStr::to_str) {
+        Some(ccmanagerd::limits::wrapper::MODE) => ccmanagerd::limits::wrapper::main(raw.collect()),
+        Some(ccmanagerd::logs::args::MODE) => ccmanagerd::logs::logger::main(raw.collect()),
+        _ => {}
     }
     let args = Args::parse();
     let mut options = Options {

@@ -61,6 +61,27 @@ async fn errors_map_to_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_on_one_line_each_get_a_reply_and_a_failure_skips_the_rest() {
+    let server = TestServer::start().await;
+    let (client, _notes) = client(&server).await;
+    let say = |t: &str| Cmd::new("display-message").flag("-p").arg(t);
+    let got = client.run_line(&[say("a;b"), say("c")]).await.unwrap();
+    assert_eq!(got[0].as_ref().unwrap().lines().collect::<Vec<_>>(), ["a;b"]);
+    assert_eq!(got[1].as_ref().unwrap().lines().collect::<Vec<_>>(), ["c"]);
+    // tmux runs nothing after a failing command of the same line and
+    // answers it with nothing: the client must not shift later replies.
+    let bad = Cmd::new("kill-session").opt("-t", "=does_not_exist");
+    let got = client.run_line(&[bad, say("never"), say("never2")]).await.unwrap();
+    assert!(matches!(&got[0], Err(TmuxError::Command(m)) if m.contains("does_not_exist")));
+    for r in &got[1..] {
+        assert!(matches!(r, Err(TmuxError::Command(m)) if m.contains("not run")), "{r:?}");
+    }
+    let got = client.run_line(&[Cmd::new("no-such-command"), say("x")]).await.unwrap();
+    assert!(got.iter().all(Result::is_err), "{got:?}");
+    assert_eq!(client.run(&say("after")).await.unwrap(), ["after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_death_fails_pending_and_later_calls() {
     let server = TestServer::start().await;
     let (client, _notes) = client(&server).await;

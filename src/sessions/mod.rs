@@ -96,6 +96,11 @@ pub async fn start(
     let mut store = Store::open(&state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
     let saved = store.load();
+    match crate::logs::setup::prepare_root(&cfg) {
+        Ok(dir) => tracing::debug!(dir = %dir.display(), "session logs directory ready"),
+        Err(e) => tracing::warn!(dir = %cfg.logs_dir().display(), error = %e,
+            "cannot prepare the session logs directory: sessions run without their output logs"),
+    }
     let registry = Arc::new(Registry::new(Arc::new(persist::Persist::new(store))));
     {
         let mut records = registry.lock();
@@ -127,7 +132,10 @@ pub async fn start(
         Some(bus) => bus.own_slice().await,
         None => None,
     };
+    let exe =
+        std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
     let env = ServerEnv {
+        exe: exe.clone(),
         tmux_bin: bin,
         config_file: socket_dir.join("tmux.conf"),
         socket_dir: socket_dir.clone(),
@@ -161,8 +169,6 @@ pub async fn start(
         Mode::MultiUser => None,
     };
     servers.adopt_all(only).await?;
-    let exe =
-        std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
     let spawner = Spawner::new(exe, socket_dir.join("spawn"), bus.filter(|_| cgroups))?;
     let sessions = Sessions::new(registry.clone(), servers, spawner, mode);
     if sessions.root_fallback(&cfg) {

@@ -91,6 +91,7 @@ struct Inner {
     servers: Arc<Servers>,
     spawner: Spawner,
     mode: Mode,
+    log_stats: Arc<crate::logs::usage::LogStats>,
 }
 
 fn new_id(taken: impl Fn(&str) -> bool) -> String {
@@ -121,7 +122,13 @@ impl Sessions {
         spawner: Spawner,
         mode: Mode,
     ) -> Sessions {
-        Sessions { inner: Arc::new(Inner { registry, servers, spawner, mode }) }
+        let log_stats = Arc::default();
+        Sessions { inner: Arc::new(Inner { registry, servers, spawner, mode, log_stats }) }
+    }
+
+    /// What the passes over the session logs found (metrics, health).
+    pub fn log_stats(&self) -> &Arc<crate::logs::usage::LogStats> {
+        &self.inner.log_stats
     }
 
     /// The registry.
@@ -258,7 +265,11 @@ impl Sessions {
         let account = self.runs_as(caller, config, p.user.as_ref())?;
         let now = SystemTime::now();
         let registry = &self.inner.registry;
-        let id = new_id(|id| registry.lock().contains(id));
+        // Never an id whose old log is still there (a removed session's).
+        let id = new_id(|id| {
+            registry.lock().contains(id)
+                || std::fs::symlink_metadata(crate::logs::dir_of(config, id)).is_ok()
+        });
         let session = Session {
             tmux_session: format!("{SESSION_PREFIX}{id}"),
             id: id.clone(),
@@ -328,7 +339,9 @@ impl Sessions {
         }
         let spawned = async {
             let server = self.inner.servers.get_or_start(&account, key.shard).await?;
-            let record = self.inner.spawner.spawn(&server, &session, &limits, &account).await;
+            let log = crate::logs::setup::log_args(config, &id, false);
+            let record =
+                self.inner.spawner.spawn(&server, &session, &limits, &account, Some(&log)).await;
             Ok::<_, Error>((server, record.map_err(super::pty::explain)))
         }
         .await;

@@ -4,10 +4,10 @@
 /// The `-F` format for `list-panes -a`. Fields are separated by one space;
 /// empty fields stay (split on ' ', not whitespace runs); the session name,
 /// which may contain spaces in sessions not ours, comes last.
-pub const PANE_FORMAT: &str = "#{pane_id} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal} #{window_activity} #{pane_width} #{pane_height} #{window_id} #{session_id} #{session_created} #{session_name}";
+pub const PANE_FORMAT: &str = "#{pane_id} #{pane_pid} #{pane_dead} #{pane_dead_status} #{pane_dead_signal} #{window_activity} #{pane_width} #{pane_height} #{window_id} #{session_id} #{session_created} #{pane_pipe} #{session_name}";
 
 /// Number of fields in [`PANE_FORMAT`].
-const FIELDS: usize = 12;
+const FIELDS: usize = 13;
 
 /// One pane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub struct PaneInfo {
     pub session_id: String,
     /// Unix time the session was created.
     pub created: Option<u64>,
+    /// Whether its output is piped (`pipe-pane`: to its logger).
+    pub pipe: bool,
     /// The session name.
     pub session_name: String,
 }
@@ -67,7 +69,8 @@ pub fn parse_line(line: &str) -> Option<PaneInfo> {
         window: f[8].to_string(),
         session_id: f[9].to_string(),
         created: num(f[10]),
-        session_name: f[11].to_string(),
+        pipe: f[11] == "1",
+        session_name: f[12].to_string(),
     })
 }
 
@@ -77,24 +80,25 @@ mod tests {
 
     #[test]
     fn parses_live_and_dead_panes() {
-        let live =
-            parse_line("%3 4242 0   1700000000 80 24 @2 $1 1699999999 ccmanager_sess_ab").unwrap();
+        let live = parse_line("%3 4242 0   1700000000 80 24 @2 $1 1699999999 1 ccmanager_sess_ab")
+            .unwrap();
         assert_eq!(live.pane, "%3");
         assert_eq!(live.pid, Some(4242));
         assert!(!live.dead);
         assert_eq!(live.exit_status(), None);
         assert_eq!((live.width, live.height), (Some(80), Some(24)));
         assert_eq!(live.session_name, "ccmanager_sess_ab");
+        assert!(live.pipe);
         let dead =
-            parse_line("%4 99 1 3  1700000000 80 24 @3 $2 1699999999 ccmanager_sess_cd").unwrap();
+            parse_line("%4 99 1 3  1700000000 80 24 @3 $2 1699999999 0 ccmanager_sess_cd").unwrap();
         assert_eq!(dead.exit_status(), Some(3));
-        let signalled = parse_line("%5 99 1  9 1700000000 80 24 @3 $2 1 x").unwrap();
+        let signalled = parse_line("%5 99 1  9 1700000000 80 24 @3 $2 1 0 x").unwrap();
         assert_eq!(signalled.exit_status(), Some(137));
     }
 
     #[test]
     fn names_with_spaces_and_junk() {
-        let p = parse_line("%1 1 0   1 80 24 @1 $1 1 my session name").unwrap();
+        let p = parse_line("%1 1 0   1 80 24 @1 $1 1 0 my session name").unwrap();
         assert_eq!(p.session_name, "my session name");
         assert!(parse_line("garbage").is_none());
         assert!(parse_line("").is_none());

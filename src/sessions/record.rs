@@ -284,6 +284,7 @@ mod tests {
             window: "@2".into(),
             session_id: "$1".into(),
             created: Some(1_600_000_000),
+            pipe: true,
             session_name: "ccmanager_sess_ab".into(),
         }
     }

@@ -69,6 +69,8 @@ const INHERITED_ENV: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
 /// How servers are made; the same for every uid.
 #[derive(Clone)]
 pub struct ServerEnv {
+    /// The daemon's own binary, as it was at start (the logger).
+    pub exe: PathBuf,
     /// The tmux binary.
     pub tmux_bin: PathBuf,
     /// `<socket_dir>`: one subdirectory per uid.
@@ -184,6 +186,8 @@ pub struct Server {
     pub paths: ServerPaths,
     /// Its systemd unit, when it runs in one.
     pub unit: Option<String>,
+    /// The daemon's own binary (the logger `pipe-pane` runs).
+    pub exe: PathBuf,
     gid: u32,
     launcher: Launcher,
     /// `max_commands`, `max_reply_bytes` and `budget_hook` of [`ServerEnv`].
@@ -255,6 +259,7 @@ impl Server {
                 client_as: run_as(account),
             },
             unit: env.systemd.as_ref().map(|_| env.unit(key)),
+            exe: env.exe.clone(),
             gid: account.gid,
             launcher: env.launcher(account, key),
             budgets: (env.max_commands, env.max_reply_bytes, env.budget_hook.clone()),
@@ -266,6 +271,11 @@ impl Server {
             refused: Mutex::new(Default::default()),
             removed: Mutex::new(Default::default()),
         }
+    }
+
+    /// The primary group of its uid.
+    pub fn gid(&self) -> u32 {
+        self.gid
     }
 
     /// Which server this is.

@@ -210,8 +210,7 @@ impl Servers {
         let history = self.config.get().tmux.history_limit;
         match server.bring_up(history, false).await? {
             Some(rx) => {
-                let cap = self.config.get().limits.max_sessions_per_owner;
-                supervisor::reconcile(&self.registry, &server, cap).await?;
+                supervisor::reconcile(&self.registry, &server, &self.config.get()).await?;
                 self.exits.watch_server(&server).await;
                 self.supervise(server.clone(), Some(rx));
             }

@@ -20,6 +20,7 @@ use super::server::{Server, META_OPTION};
 use crate::error::{Error, Result};
 use crate::limits::spawn_status::{self, SpawnFailure, Stage, StatusPipe};
 use crate::limits::Limits;
+use crate::logs::args::LogArgs;
 use crate::protocol::types::Session;
 use crate::systemd::Bus;
 use crate::tmux::Cmd;
@@ -74,8 +75,10 @@ impl Spawner {
         session: &Session,
         limits: &Limits,
         account: &Account,
+        log: Option<&LogArgs>,
     ) -> Result<Record> {
         let client = server.client()?;
+        let tap = log.and_then(|args| self.tap(session, account, args));
         let scopes = self.scopes.as_ref().filter(|_| limits.has_cgroup_caps());
         let scope_unit = scopes.map(|_| crate::limits::cgroup::scope_name(&session.id));
         let fifo = self.fifo(&session.id);
@@ -99,7 +102,25 @@ impl Spawner {
             Some(pipe.path()),
             &session.command,
         ));
-        let out = client.run(&cmd).await.map_err(super::server::tmux_err)?;
+        let out = match tap {
+            // One line: tmux sets the pipe up before it reads the new pane.
+            Some(tap) => {
+                let mut replies = client
+                    .run_line(&[cmd, tap])
+                    .await
+                    .map_err(super::server::tmux_err)?
+                    .into_iter();
+                let out = replies
+                    .next()
+                    .unwrap_or_else(|| Err(crate::tmux::TmuxError::Unavailable("no reply".into())));
+                let out = out.map_err(super::server::tmux_err)?;
+                if let Some(Err(e)) = replies.next() {
+                    tracing::warn!(session_id = %session.id, error = %e, "cannot log the session's output (pipe-pane); adoption will try again");
+                }
+                out
+            }
+            None => client.run(&cmd).await.map_err(super::server::tmux_err)?,
+        };
         let line = out.first().unwrap_or_default();
         let f: Vec<&str> = line.split(' ').collect();
         if f.len() != 4 {
@@ -153,6 +174,26 @@ impl Spawner {
                     self.stop_scope(&session.id, unit).await;
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Makes the new session's log directory (removing an old one of that
+    /// name) and returns the `pipe-pane` that taps its pane; on failure the
+    /// session starts unlogged (with a warning) and the supervisor's next
+    /// full refresh tries again.
+    fn tap(&self, session: &Session, account: &Account, args: &LogArgs) -> Option<Cmd> {
+        let made = crate::logs::setup::prepare_session(&args.dir, account.uid, account.gid, true)
+            .map_err(|e| format!("{}: {e}", args.dir.display()))
+            .and_then(|()| {
+                let target = format!("={}:", session.tmux_session);
+                crate::logs::setup::pipe_pane(&self.exe, &target, args)
+            });
+        match made {
+            Ok(cmd) => Some(cmd),
+            Err(e) => {
+                tracing::warn!(session_id = %session.id, error = %e, "cannot log the session's output; it starts without its log");
+                None
             }
         }
     }

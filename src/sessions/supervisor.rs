@@ -17,7 +17,7 @@ use super::record::Record;
 use super::registry::Registry;
 use super::server::{Server, PANE_DIED_BUFFER};
 use super::store::Stored;
-use crate::config::ConfigHandle;
+use crate::config::{Config, ConfigHandle};
 use crate::protocol::types::SESSION_PREFIX;
 use crate::shutdown::ShutdownListener;
 use crate::tmux::Notification;
@@ -236,16 +236,56 @@ async fn metas_of_unknown(
 /// Up to this many unknown sessions get their metadata one by one.
 const FEW: usize = 8;
 
+/// Gives a pipe to the logger to every session pane without one (a session
+/// adopted from tmux, one made by a daemon without logs, one whose logger
+/// died or could not start): the logger starts `--adopted`, so its log
+/// says that bytes before that point are missing. Only the session's own
+/// pane, alive, of a session of this server that is not being created.
+async fn tap_unpiped(registry: &Registry, server: &Server, panes: &[PaneInfo], config: &Config) {
+    let wanted: Vec<(String, String)> = {
+        let records = registry.lock();
+        panes
+            .iter()
+            .filter(|p| !p.pipe && !p.dead)
+            .filter_map(|p| {
+                let id = p.session_name.strip_prefix(SESSION_PREFIX)?;
+                let r = records.get(id)?;
+                let ours = r.server_key() == server.key() && !r.spawning;
+                (ours && r.pane.as_deref() == Some(p.pane.as_str()))
+                    .then(|| (id.to_string(), p.pane.clone()))
+            })
+            .collect()
+    };
+    for (id, pane) in wanted {
+        let args = crate::logs::setup::log_args(config, &id, true);
+        let tap = crate::logs::setup::prepare_session(&args.dir, server.uid, server.gid(), false)
+            .map_err(|e| format!("{}: {e}", args.dir.display()))
+            .and_then(|()| crate::logs::setup::pipe_pane(&server.exe, &pane, &args));
+        let done = match tap {
+            Ok(cmd) => server.tmux(cmd).await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(()) => tracing::info!(session_id = %id, uid = server.uid, %pane,
+                "logging the output of a pane that had no logger (its log has a gap here)"),
+            Err(e) => tracing::warn!(session_id = %id, uid = server.uid, error = %e,
+                "cannot log a session's output"),
+        }
+    }
+}
+
 /// Merges what the registry has with what tmux has, before READY.
 pub async fn reconcile(
     registry: &Registry,
     server: &Server,
-    per_uid_cap: usize,
+    config: &Config,
 ) -> crate::error::Result<()> {
+    let per_uid_cap = config.limits.max_sessions_per_owner;
     let epoch = server.epoch();
     let panes = server.list_panes().await?;
     let metas = metas_of_unknown(registry, server, &panes).await;
     let done = apply(registry, server, &panes, &metas, epoch, per_uid_cap, Scope::All);
+    tap_unpiped(registry, server, &panes, config).await;
     tracing::info!(
         uid = server.uid,
         panes = panes.len(),
@@ -275,14 +315,16 @@ fn waits_for_status(registry: &Registry, server: &Server, panes: &[PaneInfo]) ->
 pub async fn refresh(
     registry: &Registry,
     server: &Server,
-    per_uid_cap: usize,
+    config: &Config,
 ) -> crate::error::Result<bool> {
+    let per_uid_cap = config.limits.max_sessions_per_owner;
     let epoch = server.epoch();
     let started = std::time::Instant::now();
     let panes = server.list_panes().await?;
     let listed = started.elapsed();
     let metas = metas_of_unknown(registry, server, &panes).await;
     apply(registry, server, &panes, &metas, epoch, per_uid_cap, Scope::All);
+    tap_unpiped(registry, server, &panes, config).await;
     tracing::debug!(
         uid = server.uid,
         shard = server.shard,
@@ -340,12 +382,13 @@ impl Todo {
 async fn refresh_some(
     registry: &Registry,
     server: &Server,
-    per_uid_cap: usize,
+    config: &Config,
     todo: Todo,
 ) -> crate::error::Result<bool> {
     if todo.full {
-        return refresh(registry, server, per_uid_cap).await;
+        return refresh(registry, server, config).await;
     }
+    let per_uid_cap = config.limits.max_sessions_per_owner;
     let epoch = server.epoch();
     let (windows, ids): (Vec<String>, HashSet<String>) = {
         let records = registry.lock();
@@ -493,7 +536,7 @@ async fn watch(
         if todo.full {
             next = tokio::time::Instant::now() + jittered(cfg.health.interval.0);
         }
-        match refresh_some(registry, server, cfg.limits.max_sessions_per_owner, todo).await {
+        match refresh_some(registry, server, &cfg, todo).await {
             Ok(true) => {
                 server.nudge_reaper();
                 next = next.min(tokio::time::Instant::now() + EXIT_STATUS_RECHECK);
@@ -590,7 +633,7 @@ async fn reconnect(
         match server.bring_up(cfg.tmux.history_limit, false).await {
             Ok(Some(rx)) => {
                 drop(guard);
-                if let Err(e) = refresh(registry, server, cfg.limits.max_sessions_per_owner).await {
+                if let Err(e) = refresh(registry, server, &cfg).await {
                     tracing::warn!(uid = server.uid, error = %e, "refresh after reconnecting failed");
                 }
                 return Some(rx);

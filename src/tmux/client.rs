@@ -139,9 +139,19 @@ struct Permits {
 type Answer = (Result<Output, TmuxError>, Permits);
 type ReplySender = oneshot::Sender<Answer>;
 
+/// A command sent and not answered yet.
+struct Pending {
+    tx: ReplySender,
+    permits: Permits,
+    /// How many commands follow this one on the same line: tmux drops them
+    /// all, unanswered, when this one fails (`cmdq_remove_group`, 3.3a
+    /// cmd-queue.c), as it answers a line that does not parse with one block.
+    then: usize,
+}
+
 #[derive(Default)]
 struct State {
-    pending: VecDeque<(ReplySender, Permits)>,
+    pending: VecDeque<Pending>,
     dead: Option<String>,
 }
 
@@ -173,7 +183,7 @@ impl Shared {
             st.dead.get_or_insert_with(|| reason.to_owned());
             std::mem::take(&mut st.pending)
         };
-        for (tx, permits) in pending {
+        for Pending { tx, permits, .. } in pending {
             let _ = tx.send((Err(TmuxError::Unavailable(reason.to_owned())), permits));
         }
         // Wakes the requests waiting for a budget: nothing more is sent.
@@ -336,16 +346,42 @@ impl ControlClient {
         cmds: &[Cmd],
         reply_bytes: usize,
     ) -> Result<Vec<Result<Output, TmuxError>>, TmuxError> {
+        self.exchange(cmds, reply_bytes, false).await
+    }
+
+    /// Runs `cmds` on ONE line (`a ; b`): tmux runs them back to back before
+    /// it reads a pane again (a `pipe-pane` sent with the `new-session` it
+    /// taps sees the first output; sent after it, never: DESIGN.md). Each
+    /// has its own reply; when one fails, tmux does not run those after it,
+    /// which get an error saying so.
+    pub async fn run_line(
+        &self,
+        cmds: &[Cmd],
+    ) -> Result<Vec<Result<Output, TmuxError>>, TmuxError> {
+        self.exchange(cmds, 0, true).await
+    }
+
+    async fn exchange(
+        &self,
+        cmds: &[Cmd],
+        reply_bytes: usize,
+        one_line: bool,
+    ) -> Result<Vec<Result<Output, TmuxError>>, TmuxError> {
         let mut lines = Vec::new();
-        for cmd in cmds {
+        for (i, cmd) in cmds.iter().enumerate() {
+            if one_line && i > 0 {
+                lines.extend_from_slice(b" ; ");
+            }
             lines.extend_from_slice(cmd.render()?.as_bytes());
-            lines.push(b'\n');
+            if !one_line || i + 1 == cmds.len() {
+                lines.push(b'\n');
+            }
         }
         let name = cmds.iter().map(Cmd::name).collect::<Vec<_>>().join("`, `");
         let deadline = tokio::time::Instant::now() + self.timeout;
         let permits = self.permits(cmds.len(), reply_bytes, deadline).await?;
         let exchange = async {
-            let answers = self.send_lines(&lines, permits).await?;
+            let answers = self.send_lines(&lines, permits, one_line).await?;
             let mut results = Vec::with_capacity(answers.len());
             let mut permits = Vec::with_capacity(answers.len());
             for rx in answers {
@@ -436,6 +472,7 @@ impl ControlClient {
         &self,
         lines: &[u8],
         permits: Vec<Permits>,
+        one_line: bool,
     ) -> Result<Vec<oneshot::Receiver<Answer>>, TmuxError> {
         let mut writer = self.writer.lock().await;
         let mut answers = Vec::with_capacity(permits.len());
@@ -444,9 +481,11 @@ impl ControlClient {
             if let Some(reason) = &st.dead {
                 return Err(TmuxError::Unavailable(reason.clone()));
             }
-            for p in permits {
+            let count = permits.len();
+            for (i, permits) in permits.into_iter().enumerate() {
                 let (tx, rx) = oneshot::channel();
-                st.pending.push_back((tx, p));
+                let then = if one_line { count - 1 - i } else { 0 };
+                st.pending.push_back(Pending { tx, permits, then });
                 answers.push(rx);
             }
         }
@@ -594,7 +633,17 @@ fn deliver_reply(shared: &Shared, reply: Reply) {
         }
         return;
     }
-    let Some((tx, permits)) = shared.lock().pending.pop_front() else {
+    let mut skipped = Vec::new();
+    let Some(Pending { tx, permits, then }) = ({
+        let mut st = shared.lock();
+        let first = st.pending.pop_front();
+        if reply.kind != ReplyKind::Ok {
+            for _ in 0..first.as_ref().map_or(0, |p| p.then) {
+                skipped.extend(st.pending.pop_front());
+            }
+        }
+        first
+    }) else {
         tracing::warn!(number = reply.number, "tmux reply with no pending request");
         return;
     };
@@ -605,6 +654,11 @@ fn deliver_reply(shared: &Shared, reply: Reply) {
     // The caller may have timed out and gone; its slot still had to be
     // consumed, and its permits go back now.
     let _ = tx.send((result, permits));
+    debug_assert!(skipped.is_empty() || then > 0);
+    for p in skipped {
+        let not_run = "not run: an earlier command on its line failed".to_string();
+        let _ = p.tx.send((Err(TmuxError::Command(not_run)), p.permits));
+    }
 }
 
 fn forward(
