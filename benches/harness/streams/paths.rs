@@ -165,6 +165,10 @@ impl Ctx<'_> {
         let before = loggers::ticks(&found);
         run.go()?;
         let (t0, t1) = run.times(self.limit())?;
+        if !logger && self.pane(tmux_session)?.1 {
+            // A full refresh taps unpiped panes (`tap_unpiped`).
+            bail!("the daemon tapped the pane again during the run: discarded");
+        }
         // The logger drains what tmux still holds: wait until its CPU stops.
         let mut last = loggers::ticks(&found);
         for _ in 0..50 {

@@ -36,9 +36,9 @@ pub fn render(r: &StreamsReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "| path | MB/s (median) | each repetition | program's own MB/s | viewer bytes |"
+        "| path | MB/s median | best | each repetition | program's own MB/s | viewer bytes |"
     );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---|---:|---:|");
     for t in &r.throughput {
         let each: Vec<String> = t.mb_s.iter().map(|v| format!("{v:.1}")).collect();
         let _ = writeln!(
