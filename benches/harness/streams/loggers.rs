@@ -22,6 +22,9 @@ pub struct Memory {
     pub private_kib: u64,
     /// Sum of `Rss:`.
     pub rss_kib: u64,
+    /// Sum of `Anonymous:` (heap, stack, relocated data: never shared
+    /// between loggers).
+    pub anon_kib: u64,
 }
 
 /// pid -> (ppid, argv) of every process.
@@ -99,6 +102,7 @@ fn rollup(pid: i32) -> Memory {
         pss_kib: field("Pss:"),
         private_kib: field("Private_Clean:") + field("Private_Dirty:"),
         rss_kib: field("Rss:"),
+        anon_kib: field("Anonymous:"),
     }
 }
 
@@ -111,6 +115,7 @@ pub fn memory(loggers: &[Vec<i32>]) -> Memory {
         m.pss_kib += r.pss_kib;
         m.private_kib += r.private_kib;
         m.rss_kib += r.rss_kib;
+        m.anon_kib += r.anon_kib;
     }
     m
 }

@@ -264,6 +264,10 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .context("tmux -V")?;
+    // A binary cargo has just linked has dirty pages in the page cache,
+    // which smaps counts as Private_Dirty of every process mapping them:
+    // write them out so the loggers' memory is what they cost.
+    std::fs::File::open(bin).and_then(|f| f.sync_all()).context("syncing the daemon binary")?;
     let daemon = DaemonGuard::start(bin, opts.sessions + 10)?;
     let base = TmuxGuard::start()?;
     let d = daemon.client()?;

@@ -144,15 +144,31 @@ impl Ctx<'_> {
     /// the logger's CPU over the run), or with the logger stopped
     /// (`pipe-pane` without a command closes the pipe), which leaves the
     /// same server, options and exec-wrapper without logging.
+    /// A run the daemon re-tapped (its periodic full refresh gives every
+    /// unpiped pane a logger) is done again, up to 3 times.
     pub fn logged(&mut self, logger: bool) -> Result<Sample> {
-        let (run, argv) = self.run()?;
-        let (id, tmux_session) = self.create(&argv)?;
-        let r = self.logged_inner(&run, &tmux_session, logger);
-        self.kill(&id)?;
-        r
+        for _ in 0..3 {
+            let (run, argv) = self.run()?;
+            let (id, tmux_session) = self.create(&argv)?;
+            let r = self.logged_inner(&run, &tmux_session, logger);
+            self.kill(&id)?;
+            match r? {
+                Some(s) => return Ok(s),
+                None => {
+                    self.note("the daemon re-tapped the pane during a logger-stopped run: again")
+                }
+            }
+        }
+        bail!("the daemon re-tapped the pane during 3 logger-stopped runs in a row")
     }
 
-    fn logged_inner(&mut self, run: &Run, tmux_session: &str, logger: bool) -> Result<Sample> {
+    /// The run, or None if the pane was tapped again while it ran.
+    fn logged_inner(
+        &mut self,
+        run: &Run,
+        tmux_session: &str,
+        logger: bool,
+    ) -> Result<Option<Sample>> {
         let (pane, piped) = self.pane(tmux_session)?;
         if !logger && piped {
             tmux(&self.daemon.tmux_socket, &["pipe-pane", "-t", &pane])?;
@@ -167,7 +183,7 @@ impl Ctx<'_> {
         let (t0, t1) = run.times(self.limit())?;
         if !logger && self.pane(tmux_session)?.1 {
             // A full refresh taps unpiped panes (`tap_unpiped`).
-            bail!("the daemon tapped the pane again during the run: discarded");
+            return Ok(None);
         }
         // The logger drains what tmux still holds: wait until its CPU stops.
         let mut last = loggers::ticks(&found);
@@ -183,7 +199,12 @@ impl Ctx<'_> {
             last = now;
         }
         let logger_cpu_s = (!found.is_empty()).then(|| (last - before) as f64 / loggers::hz());
-        Ok(Sample { program_s: (t1 - t0) as f64 / 1e9, logger_cpu_s, piped, ..Sample::default() })
+        Ok(Some(Sample {
+            program_s: (t1 - t0) as f64 / 1e9,
+            logger_cpu_s,
+            piped,
+            ..Sample::default()
+        }))
     }
 
     /// The program in a daemon session, watched by `tmux attach` in a pty.

@@ -81,13 +81,14 @@ pub fn render(r: &StreamsReport) -> String {
         let _ = writeln!(
             s,
             "logger memory, {} sessions ({} loggers, {} processes): PSS {:.0} KiB per session \
-             (target < 256 KiB: {}), private {:.0} KiB, RSS {:.0} KiB",
+             (target < 256 KiB: {}), private {:.0} KiB (anonymous {:.0} KiB), RSS {:.0} KiB",
             l.sessions,
             l.loggers,
             l.total.processes,
             l.pss_kib_per_session,
             verdict(l.pss_kib_per_session < 256.0),
             l.private_kib_per_session,
+            l.total.anon_kib as f64 / l.sessions as f64,
             l.total.rss_kib as f64 / l.sessions as f64
         );
     }
