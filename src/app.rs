@@ -55,6 +55,7 @@ pub async fn start_and_run(
         gauges: gauges.clone(),
         started,
         socket_path: listener.path.clone(),
+        streams: crate::streams::Streams::start(sessions.clone(), config.clone(), metrics.clone()),
     });
     let tasks = [
         tokio::spawn(crate::sessions::persist_loop(

@@ -60,6 +60,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The per-session output logs.
     pub logs: LogsConfig,
+    /// Live output over the control socket (`session.subscribe`).
+    pub streams: StreamsConfig,
 }
 
 /// `[daemon]`
@@ -335,6 +337,31 @@ impl Default for LogsConfig {
     }
 }
 
+/// `[streams]`: live output over the control socket (docs/protocol.md,
+/// "Streams").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// Bytes a subscription may have sent and not had acknowledged
+    /// (`session.ack`); it pauses there.
+    pub window: ByteSize,
+    /// Most subscriptions open on one connection.
+    pub max_per_connection: usize,
+    /// How often a subscription looks at its log without being woken (in
+    /// case inotify is short of watches).
+    pub poll_interval: HumanDuration,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            window: ByteSize(256 << 10),
+            max_per_connection: 128,
+            poll_interval: HumanDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
 /// A log level name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -518,6 +545,8 @@ impl Config {
             ("daemon.max_capture_bytes", d.max_capture_bytes.0 as usize),
             ("tmux.max_capture_bytes_in_flight", self.tmux.max_capture_bytes_in_flight.0 as usize),
             ("tmux.sessions_per_server", self.tmux.sessions_per_server),
+            ("streams.window", self.streams.window.0 as usize),
+            ("streams.max_per_connection", self.streams.max_per_connection),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -578,6 +607,7 @@ impl Config {
             ("health.interval", self.health.interval.0, MIN_LOOP_INTERVAL),
             ("daemon.write_timeout", d.write_timeout.0, MIN_LOOP_INTERVAL),
             ("daemon.idle_timeout", d.idle_timeout.0, MIN_LOOP_INTERVAL),
+            ("streams.poll_interval", self.streams.poll_interval.0, MIN_LOOP_INTERVAL),
         ] {
             if value < min {
                 return Err((key.to_string(), format!("must be at least {min:?}")));

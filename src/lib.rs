@@ -11,6 +11,7 @@
 //! - [`sessions`]: the registry, one supervisor per tmux server, spawning;
 //! - services given only the handles they need: [`cleanup`], [`health`],
 //!   [`gauges`], [`reload`];
+//! - [`streams`]: live output from the logs, raw input into panes;
 //! - [`rpc`]: dispatch and one file per method family, on those handles;
 //! - [`server`]: the control socket, framing, budgets, peer credentials; it
 //!   depends on a [`server::Handler`] trait only;
@@ -39,6 +40,7 @@ pub mod rpc;
 pub mod server;
 pub mod sessions;
 pub mod shutdown;
+pub mod streams;
 pub mod systemd;
 pub mod tmux;
 pub mod users;

@@ -42,6 +42,8 @@ pub const BUDGETS: [&str; 6] = [
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Live output subscriptions (`session.subscribe`).
+    pub streams: StreamCounters,
 }
 
 impl Metrics {
@@ -133,5 +135,46 @@ impl Metrics {
                 let _ = writeln!(out, "ccmanagerd_budget_hits_total{{budget=\"{budget}\"}} {n}");
             }
         });
+        self.streams.render(out);
+    }
+}
+
+/// The counters of live output subscriptions: lock-free, as they change
+/// with every chunk sent.
+#[derive(Default)]
+pub struct StreamCounters {
+    open: std::sync::atomic::AtomicI64,
+    bytes: std::sync::atomic::AtomicU64,
+    resets: std::sync::atomic::AtomicU64,
+}
+
+impl StreamCounters {
+    /// A subscription opened (+1) or ended (-1).
+    pub fn open(&self, delta: i64) {
+        self.open.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes of output sent in `session.output` notifications.
+    pub fn sent(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A `session.reset` was sent.
+    pub fn reset(&self) {
+        self.resets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ =
+            writeln!(out, "# HELP ccmanagerd_stream_subscriptions Live output subscriptions open.");
+        let _ = writeln!(out, "# TYPE ccmanagerd_stream_subscriptions gauge");
+        let _ = writeln!(out, "ccmanagerd_stream_subscriptions {}", self.open.load(Relaxed).max(0));
+        let _ = writeln!(out, "# HELP ccmanagerd_stream_bytes_total Output bytes sent to subscribers (before base64).");
+        let _ = writeln!(out, "# TYPE ccmanagerd_stream_bytes_total counter");
+        let _ = writeln!(out, "ccmanagerd_stream_bytes_total {}", self.bytes.load(Relaxed));
+        let _ = writeln!(out, "# HELP ccmanagerd_stream_resets_total session.reset notifications sent (a subscriber behind the log's cap, or a gap).");
+        let _ = writeln!(out, "# TYPE ccmanagerd_stream_resets_total counter");
+        let _ = writeln!(out, "ccmanagerd_stream_resets_total {}", self.resets.load(Relaxed));
     }
 }

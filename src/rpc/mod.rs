@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::protocol::envelope::RpcError;
 use crate::protocol::{method, Method, Request};
 use crate::reload::Reloader;
-use crate::server::{Access, Bounds, Handler, Peer};
+use crate::server::{Access, Bounds, Handler, Outlet, Peer};
 use crate::sessions::{Caller, Sessions};
 
 /// The handles the methods use; built once by the app.
@@ -49,6 +49,8 @@ pub struct Service {
     pub started: Instant,
     /// The control socket clients use.
     pub socket_path: PathBuf,
+    /// Live output and raw input.
+    pub streams: crate::streams::Streams,
 }
 
 /// One request's view: the service, who asks, and the config of the moment.
@@ -57,6 +59,8 @@ pub struct Ctx<'a> {
     pub service: &'a Service,
     /// The peer's credentials.
     pub peer: &'a Peer,
+    /// The subscriptions of the peer's connection.
+    pub outlet: &'a Outlet,
     /// The peer as the sessions see it.
     pub caller: Caller,
     /// The config, read once for the request.
@@ -146,10 +150,15 @@ impl Handler for Service {
         }
     }
 
-    async fn handle(&self, peer: &Peer, request: Request) -> Result<Encoded, RpcError> {
+    async fn handle(
+        &self,
+        peer: &Peer,
+        outlet: &Outlet,
+        request: Request,
+    ) -> Result<Encoded, RpcError> {
         let config = self.config.get();
         let caller = Caller { uid: peer.uid, admin: peer.is_admin(&config) };
-        let ctx = Ctx { service: self, peer, caller, config };
+        let ctx = Ctx { service: self, peer, outlet, caller, config };
         dispatch(&ctx, request).await.map_err(RpcError::from)
     }
 

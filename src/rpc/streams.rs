@@ -1,8 +1,6 @@
-//! `session.write`, `session.read` and the subscription methods.
-//!
-//! Scaffolding while issue 12 is built: each answers an internal error
-//! until its branch lands (see docs/protocol.md, "Streams and logs");
-//! `session.read` is built (branch `logs`).
+//! `session.write`, `session.read` and the subscription methods: thin
+//! adapters to the logs (src/logs) and the streams (src/streams), whose
+//! subscriptions live on the caller's connection (`ctx.outlet`).
 
 use super::Ctx;
 use crate::error::{Error, Result};
@@ -11,13 +9,11 @@ use crate::protocol::streams::{
     SessionWrite, SubscribeResult, WriteResult,
 };
 
-fn not_yet(method: &str) -> Error {
-    Error::Internal(format!("{method} is not built yet"))
-}
-
 /// `session.write`.
-pub async fn write(_ctx: &Ctx<'_>, _p: SessionWrite) -> Result<WriteResult> {
-    Err(not_yet("session.write"))
+pub async fn write(ctx: &Ctx<'_>, p: SessionWrite) -> Result<WriteResult> {
+    let (id, bytes) = crate::streams::input::bytes_of(p)?;
+    ctx.service.streams.write(&ctx.config, &ctx.caller, &id, &bytes).await?;
+    Ok(WriteResult { id })
 }
 
 /// `session.read`'s `max_bytes` when the request names none.
@@ -79,16 +75,18 @@ pub async fn read(ctx: &Ctx<'_>, p: SessionRead) -> Result<ReadResult> {
 }
 
 /// `session.subscribe`.
-pub async fn subscribe(_ctx: &Ctx<'_>, _p: SessionSubscribe) -> Result<SubscribeResult> {
-    Err(not_yet("session.subscribe"))
+pub async fn subscribe(ctx: &Ctx<'_>, p: SessionSubscribe) -> Result<SubscribeResult> {
+    ctx.service.streams.subscribe(ctx.outlet, &ctx.config, &ctx.caller, p).await
 }
 
 /// `session.ack`.
-pub fn ack(_ctx: &Ctx<'_>, _p: SessionAck) -> Result<Empty> {
-    Err(not_yet("session.ack"))
+pub fn ack(ctx: &Ctx<'_>, p: SessionAck) -> Result<Empty> {
+    ctx.service.streams.ack(ctx.outlet, p.subscription, p.offset)?;
+    Ok(Empty {})
 }
 
 /// `session.unsubscribe`.
-pub fn unsubscribe(_ctx: &Ctx<'_>, _p: SessionUnsubscribe) -> Result<Empty> {
-    Err(not_yet("session.unsubscribe"))
+pub fn unsubscribe(ctx: &Ctx<'_>, p: SessionUnsubscribe) -> Result<Empty> {
+    ctx.service.streams.unsubscribe(ctx.outlet, p.subscription)?;
+    Ok(Empty {})
 }

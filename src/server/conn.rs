@@ -1,7 +1,8 @@
 //! One client connection: newline-delimited JSON-RPC with a size cap,
 //! requests served concurrently up to a per-connection bound, budgets that
 //! hold against a client that never reads, an idle timeout, and a graceful
-//! drain on shutdown.
+//! drain on shutdown; the notification lines of its subscriptions
+//! (`outlet.rs`) go through the same outbox and budgets.
 //!
 //! Everything of a connection runs in one task: reading, the calls in
 //! flight (polled together, not spawned) and writing the replies. A request
@@ -26,6 +27,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tracing::Instrument;
 
+use super::outlet::{Note, Outlet, Shared};
 use super::{ActiveGuard, Bounds, Handler, Peer};
 use crate::protocol::envelope::{self, failure, success, Call, Id, Item, Message, RpcError};
 use crate::protocol::{ErrorKind, Request};
@@ -49,7 +51,12 @@ struct Done {
     id: Option<Id>,
     /// Its reply, if one is due.
     reply: Option<String>,
+    /// Subscriptions it opened, started once its reply is queued.
+    opened: Opened,
 }
+
+/// Subscriptions opened by a call, with their tasks.
+type Opened = Vec<(u64, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>)>;
 
 /// A call being served.
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
@@ -124,10 +131,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
-/// One connection's view of the handler and its peer.
+/// One connection's view of the handler, its peer and its subscriptions.
 struct Ctx<H> {
     handler: Arc<H>,
     peer: Peer,
+    subs: Arc<Shared>,
 }
 
 /// Replies waiting to be written, in order; a line is written from where
@@ -198,6 +206,8 @@ struct Batch {
     text: String,
     /// Bytes of replies in `text`.
     bytes: usize,
+    /// Subscriptions its calls opened, started once the array is queued.
+    opened: Opened,
 }
 
 /// The calls of a connection and their replies.
@@ -242,8 +252,8 @@ impl<H: Handler> Work<H> {
         };
         self.slots += 1;
         self.inflight.push(Box::pin(async move {
-            let reply = handle_item(&ctx, item).await;
-            Done { batch, id, reply }
+            let (reply, opened) = handle_item(&ctx, item).await;
+            Done { batch, id, reply, opened }
         }));
     }
 
@@ -281,9 +291,17 @@ impl<H: Handler> Work<H> {
         }
         let id = self.next_batch;
         self.next_batch += 1;
-        self.batches.insert(id, Batch { left: items.len(), text: "[".into(), bytes: 0 });
+        let batch = Batch { left: items.len(), text: "[".into(), bytes: 0, opened: Vec::new() };
+        self.batches.insert(id, batch);
         for item in items {
             self.start(Some(id), item);
+        }
+    }
+
+    /// Starts the subscriptions a call opened (its reply is queued).
+    fn start_opened(&self, opened: Opened) {
+        for (sub, task) in opened {
+            self.ctx.subs.start(sub, task);
         }
     }
 
@@ -294,10 +312,12 @@ impl<H: Handler> Work<H> {
             if let Some(reply) = done.reply {
                 self.outbox.push(reply);
             }
+            self.start_opened(done.opened);
             return;
         };
         let Some(batch) = self.batches.get_mut(&batch_id) else { return };
         batch.left -= 1;
+        batch.opened.extend(done.opened);
         if let Some(mut reply) = done.reply {
             // A batch's replies go out together: while a large one is held
             // in the batches, another that would take the connection past its
@@ -331,6 +351,7 @@ impl<H: Handler> Work<H> {
                     batch.text.push(']');
                     self.outbox.push(batch.text);
                 }
+                self.start_opened(batch.opened);
             }
         }
     }
@@ -361,7 +382,10 @@ pub async fn serve_connection<H: Handler>(
     async move {
         let (read_half, mut writer) = stream.into_split();
         let mut reader = LineReader::new(BufReader::new(read_half));
-        let mut work = Work::new(Arc::new(Ctx { handler: handler.clone(), peer }));
+        let (subs, mut notes) = Shared::new();
+        // Every subscription ends with the connection, however it ends.
+        let _subs_end = SubsEnd(subs.clone());
+        let mut work = Work::new(Arc::new(Ctx { handler: handler.clone(), peer, subs: subs.clone() }));
         // On shutdown a connection is drained, not cut: requests the client
         // already sent are still read and answered.
         let mut draining = false;
@@ -393,7 +417,8 @@ pub async fn serve_connection<H: Handler>(
             let (quiet, quiet_for) = if draining {
                 (reading, DRAIN_READ_GRACE)
             } else {
-                (reading && work.idle(), bounds.idle_timeout)
+                // A viewer following a quiet session is not idle.
+                (reading && work.idle() && subs.count() == 0, bounds.idle_timeout)
             };
             let idle_at = tokio::time::Instant::from_std(last_activity + quiet_for);
             let stuck_at = tokio::time::Instant::from_std(work.outbox.progress + bounds.write_timeout);
@@ -421,6 +446,12 @@ pub async fn serve_connection<H: Handler>(
                     );
                     handler.budget_hit("daemon.write_timeout");
                     break End::WriteTimeout;
+                }
+                Some(note) = notes.recv(), if !over => {
+                    deliver(&subs, &mut work.outbox, note);
+                    if work.outbox.flush_ready(&writer).is_err() {
+                        break End::Broken;
+                    }
                 }
                 Some(done) = work.inflight.next(), if can_poll => {
                     last_activity = Instant::now();
@@ -463,10 +494,11 @@ pub async fn serve_connection<H: Handler>(
                 }
             }
         };
+        subs.close_all();
         if end == End::Done {
             let _ = writer.shutdown().await;
         }
-        drop((reader, writer));
+        drop((reader, writer, notes));
         // Calls already started are finished, their replies dropped: a
         // create cut half-way would be worse than a reply nobody reads. Each
         // is bounded by its own timeouts; the accept loop bounds shutdown.
@@ -476,28 +508,46 @@ pub async fn serve_connection<H: Handler>(
     .await
 }
 
-async fn handle_item<H: Handler>(ctx: &Ctx<H>, item: Item) -> Option<String> {
+/// Ends a connection's subscriptions when it is dropped.
+struct SubsEnd(Arc<Shared>);
+
+impl Drop for SubsEnd {
+    fn drop(&mut self) {
+        self.0.close_all();
+    }
+}
+
+/// A notification line goes to the outbox if its subscription is still open.
+fn deliver(subs: &Shared, outbox: &mut Outbox, note: Note) {
+    if subs.deliver(&note) {
+        outbox.push(note.line);
+    }
+}
+
+async fn handle_item<H: Handler>(ctx: &Ctx<H>, item: Item) -> (Option<String>, Opened) {
     match item {
         Item::Invalid { id, error } => {
             tracing::debug!(code = error.code, message = %error.message, "invalid message");
-            Some(failure(&id, &error))
+            (Some(failure(&id, &error)), Vec::new())
         }
         Item::Call(call) => handle_call(ctx, call).await,
     }
 }
 
-async fn handle_call<H: Handler>(ctx: &Ctx<H>, call: Call) -> Option<String> {
+async fn handle_call<H: Handler>(ctx: &Ctx<H>, call: Call) -> (Option<String>, Opened) {
     let Call { id, method, params } = call;
     let request = match Request::parse(&method, params) {
         Ok(r) => r,
         Err(error) => {
             tracing::debug!(method = %method, code = error.code, "rejected: {}", error.message);
-            return id.map(|id| failure(&id, &error));
+            return (id.map(|id| failure(&id, &error)), Vec::new());
         }
     };
     let name = request.method();
     let started = Instant::now();
-    let result = ctx.handler.handle(&ctx.peer, request).await;
+    let outlet = Outlet::new(ctx.subs.clone());
+    let result = ctx.handler.handle(&ctx.peer, &outlet, request).await;
+    let opened = outlet.take_opened();
     let took = started.elapsed();
     ctx.handler.served(name, result.is_ok(), took);
     match &result {
@@ -512,11 +562,12 @@ async fn handle_call<H: Handler>(ctx: &Ctx<H>, call: Call) -> Option<String> {
             tracing::info!(method = name, peer_uid = ctx.peer.uid, peer_pid = ctx.peer.pid, error = %e.message, "request failed")
         }
     }
-    let id = id?;
-    Some(match result {
+    let Some(id) = id else { return (None, opened) };
+    let reply = match result {
         Ok(value) => success(&id, &value),
         Err(e) => failure(&id, &e),
-    })
+    };
+    (Some(reply), opened)
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! The control socket server: accept loop with a connection cap and peer
 //! checks ([`serve`]), per-connection framing and concurrency ([`conn`]),
-//! the socket's lifecycle ([`socket`]) and peer credentials ([`peer`]).
+//! per-connection notifications ([`outlet`]), the socket's lifecycle
+//! ([`socket`]) and peer credentials ([`peer`]).
 
 pub mod conn;
+#[cfg(test)]
+mod conn_tests;
+pub mod outlet;
 pub mod peer;
 pub mod socket;
 
@@ -16,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::task::JoinSet;
 
+pub use outlet::{OpenError, Outlet, Sink, Slot};
 pub use peer::Peer;
 pub use socket::Listener;
 
@@ -71,10 +76,12 @@ pub trait Handler: Send + Sync + 'static {
     fn bounds(&self) -> Bounds;
     /// Whether `peer` may connect, and as whom.
     fn access(&self, peer: &Peer) -> Access;
-    /// Answers one request.
+    /// Answers one request; `outlet` opens and finds the subscriptions of
+    /// the request's connection.
     fn handle(
         &self,
         peer: &Peer,
+        outlet: &Outlet,
         request: Request,
     ) -> impl Future<Output = Result<Box<RawValue>, RpcError>> + Send;
     /// A request was served (for metrics).

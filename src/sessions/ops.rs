@@ -476,7 +476,7 @@ impl Sessions {
     }
 
     /// The record and its server, for a request that needs the pane.
-    fn live_pane(
+    pub(crate) fn live_pane(
         &self,
         caller: &Caller,
         id: &str,

@@ -236,7 +236,7 @@ fn process_state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
-pub(super) fn tmux_err(e: TmuxError) -> Error {
+pub(crate) fn tmux_err(e: TmuxError) -> Error {
     match e {
         TmuxError::Unavailable(m) => Error::TmuxUnavailable(m),
         TmuxError::Command(m) => Error::Tmux(m),
