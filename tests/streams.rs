@@ -40,7 +40,9 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         match x % 8 {
-            0..=3 => out.extend((0..1 + (x >> 8) % 100).map(|i| b' ' + ((x >> (i % 50)) as u8 % 95))),
+            0..=3 => {
+                out.extend((0..1 + (x >> 8) % 100).map(|i| b' ' + ((x >> (i % 50)) as u8 % 95)))
+            }
             4 => out.extend_from_slice(["é", "€", "中文", "😀"][(x >> 8) as usize % 4].as_bytes()),
             5 => out.extend_from_slice(b"\x1b[31m\x1b[0m"),
             6 => out.push((x >> 8) as u8 % 0x20),
@@ -195,7 +197,10 @@ fn subscribe(c: &mut Conn, id: &str, from: Value) -> (u64, u64) {
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter().zip(b).position(|(x, y)| x != y).or((a.len() != b.len()).then_some(a.len().min(b.len())))
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or((a.len() != b.len()).then_some(a.len().min(b.len())))
 }
 
 fn rss_kib(pid: i32) -> u64 {
@@ -313,7 +318,10 @@ fn a_viewer_that_never_acknowledges_costs_nothing_and_slows_nothing() {
         (viewed / alone - 1.0) * 100.0
     );
     assert!(rss_viewed < idle_rss + 64 * 1024, "the daemon grew by {} KiB", rss_viewed - idle_rss);
-    assert!(viewed < alone * 2.0, "a stalled viewer slowed the program: {alone:.2} -> {viewed:.2} s");
+    assert!(
+        viewed < alone * 2.0,
+        "a stalled viewer slowed the program: {alone:.2} -> {viewed:.2} s"
+    );
 }
 
 #[test]
@@ -374,15 +382,16 @@ fn every_byte_value_written_reaches_a_raw_tty_unchanged() {
         let r = d.ok("session.get", json!({"id": id}));
         let pid = r["pid"].as_u64()?;
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        children.split_whitespace().any(|c| {
-            std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "head")
-        })
-        .then_some(())
+        children
+            .split_whitespace()
+            .any(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "head")
+            })
+            .then_some(())
     });
     d.ok("session.write", json!({"id": id, "data": b64e(&want)}));
-    let got = eventually(WAIT, "255 bytes typed", || {
-        std::fs::read(&out).ok().filter(|b| b.len() == 255)
-    });
+    let got =
+        eventually(WAIT, "255 bytes typed", || std::fs::read(&out).ok().filter(|b| b.len() == 255));
     assert_eq!(first_difference(&got, &want), None, "every byte as written: {got:?}");
 
     // Params: exactly one of data and text, within the bound.
@@ -467,7 +476,8 @@ fn the_first_notification_never_precedes_the_subscribe_reply() {
 #[test]
 fn a_viewer_behind_the_cap_is_reset_to_the_screen() {
     let d = TestDaemon::start("[logs]\nmax_bytes_per_session = \"1M\"\n");
-    let lines: Vec<u8> = (0..200_000u32).flat_map(|i| format!("line {i:07}\r\n").into_bytes()).collect();
+    let lines: Vec<u8> =
+        (0..200_000u32).flat_map(|i| format!("line {i:07}\r\n").into_bytes()).collect();
     let file = d.dir.path().join("data.bin");
     std::fs::write(&file, &lines).unwrap();
     let go = d.dir.path().join("go");
@@ -503,7 +513,10 @@ fn a_viewer_behind_the_cap_is_reset_to_the_screen() {
     let (sub2, from) = subscribe(&mut c, &id, json!(0));
     assert_eq!(from, 0);
     let n = c.note();
-    assert_eq!((n["method"].as_str(), n["params"]["subscription"].as_u64()), (Some("session.reset"), Some(sub2)));
+    assert_eq!(
+        (n["method"].as_str(), n["params"]["subscription"].as_u64()),
+        (Some("session.reset"), Some(sub2))
+    );
     assert_eq!(n["params"]["offset"], json!(total));
     let metrics = d.ok("daemon.metrics", json!({}))["text"].as_str().unwrap().to_string();
     assert!(metrics.contains("ccmanagerd_stream_resets_total 2"), "{metrics}");

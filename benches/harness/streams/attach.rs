@@ -92,6 +92,11 @@ impl Attached {
         Ok(a)
     }
 
+    /// The tmux client's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// When the marker was drawn, waiting up to `limit`.
     pub fn wait_marker(&self, limit: Duration) -> Result<SystemTime> {
         self.found.recv_timeout(limit).map_err(|_| {

@@ -129,3 +129,66 @@ pub fn ticks(loggers: &[Vec<i32>]) -> u64 {
 pub fn hz() -> f64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64
 }
+
+/// CPU (user + system) the processes of one run used, seconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Cpu {
+    /// The tmux server of the pane.
+    pub tmux_s: f64,
+    /// The pane's logger (None: no logger).
+    pub logger_s: Option<f64>,
+    /// The daemon (None: not involved).
+    pub daemon_s: Option<f64>,
+    /// The viewer: the `tmux attach` client, or this harness decoding the
+    /// subscription (None: no viewer).
+    pub viewer_s: Option<f64>,
+}
+
+/// Counts the CPU of a run's processes from [`Meter::start`].
+pub struct Meter {
+    tmux: i32,
+    loggers: Vec<Vec<i32>>,
+    daemon: Option<i32>,
+    viewer: Option<i32>,
+    start: [u64; 4],
+}
+
+impl Meter {
+    /// Starts counting; `loggers` from [`find`].
+    pub fn start(
+        tmux: i32,
+        loggers: Vec<Vec<i32>>,
+        daemon: Option<i32>,
+        viewer: Option<i32>,
+    ) -> Meter {
+        let mut m = Meter { tmux, loggers, daemon, viewer, start: [0; 4] };
+        m.start = m.now();
+        m
+    }
+
+    fn now(&self) -> [u64; 4] {
+        [
+            cpu_ticks(self.tmux),
+            ticks(&self.loggers),
+            self.daemon.map_or(0, cpu_ticks),
+            self.viewer.map_or(0, cpu_ticks),
+        ]
+    }
+
+    /// The logger's ticks so far (to see it has stopped).
+    pub fn logger_ticks(&self) -> u64 {
+        ticks(&self.loggers)
+    }
+
+    /// CPU since the start (read before the processes exit).
+    pub fn read(&self) -> Cpu {
+        let now = self.now();
+        let s = |i: usize| now[i].saturating_sub(self.start[i]) as f64 / hz();
+        Cpu {
+            tmux_s: s(0),
+            logger_s: (!self.loggers.is_empty()).then(|| s(1)),
+            daemon_s: self.daemon.map(|_| s(2)),
+            viewer_s: self.viewer.map(|_| s(3)),
+        }
+    }
+}

@@ -36,7 +36,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::{call, cores, Control, DaemonGuard, Stats, TmuxGuard, TMUX};
-use loggers::Memory;
+use loggers::{Cpu, Memory};
 
 /// Shape of the run.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -89,6 +89,8 @@ pub struct Throughput {
     pub program_mb_s: f64,
     /// Bytes the viewer received in the last repetition.
     pub viewer_bytes: u64,
+    /// CPU per run of each process involved, medians.
+    pub cpu: Cpu,
 }
 
 /// One echo path.
@@ -251,7 +253,22 @@ impl Collect {
             mb_s,
             program_mb_s: median(&program),
             viewer_bytes: self.samples.last().map_or(0, |s| s.viewer_bytes),
+            cpu: self.cpu(),
         })
+    }
+
+    /// Each CPU figure's median over the repetitions.
+    fn cpu(&self) -> Cpu {
+        let of = |f: fn(&Cpu) -> Option<f64>| {
+            let v: Vec<f64> = self.samples.iter().filter_map(|s| f(&s.cpu)).collect();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        Cpu {
+            tmux_s: of(|c| Some(c.tmux_s)).unwrap_or(0.0),
+            logger_s: of(|c| c.logger_s),
+            daemon_s: of(|c| c.daemon_s),
+            viewer_s: of(|c| c.viewer_s),
+        }
     }
 }
 
@@ -302,7 +319,6 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
     let times = |col: &Collect| col.samples.iter().map(|s| s.program_s).collect::<Vec<_>>();
     let program_s = |col: &Collect| median(&times(col));
     let fastest = |col: &Collect| times(col).into_iter().fold(f64::INFINITY, f64::min);
-    let cpu: Vec<f64> = cols[2].samples.iter().filter_map(|s| s.logger_cpu_s).collect();
     let (bare_s, unlogged_s, logged_s) =
         (program_s(&cols[0]), program_s(&cols[1]), program_s(&cols[2]));
     let logging = LoggingCpu {
@@ -313,7 +329,7 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
         slowdown: logged_s / unlogged_s.max(f64::MIN_POSITIVE),
         slowdown_vs_bare: logged_s / bare_s.max(f64::MIN_POSITIVE),
         slowdown_best: fastest(&cols[2]) / fastest(&cols[1]),
-        logger_cpu_s: (!cpu.is_empty()).then(|| median(&cpu)),
+        logger_cpu_s: cols[2].cpu().logger_s,
     };
 
     c.note("keystroke to echo");

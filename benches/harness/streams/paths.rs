@@ -14,10 +14,10 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::attach::Attached;
-use super::loggers;
+use super::loggers::{self, Cpu, Meter};
 use super::wire::{check, Finder, Msg, Wire};
 use super::Ctx;
-use crate::harness::{call, tmux, Control};
+use crate::harness::{call, tmux, tmux_server_pid, Control};
 use ccmanagerd::tmux::Cmd;
 
 /// `sh PRINTER_FILE DATA RUNDIR MARKER` (a file: the daemon refuses a
@@ -41,8 +41,9 @@ pub struct Sample {
     pub program_s: f64,
     /// From the program's start to the viewer seeing its end marker.
     pub viewer_s: Option<f64>,
-    /// CPU (user + system) of the session's logger during the run.
-    pub logger_cpu_s: Option<f64>,
+    /// CPU of the processes involved, from `go` to the viewer's marker
+    /// (or the logger's last read).
+    pub cpu: Cpu,
     /// Bytes the viewer received.
     pub viewer_bytes: u64,
     /// The pane had a `pipe-pane` (its logger) when the session was made.
@@ -125,10 +126,23 @@ impl Ctx<'_> {
         let mut args = vec!["new-session", "-d", "-s", &name, "-x", "80", "-y", "24"];
         args.extend(argv.iter().map(String::as_str));
         tmux(&self.base.socket, &args)?;
+        let meter = Meter::start(self.base.server_pid, vec![], None, None);
         run.go()?;
         let (t0, t1) = run.times(self.limit())?;
+        let cpu = meter.read();
         tmux(&self.base.socket, &["kill-session", "-t", &format!("={name}")])?;
-        Ok(Sample { program_s: (t1 - t0) as f64 / 1e9, ..Sample::default() })
+        Ok(Sample { program_s: (t1 - t0) as f64 / 1e9, cpu, ..Sample::default() })
+    }
+
+    /// The loggers below the daemon's tmux servers.
+    fn loggers(&self) -> Vec<Vec<i32>> {
+        loggers::find(&self.daemon.dir.path().join("tmux"))
+    }
+
+    /// Counts the CPU of the daemon, its tmux server, `loggers` and `viewer`.
+    fn meter(&self, loggers: Vec<Vec<i32>>, viewer: Option<i32>) -> Meter {
+        let server = tmux_server_pid(&self.daemon.tmux_socket);
+        Meter::start(server, loggers, Some(self.daemon.pid()), viewer)
     }
 
     /// The pane of a daemon session, and whether `pipe-pane` taps it.
@@ -176,9 +190,8 @@ impl Ctx<'_> {
                 bail!("pipe-pane did not stop the logger of {pane}");
             }
         }
-        let tmux_dir = self.daemon.dir.path().join("tmux");
-        let found = if logger { loggers::find(&tmux_dir) } else { vec![] };
-        let before = loggers::ticks(&found);
+        let found = if logger { self.loggers() } else { vec![] };
+        let meter = self.meter(found.clone(), None);
         run.go()?;
         let (t0, t1) = run.times(self.limit())?;
         if !logger && self.pane(tmux_session)?.1 {
@@ -186,22 +199,21 @@ impl Ctx<'_> {
             return Ok(None);
         }
         // The logger drains what tmux still holds: wait until its CPU stops.
-        let mut last = loggers::ticks(&found);
+        let mut last = meter.logger_ticks();
         for _ in 0..50 {
             if found.is_empty() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
-            let now = loggers::ticks(&found);
+            let now = meter.logger_ticks();
             if now == last {
                 break;
             }
             last = now;
         }
-        let logger_cpu_s = (!found.is_empty()).then(|| (last - before) as f64 / loggers::hz());
         Ok(Some(Sample {
             program_s: (t1 - t0) as f64 / 1e9,
-            logger_cpu_s,
+            cpu: meter.read(),
             piped,
             ..Sample::default()
         }))
@@ -212,8 +224,10 @@ impl Ctx<'_> {
         let (run, argv) = self.run()?;
         let (id, tmux_session) = self.create(&argv)?;
         let viewer = Attached::start(&self.daemon.tmux_socket, &tmux_session, &run.marker)?;
+        let meter = self.meter(self.loggers(), Some(viewer.pid()));
         run.go()?;
         let seen = viewer.wait_marker(self.limit());
+        let cpu = meter.read();
         let viewer_bytes = viewer.stop();
         let seen = seen?;
         let (t0, t1) = run.times(self.limit())?;
@@ -222,6 +236,7 @@ impl Ctx<'_> {
             program_s: (t1 - t0) as f64 / 1e9,
             viewer_s: Some((ns(seen).saturating_sub(t0)) as f64 / 1e9),
             viewer_bytes,
+            cpu,
             ..Sample::default()
         })
     }
@@ -243,9 +258,10 @@ impl Ctx<'_> {
         let mut next = sub["offset"].as_u64().unwrap_or(0);
         let mut finder = Finder::new(run.marker.as_bytes());
         let mut bytes = 0u64;
+        let meter = self.meter(self.loggers(), Some(std::process::id() as i32));
         run.go()?;
         let deadline = Instant::now() + self.limit();
-        let seen = loop {
+        let (seen, cpu) = loop {
             if Instant::now() > deadline {
                 bail!("the end marker did not come through session.subscribe in time");
             }
@@ -258,7 +274,7 @@ impl Ctx<'_> {
                     bytes += o.data.0.len() as u64;
                     w.send("session.ack", json!({"subscription": subscription, "offset": next}))?;
                     if finder.feed(&o.data.0) {
-                        break SystemTime::now();
+                        break (SystemTime::now(), meter.read());
                     }
                 }
                 Msg::Reply { id, result } => check(id, &result)?,
@@ -271,6 +287,7 @@ impl Ctx<'_> {
             program_s: (t1 - t0) as f64 / 1e9,
             viewer_s: Some(ns(seen).saturating_sub(t0) as f64 / 1e9),
             viewer_bytes: bytes,
+            cpu,
             ..Sample::default()
         })
     }

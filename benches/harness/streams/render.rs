@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::StreamsReport;
+use super::{Cpu, StreamsReport};
 
 fn verdict(ok: bool) -> &'static str {
     if ok {
@@ -10,6 +10,11 @@ fn verdict(ok: bool) -> &'static str {
     } else {
         "MISSED"
     }
+}
+
+fn cpu(c: &Cpu) -> String {
+    let o = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    format!("{:.2} / {} / {} / {}", c.tmux_s, o(c.logger_s), o(c.daemon_s), o(c.viewer_s))
 }
 
 fn fmt_us(us: f64) -> String {
@@ -36,20 +41,21 @@ pub fn render(r: &StreamsReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "| path | MB/s median | best | each repetition | program's own MB/s | viewer bytes |"
+        "| path | MB/s median | best | each repetition | program's own MB/s | viewer bytes | CPU s per run: tmux server / logger / daemon / viewer |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---|---:|---:|---|");
     for t in &r.throughput {
         let each: Vec<String> = t.mb_s.iter().map(|v| format!("{v:.1}")).collect();
         let _ = writeln!(
             s,
-            "| {} | {:.1} | {:.1} | {} | {:.1} | {} |",
+            "| {} | {:.1} | {:.1} | {} | {:.1} | {} | {} |",
             t.path,
             t.median_mb_s,
             t.best_mb_s,
             each.join(", "),
             t.program_mb_s,
-            t.viewer_bytes
+            t.viewer_bytes,
+            cpu(&t.cpu),
         );
     }
     if let Some(x) = r.subscribe_vs_attach {
