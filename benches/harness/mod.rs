@@ -364,6 +364,12 @@ pub struct DaemonGuard {
 
 impl DaemonGuard {
     fn start(bin: &Path, sessions: usize) -> Result<DaemonGuard> {
+        DaemonGuard::start_with(bin, sessions, "")
+    }
+
+    /// [`DaemonGuard::start`] with `extra` appended to the config (whole
+    /// tables, e.g. `[health]`).
+    fn start_with(bin: &Path, sessions: usize, extra: &str) -> Result<DaemonGuard> {
         let dir = tempfile::Builder::new().prefix("ccm-bench-").tempdir_in("/tmp")?;
         let config = dir.path().join("config.toml");
         let cap = sessions + 1000;
@@ -384,7 +390,7 @@ max_sessions_per_owner = {cap}
 interval = "1000d"
 max_age = "off"
 exited_grace = "off"
-"#,
+{extra}"#,
             state = dir.path().join("state").display(),
             // As root, root's sessions run as root, explicitly (a bench
             // machine has no `ccmanager` user).

@@ -38,6 +38,11 @@ use serde::Serialize;
 use super::{call, cores, Control, DaemonGuard, Stats, TmuxGuard, TMUX};
 use loggers::{Cpu, Memory};
 
+/// The daemon's periodic full refresh (every `health.interval`) gives a
+/// logger to every pane without one, which undoes the logger-stopped
+/// baseline mid-run (seen in 3 runs in a row at the default 5 s).
+const NO_PERIODIC_REFRESH: &str = "\n[health]\ninterval = \"1h\"\n";
+
 /// Shape of the run.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct StreamsOptions {
@@ -89,6 +94,8 @@ pub struct Throughput {
     pub program_mb_s: f64,
     /// Bytes the viewer received in the last repetition.
     pub viewer_bytes: u64,
+    /// `session.output` notifications in the last repetition (subscribe).
+    pub notifications: u64,
     /// CPU per run of each process involved, medians.
     pub cpu: Cpu,
 }
@@ -253,6 +260,7 @@ impl Collect {
             mb_s,
             program_mb_s: median(&program),
             viewer_bytes: self.samples.last().map_or(0, |s| s.viewer_bytes),
+            notifications: self.samples.last().map_or(0, |s| s.notifications),
             cpu: self.cpu(),
         })
     }
@@ -285,13 +293,14 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
     // which smaps counts as Private_Dirty of every process mapping them:
     // write them out so the loggers' memory is what they cost.
     std::fs::File::open(bin).and_then(|f| f.sync_all()).context("syncing the daemon binary")?;
-    let daemon = DaemonGuard::start(bin, opts.sessions + 10)?;
+    let daemon = DaemonGuard::start_with(bin, opts.sessions + 10, NO_PERIODIC_REFRESH)?;
     let base = TmuxGuard::start()?;
     let d = daemon.client()?;
     let dir = tempfile::Builder::new().prefix("ccm-bench-streams-").tempdir_in("/tmp")?;
     let data = dir.path().join("data");
     let bytes = write_data(&data, opts.mb)?;
     let mut c = Ctx { opts, daemon, base, d, dir, data, bytes, seq: 0, log };
+    c.note(&format!("daemon pid {} (for a profiler)", c.daemon.pid()));
     let mut missing = vec![];
 
     let mut cols = [

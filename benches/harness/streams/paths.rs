@@ -46,6 +46,8 @@ pub struct Sample {
     pub cpu: Cpu,
     /// Bytes the viewer received.
     pub viewer_bytes: u64,
+    /// `session.output` notifications it took (subscribe).
+    pub notifications: u64,
     /// The pane had a `pipe-pane` (its logger) when the session was made.
     pub piped: bool,
 }
@@ -257,7 +259,7 @@ impl Ctx<'_> {
         let subscription = sub["subscription"].as_u64().context("no subscription number")?;
         let mut next = sub["offset"].as_u64().unwrap_or(0);
         let mut finder = Finder::new(run.marker.as_bytes());
-        let mut bytes = 0u64;
+        let (mut bytes, mut notes) = (0u64, 0u64);
         let meter = self.meter(self.loggers(), Some(std::process::id() as i32));
         run.go()?;
         let deadline = Instant::now() + self.limit();
@@ -272,6 +274,7 @@ impl Ctx<'_> {
                     }
                     next = o.offset + o.data.0.len() as u64;
                     bytes += o.data.0.len() as u64;
+                    notes += 1;
                     w.send("session.ack", json!({"subscription": subscription, "offset": next}))?;
                     if finder.feed(&o.data.0) {
                         break (SystemTime::now(), meter.read());
@@ -287,6 +290,7 @@ impl Ctx<'_> {
             program_s: (t1 - t0) as f64 / 1e9,
             viewer_s: Some(ns(seen).saturating_sub(t0) as f64 / 1e9),
             viewer_bytes: bytes,
+            notifications: notes,
             cpu,
             ..Sample::default()
         })

@@ -58,6 +58,15 @@ pub fn render(r: &StreamsReport) -> String {
             cpu(&t.cpu),
         );
     }
+    if let Some(t) = r.throughput.iter().find(|t| t.notifications > 0) {
+        let _ = writeln!(
+            s,
+            "\n{}: {} session.output notifications, {:.1} KiB each on average",
+            t.path,
+            t.notifications,
+            t.viewer_bytes as f64 / t.notifications as f64 / 1024.0
+        );
+    }
     if let Some(x) = r.subscribe_vs_attach {
         let _ = writeln!(
             s,
