@@ -34,8 +34,10 @@ use super::args::{self, LogArgs};
 use super::format::{self, Kind, Record, MARK_EVERY_BYTES, MARK_EVERY_MS};
 use super::reader::Log;
 
-/// Bytes read from the pane at once (a pipe's default capacity).
-const READ_BYTES: usize = 64 << 10;
+/// Bytes read from the pane at once: every byte of the buffer is private
+/// memory of each logger, 16 KiB reads cost a few syscalls per 64 KiB a
+/// pipe holds.
+const READ_BYTES: usize = 16 << 10;
 /// Smallest and largest segment (an eighth of the cap in between).
 const SEGMENT_MIN: u64 = 64 << 10;
 /// See [`SEGMENT_MIN`].

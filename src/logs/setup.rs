@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::args::{pipe_command, LogArgs};
+use super::args::{pipe_command, LogArgs, Program};
 use crate::config::Config;
 use crate::tmux::Cmd;
 
@@ -71,12 +71,12 @@ pub fn remove(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// `pipe-pane -O -t TARGET 'exec EXE __log --dir DIR --cap N [--adopted]'`.
-pub fn pipe_pane(exe: &Path, target: &str, args: &LogArgs) -> Result<Cmd, String> {
+/// `pipe-pane -O -t TARGET 'exec EXE [__log] --dir DIR --cap N [--adopted]'`.
+pub fn pipe_pane(exe: &Program, target: &str, args: &LogArgs) -> Result<Cmd, String> {
     let line = pipe_command(exe, args).ok_or_else(|| {
         format!(
             "the logger's command line ({} {}) holds a control character or is not UTF-8",
-            exe.display(),
+            exe.path.display(),
             args.dir.display()
         )
     })?;

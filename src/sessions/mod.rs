@@ -134,8 +134,10 @@ pub async fn start(
     };
     let exe =
         std::env::current_exe().context("locating the daemon's own binary (the exec-wrapper)")?;
+    let logger = crate::logs::args::Program::beside(&exe);
+    tracing::debug!(logger = %logger.path.display(), "session output logger");
     let env = ServerEnv {
-        exe: exe.clone(),
+        logger: logger.clone(),
         tmux_bin: bin,
         config_file: socket_dir.join("tmux.conf"),
         socket_dir: socket_dir.clone(),
@@ -169,7 +171,8 @@ pub async fn start(
         Mode::MultiUser => None,
     };
     servers.adopt_all(only).await?;
-    let spawner = Spawner::new(exe, socket_dir.join("spawn"), bus.filter(|_| cgroups))?;
+    let mut spawner = Spawner::new(exe, socket_dir.join("spawn"), bus.filter(|_| cgroups))?;
+    spawner.logger = logger;
     let sessions = Sessions::new(registry.clone(), servers, spawner, mode);
     if sessions.root_fallback(&cfg) {
         tracing::warn!(user = %cfg.tmux.session_user, "tmux.session_user does not exist: root's sessions run as root (a development machine?)");

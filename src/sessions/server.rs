@@ -69,8 +69,8 @@ const INHERITED_ENV: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
 /// How servers are made; the same for every uid.
 #[derive(Clone)]
 pub struct ServerEnv {
-    /// The daemon's own binary, as it was at start (the logger).
-    pub exe: PathBuf,
+    /// The logger `pipe-pane` runs (found at start).
+    pub logger: crate::logs::args::Program,
     /// The tmux binary.
     pub tmux_bin: PathBuf,
     /// `<socket_dir>`: one subdirectory per uid.
@@ -186,8 +186,8 @@ pub struct Server {
     pub paths: ServerPaths,
     /// Its systemd unit, when it runs in one.
     pub unit: Option<String>,
-    /// The daemon's own binary (the logger `pipe-pane` runs).
-    pub exe: PathBuf,
+    /// The logger `pipe-pane` runs.
+    pub logger: crate::logs::args::Program,
     gid: u32,
     launcher: Launcher,
     /// `max_commands`, `max_reply_bytes` and `budget_hook` of [`ServerEnv`].
@@ -210,6 +210,9 @@ pub struct Server {
     /// a listing taken before it may still show the session, which must
     /// not be adopted back. Kept [`TOMBSTONE_TTL`], at most [`MAX_TOMBSTONES`].
     removed: Mutex<std::collections::VecDeque<(std::time::Instant, u64, String)>>,
+    /// When each pane was last given a logger by adoption (a logger that
+    /// cannot start must not be started again at every refresh).
+    taps: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// How long a removal is remembered (longer than any listing can take).
@@ -259,7 +262,7 @@ impl Server {
                 client_as: run_as(account),
             },
             unit: env.systemd.as_ref().map(|_| env.unit(key)),
-            exe: env.exe.clone(),
+            logger: env.logger.clone(),
             gid: account.gid,
             launcher: env.launcher(account, key),
             budgets: (env.max_commands, env.max_reply_bytes, env.budget_hook.clone()),
@@ -270,6 +273,22 @@ impl Server {
             start_error: Mutex::new(None),
             refused: Mutex::new(Default::default()),
             removed: Mutex::new(Default::default()),
+            taps: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Whether pane `pane` may be given a logger now: not if it was given
+    /// one less than `every` ago. Panes of gone sessions are forgotten.
+    pub fn may_tap(&self, pane: &str, every: std::time::Duration, live: &[&str]) -> bool {
+        let now = std::time::Instant::now();
+        let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        taps.retain(|p, _| live.contains(&p.as_str()));
+        match taps.get(pane) {
+            Some(at) if now.duration_since(*at) < every => false,
+            _ => {
+                taps.insert(pane.to_string(), now);
+                true
+            }
         }
     }
 

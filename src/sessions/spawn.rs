@@ -40,6 +40,8 @@ pub struct Spawner {
     scopes: Option<Bus>,
     /// Whether per-session cgroup scopes are used.
     pub cgroups: bool,
+    /// The logger `pipe-pane` runs.
+    pub logger: crate::logs::args::Program,
 }
 
 impl Spawner {
@@ -51,7 +53,8 @@ impl Spawner {
         let mode = if me == 0 { SPAWN_DIR_MODE } else { 0o700 };
         crate::dirs::ensure_owned(&spawn_dir, me, gid, mode)
             .with_context(|| format!("preparing {}", spawn_dir.display()))?;
-        Ok(Spawner { exe, spawn_dir, cgroups: scopes.is_some(), scopes })
+        let logger = crate::logs::args::Program::beside(&exe);
+        Ok(Spawner { exe, spawn_dir, cgroups: scopes.is_some(), scopes, logger })
     }
 
     /// The scope a session with `limits` will run in, if any (saved with
@@ -187,7 +190,7 @@ impl Spawner {
             .map_err(|e| format!("{}: {e}", args.dir.display()))
             .and_then(|()| {
                 let target = format!("={}:", session.tmux_session);
-                crate::logs::setup::pipe_pane(&self.exe, &target, args)
+                crate::logs::setup::pipe_pane(&self.logger, &target, args)
             });
         match made {
             Ok(cmd) => Some(cmd),

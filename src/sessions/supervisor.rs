@@ -236,6 +236,10 @@ async fn metas_of_unknown(
 /// Up to this many unknown sessions get their metadata one by one.
 const FEW: usize = 8;
 
+/// A pane given a logger by adoption is not given another before this
+/// (its logger may fail at once, e.g. on a log directory it cannot reach).
+const TAP_RETRY: Duration = Duration::from_secs(60);
+
 /// Gives a pipe to the logger to every session pane without one (a session
 /// adopted from tmux, one made by a daemon without logs, one whose logger
 /// died or could not start): the logger starts `--adopted`, so its log
@@ -256,11 +260,15 @@ async fn tap_unpiped(registry: &Registry, server: &Server, panes: &[PaneInfo], c
             })
             .collect()
     };
+    let live: Vec<&str> = panes.iter().map(|p| p.pane.as_str()).collect();
     for (id, pane) in wanted {
+        if !server.may_tap(&pane, TAP_RETRY, &live) {
+            continue;
+        }
         let args = crate::logs::setup::log_args(config, &id, true);
         let tap = crate::logs::setup::prepare_session(&args.dir, server.uid, server.gid(), false)
             .map_err(|e| format!("{}: {e}", args.dir.display()))
-            .and_then(|()| crate::logs::setup::pipe_pane(&server.exe, &pane, &args));
+            .and_then(|()| crate::logs::setup::pipe_pane(&server.logger, &pane, &args));
         let done = match tap {
             Ok(cmd) => server.tmux(cmd).await.map(drop).map_err(|e| e.to_string()),
             Err(e) => Err(e),
