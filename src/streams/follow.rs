@@ -171,12 +171,13 @@ impl Follow {
     /// Runs until the stream is over, it is closed, or its connection goes.
     pub async fn run(self, sink: Sink) {
         let sub = sink.id();
-        let mut wake = self.watch.subscribe();
         let mut acks = self.credit.acked.subscribe();
         let mut base = self.offset;
         let mut next = self.offset;
         // Since when an ended session's log has stood still, and at what end.
         let mut still: Option<(Instant, u64)> = None;
+        // Looks at the end that found more right after an empty read.
+        let mut raced = 0;
         loop {
             let config = self.config.get();
             let window = config.streams.window.0;
@@ -200,25 +201,37 @@ impl Follow {
                     let (screen, offset) = self.restart_point(&c).await;
                     tracing::debug!(session_id = %self.id, subscription = sub, from = next, to = offset, "stream reset");
                     let reset = Reset { subscription: sub, offset, screen: Bytes(screen) };
+                    // Before the line goes: the client may ack as soon as it has it.
+                    self.credit.sent.store(offset, Ordering::Release);
                     slot.send(line(notification::RESET, &reset));
                     self.metrics.streams.reset();
                     (base, next) = (offset, offset);
-                    self.credit.sent.store(offset, Ordering::Release);
                     still = None;
                 }
                 Ok(c) if !c.data.is_empty() => {
                     let n = c.data.len() as u64;
+                    next = c.next_offset;
+                    // Before the line goes: the client may ack as soon as it has it.
+                    self.credit.sent.store(next, Ordering::Release);
                     let output =
                         Output { subscription: sub, offset: c.offset, data: Bytes(c.data) };
                     slot.send(line(notification::OUTPUT, &output));
                     self.metrics.streams.sent(n);
-                    next = c.next_offset;
-                    self.credit.sent.store(next, Ordering::Release);
                     still = None;
+                    raced = 0;
                 }
                 Ok(_) => {
                     drop(slot);
+                    // Receiver, mark, then one more look (watch.rs): a
+                    // write at any point is seen or wakes us.
+                    let mut wake = self.watch.subscribe();
+                    self.watch.arm();
                     let extent = self.blocking(|log| log.extent()).await.ok();
+                    if extent.is_some_and(|e| e.end > next) && raced < 3 {
+                        raced += 1;
+                        continue;
+                    }
+                    raced = 0;
                     if let Some(status) = self.finished(extent, next, &mut still).await {
                         if let Some(slot) = sink.reserve().await {
                             let exit = Exit { subscription: sub, exit_status: status };

@@ -6,7 +6,7 @@
 //!   credit flow control; never an unbounded buffer;
 //! - [`watch`]: inotify wake-ups, one watch per followed log;
 //! - [`screen`]: screen snapshots (`from: "screen"`, `session.reset`);
-//! - [`input`]: `session.write`.
+//! - [`input`]: typing raw bytes (`session.write`).
 //!
 //! The subscriptions themselves belong to their connection
 //! (`server::Outlet`): they end with it, and a connection names only its own.
@@ -62,8 +62,8 @@ impl Streams {
         Streams { inner: Arc::new(Inner { sessions, config, metrics, watcher, writers }) }
     }
 
-    /// Log directories watched now.
-    pub fn watched(&self) -> usize {
+    /// Log directories followed now, and how many of them are armed.
+    pub fn watched(&self) -> (usize, usize) {
         self.inner.watcher.watched()
     }
 

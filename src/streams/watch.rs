@@ -1,17 +1,28 @@
 //! Wake-ups when a log directory changes: one inotify instance for the
-//! daemon, one watch per watched log directory, shared by every
+//! daemon, one [`Watch`] per followed log directory, shared by every
 //! subscription that follows that session ([`Watcher::watch`] hands out the
-//! same [`Watch`] while one is alive; the inotify watch goes with the last).
+//! same one while it is alive).
+//!
+//! A watch is armed only while a subscription waits at the end of its log
+//! ([`Watch::arm`]): an `IN_ONESHOT` inotify mark, which the kernel removes
+//! after its first event. A log grows with every write of its logger (a few
+//! KiB each): a permanent mark cost a daemon 4.8 s of CPU (debug build)
+//! while a pane printed 500 MiB to a viewer that had stopped acknowledging
+//! and read nothing; armed on demand it costs one event per wait of a
+//! viewer at the end, and nothing for a viewer that is behind or paused.
+//! It also holds a mark (of `fs.inotify.max_user_watches`) only while
+//! someone waits.
 //!
 //! A wake-up says only "look again": the subscription reads the log
-//! itself. It is a version bump on a `tokio::sync::watch` channel, so a
-//! subscription busy reading when the log grows still sees it on its next
-//! wait, and a burst of writes costs one look.
+//! itself. It is a version bump on a `tokio::sync::watch` channel: a
+//! subscription takes its receiver, arms, then looks at the log once more
+//! before it waits, so a write at any point is either seen by that look or
+//! wakes it.
 //!
-//! When inotify cannot be had (no instance, or `fs.inotify.max_user_watches`
-//! exhausted: adding the watch fails with ENOSPC), a [`Watch`] is still
-//! handed out and never fires: its subscriptions run on their periodic look
-//! (`streams.poll_interval`). A queue overflow wakes every watch.
+//! When inotify cannot be had (no instance, or no mark: ENOSPC at
+//! `max_user_watches`), [`Watch::arm`] says so and the subscription runs on
+//! its periodic look (`streams.poll_interval`). A queue overflow wakes and
+//! disarms every watch.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +37,8 @@ use tokio::sync::watch;
 const EVENT_BUFFER: usize = 4096;
 
 /// What makes a log "change": a segment written or closed, a segment or
-/// index made, renamed or removed, the directory itself removed.
+/// index made, renamed or removed, the directory itself removed; one event
+/// only.
 fn mask() -> WatchMask {
     WatchMask::MODIFY
         | WatchMask::CLOSE_WRITE
@@ -38,14 +50,17 @@ fn mask() -> WatchMask {
         | WatchMask::MOVE_SELF
         | WatchMask::ONLYDIR
         | WatchMask::DONT_FOLLOW
+        | WatchMask::ONESHOT
 }
 
 #[derive(Default)]
 struct State {
     /// Live watches by directory.
     by_dir: HashMap<PathBuf, Weak<Watch>>,
-    /// Their wake-up channels by inotify descriptor.
-    by_wd: HashMap<WatchDescriptor, watch::Sender<()>>,
+    /// Armed watches by inotify descriptor.
+    by_wd: HashMap<WatchDescriptor, Weak<Watch>>,
+    /// Whether arming failed once (warned about once).
+    warned: bool,
 }
 
 struct Inner {
@@ -58,6 +73,14 @@ impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn remove_mark(&self, wd: WatchDescriptor) {
+        if let Some(watches) = &self.watches {
+            // Fails harmlessly when the mark is gone already (it fired, or
+            // its directory was removed).
+            let _ = watches.lock().unwrap_or_else(|e| e.into_inner()).remove(wd);
+        }
+    }
 }
 
 /// The daemon's inotify instance and its watches (a cheap handle).
@@ -66,12 +89,17 @@ pub struct Watcher {
     inner: Arc<Inner>,
 }
 
-/// One watched log directory; wakes its subscribers when it changes.
+/// One followed log directory; wakes its subscribers when it changes.
 pub struct Watch {
     dir: PathBuf,
     wake: watch::Sender<()>,
-    wd: Option<WatchDescriptor>,
+    /// The mark while armed; only touched under the watcher's state lock.
+    armed: Mutex<Option<WatchDescriptor>>,
     owner: Weak<Inner>,
+}
+
+fn armed(w: &Watch) -> MutexGuard<'_, Option<WatchDescriptor>> {
+    w.armed.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Watch {
@@ -80,29 +108,48 @@ impl Watch {
         self.wake.subscribe()
     }
 
-    /// Whether inotify wakes this watch (else only the periodic look does).
-    pub fn is_live(&self) -> bool {
-        self.wd.is_some()
+    /// Asks for a wake-up at the next change of the directory: true when
+    /// inotify will give one (false: poll).
+    pub fn arm(self: &Arc<Self>) -> bool {
+        let Some(inner) = self.owner.upgrade() else { return false };
+        let Some(watches) = &inner.watches else { return false };
+        let mut state = inner.state();
+        let mut armed = armed(self);
+        if armed.is_some() {
+            return true;
+        }
+        let added = watches.lock().unwrap_or_else(|e| e.into_inner()).add(&self.dir, mask());
+        match added {
+            Ok(wd) => {
+                state.by_wd.insert(wd.clone(), Arc::downgrade(self));
+                *armed = Some(wd);
+                true
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut state.warned, true) {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch a log with inotify (fs.inotify.max_user_watches?); subscribers poll (streams.poll_interval)");
+                }
+                false
+            }
+        }
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         let Some(inner) = self.owner.upgrade() else { return };
-        // All under the state lock: a new watch of the same directory made
-        // meanwhile got the same descriptor from the kernel (one watch per
-        // inode) and must keep it.
         let mut state = inner.state();
-        if state.by_dir.get(&self.dir).is_some_and(|w| w.strong_count() > 0) {
-            return;
+        if state.by_dir.get(&self.dir).is_some_and(|w| w.strong_count() == 0) {
+            state.by_dir.remove(&self.dir);
         }
-        state.by_dir.remove(&self.dir);
-        if let Some(wd) = self.wd.take() {
-            state.by_wd.remove(&wd);
-            if let Some(watches) = &inner.watches {
-                // Fails harmlessly when the directory is gone (the kernel
-                // dropped the watch with it).
-                let _ = watches.lock().unwrap_or_else(|e| e.into_inner()).remove(wd);
+        let me = self as *const Watch;
+        let wd = self.armed.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(wd) = wd {
+            // A new watch of the same directory may have armed meanwhile:
+            // the kernel gave it this same mark (one per inode), it keeps it.
+            if state.by_wd.get(&wd).is_some_and(|w| std::ptr::eq(w.as_ptr(), me)) {
+                state.by_wd.remove(&wd);
+                inner.remove_mark(wd);
             }
         }
     }
@@ -111,7 +158,7 @@ impl Drop for Watch {
 impl Watcher {
     /// Starts the inotify instance and the task that reads its events (on
     /// the current tokio runtime); without inotify, a watcher whose watches
-    /// never fire (a warning says so).
+    /// never arm (a warning says so).
     pub fn start() -> Watcher {
         let (watches, stream) = match Inotify::init()
             .and_then(|i| Ok((i.watches(), i.into_event_stream([0u8; EVENT_BUFFER])?)))
@@ -147,28 +194,21 @@ impl Watcher {
         if let Some(w) = state.by_dir.get(dir).and_then(Weak::upgrade) {
             return w;
         }
-        let (wake, _) = watch::channel(());
-        let wd = self.inner.watches.as_ref().and_then(|watches| {
-            match watches.lock().unwrap_or_else(|e| e.into_inner()).add(dir, mask()) {
-                Ok(wd) => Some(wd),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a log with inotify (fs.inotify.max_user_watches?); its subscribers poll it");
-                    None
-                }
-            }
+        let w = Arc::new(Watch {
+            dir: dir.to_owned(),
+            wake: watch::channel(()).0,
+            armed: Mutex::new(None),
+            owner: Arc::downgrade(&self.inner),
         });
-        if let Some(wd) = &wd {
-            state.by_wd.insert(wd.clone(), wake.clone());
-        }
-        let w =
-            Arc::new(Watch { dir: dir.to_owned(), wake, wd, owner: Arc::downgrade(&self.inner) });
         state.by_dir.insert(dir.to_owned(), Arc::downgrade(&w));
         w
     }
 
-    /// Directories watched now (for tests and metrics).
-    pub fn watched(&self) -> usize {
-        self.inner.state().by_dir.values().filter(|w| w.strong_count() > 0).count()
+    /// Directories followed now, and how many of them are armed.
+    pub fn watched(&self) -> (usize, usize) {
+        let state = self.inner.state();
+        let live = state.by_dir.values().filter(|w| w.strong_count() > 0).count();
+        (live, state.by_wd.len())
     }
 }
 
@@ -176,18 +216,26 @@ impl Inner {
     fn event(&self, wd: &WatchDescriptor, mask: EventMask) {
         let mut state = self.state();
         if mask.contains(EventMask::Q_OVERFLOW) {
-            for wake in state.by_wd.values() {
-                wake.send_replace(());
+            // Events were lost, fired marks among them: disarm everything
+            // and wake everyone; waiting subscribers arm again.
+            for (wd, w) in std::mem::take(&mut state.by_wd) {
+                self.remove_mark(wd);
+                if let Some(w) = w.upgrade() {
+                    *armed(&w) = None;
+                    w.wake.send_replace(());
+                }
             }
             return;
         }
-        if let Some(wake) = state.by_wd.get(wd) {
-            wake.send_replace(());
-        }
-        if mask.contains(EventMask::IGNORED) {
-            // The kernel dropped the watch (the directory is gone): its
-            // descriptor may be given to another directory later.
-            state.by_wd.remove(wd);
+        // A one-shot mark fires once (its IN_IGNORED follows, for a
+        // descriptor no longer in the map).
+        if let Some(w) = state.by_wd.remove(wd).and_then(|w| w.upgrade()) {
+            let mut armed = armed(&w);
+            if armed.as_ref() == Some(wd) {
+                *armed = None;
+            }
+            drop(armed);
+            w.wake.send_replace(());
         }
     }
 }
@@ -198,20 +246,25 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn one_watch_per_directory_woken_by_writes() {
+    async fn one_watch_per_directory_armed_while_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         let watcher = Watcher::start();
         let a = watcher.watch(dir.path());
         let b = watcher.watch(dir.path());
         assert!(Arc::ptr_eq(&a, &b), "shared");
-        assert!(a.is_live());
-        assert_eq!(watcher.watched(), 1);
+        assert_eq!(watcher.watched(), (1, 0), "not armed until waited for");
         let mut rx = a.subscribe();
+        assert!(a.arm() && b.arm());
+        assert_eq!(watcher.watched(), (1, 1), "one mark");
         std::fs::write(dir.path().join("00000000000000000000.log"), b"x").unwrap();
         tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.unwrap().unwrap();
+        assert_eq!(watcher.watched(), (1, 0), "a mark fires once");
+        // Not armed: a write wakes nobody.
+        std::fs::write(dir.path().join("00000000000000000000.log"), b"xy").unwrap();
+        let quiet = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+        assert!(quiet.is_err(), "a disarmed watch stays quiet");
+        assert!(a.arm());
         drop((a, b));
-        assert_eq!(watcher.watched(), 0, "the last holder takes the watch away");
-        let c = watcher.watch(dir.path());
-        assert!(c.is_live(), "watched again");
+        assert_eq!(watcher.watched(), (0, 0), "the last holder takes the mark away");
     }
 }
