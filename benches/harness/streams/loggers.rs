@@ -1,4 +1,5 @@
-//! Finding the daemon's loggers (`ccmanagerd __log`, children of its tmux
+//! Finding the daemon's loggers (`ccmanagerd-log`, or `ccmanagerd __log`
+//! when that binary is not beside the daemon's; children of its tmux
 //! servers through `pipe-pane`) in /proc, and what they cost: PSS and
 //! private memory from `smaps_rollup`, CPU from `stat`. Only processes
 //! below this run's own tmux servers count: other daemons on the machine
@@ -53,6 +54,32 @@ fn table() -> HashMap<i32, (i32, Vec<String>)> {
     t
 }
 
+/// `ccmanagerd-log ...` (the logger's own binary, used when it is beside
+/// the daemon's) or `ccmanagerd __log ...`.
+fn is_logger(argv: &[String]) -> bool {
+    let own = argv
+        .first()
+        .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == "ccmanagerd-log"));
+    own || argv.get(1).is_some_and(|a| a == "__log")
+}
+
+/// The program the loggers below `tmux_dir` run (its path), if any runs.
+pub fn program(loggers: &[Vec<i32>]) -> Option<String> {
+    let pid = *loggers.first()?.first()?;
+    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let words: Vec<String> = argv
+        .split(|c| *c == 0)
+        .filter(|a| !a.is_empty())
+        .take(2)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(if words.get(1).is_some_and(|w| w == "__log") {
+        words.join(" ")
+    } else {
+        words[0].clone()
+    })
+}
+
 /// The processes of every `pipe-pane` logger below the tmux servers under
 /// `tmux_dir`: each `__log` process and its ancestors up to (not
 /// including) the server (a `sh -c` tmux runs it through, if it stayed).
@@ -63,7 +90,7 @@ pub fn find(tmux_dir: &Path) -> Vec<Vec<i32>> {
     let t = table();
     let mut out = vec![];
     for (&pid, (_, argv)) in &t {
-        if !argv.iter().any(|a| a == "__log") {
+        if !is_logger(argv) {
             continue;
         }
         let mut chain = vec![pid];

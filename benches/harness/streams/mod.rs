@@ -116,6 +116,8 @@ pub struct LoggerCost {
     pub sessions: usize,
     /// Loggers found below the daemon's tmux servers.
     pub loggers: usize,
+    /// The program they run.
+    pub program: String,
     /// All their processes together.
     pub total: Memory,
     /// PSS per session, KiB.
@@ -360,7 +362,7 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
     c.note(&format!("logger memory with {} sessions", opts.sessions));
     let logger = logger_memory(&mut c)?;
     if logger.is_none() {
-        missing.push("logger memory: no `__log` process below the daemon's tmux servers".into());
+        missing.push("logger memory: no logger process below the daemon's tmux servers".into());
     }
     drop(c);
     Ok(StreamsReport {
@@ -397,6 +399,7 @@ fn logger_memory(c: &mut Ctx) -> Result<Option<LoggerCost>> {
     // Let them settle (first reads, index files opened).
     std::thread::sleep(Duration::from_millis(200));
     let total = loggers::memory(&found);
+    let program = loggers::program(&found).unwrap_or_default();
     for id in &ids {
         call(&mut c.d, "session.kill", serde_json::json!({"id": id}))?;
     }
@@ -406,6 +409,7 @@ fn logger_memory(c: &mut Ctx) -> Result<Option<LoggerCost>> {
     Ok(Some(LoggerCost {
         sessions: n,
         loggers: found.len(),
+        program,
         total,
         pss_kib_per_session: total.pss_kib as f64 / n as f64,
         private_kib_per_session: total.private_kib as f64 / n as f64,

@@ -95,8 +95,9 @@ pub fn render(r: &StreamsReport) -> String {
     if let Some(l) = &r.logger {
         let _ = writeln!(
             s,
-            "logger memory, {} sessions ({} loggers, {} processes): PSS {:.0} KiB per session \
+            "logger memory ({}), {} sessions ({} loggers, {} processes): PSS {:.0} KiB per session \
              (target < 256 KiB: {}), private {:.0} KiB (anonymous {:.0} KiB), RSS {:.0} KiB",
+            l.program,
             l.sessions,
             l.loggers,
             l.total.processes,
