@@ -293,8 +293,15 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
         .context("tmux -V")?;
     // A binary cargo has just linked has dirty pages in the page cache,
     // which smaps counts as Private_Dirty of every process mapping them:
-    // write them out so the loggers' memory is what they cost.
-    std::fs::File::open(bin).and_then(|f| f.sync_all()).context("syncing the daemon binary")?;
+    // write them out (the daemon's and the logger's, which the daemon runs
+    // when it is beside its own) so the loggers' memory is what they cost.
+    for exe in [bin.to_path_buf(), bin.with_file_name("ccmanagerd-log")] {
+        if exe.exists() {
+            std::fs::File::open(&exe)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("syncing {}", exe.display()))?;
+        }
+    }
     let daemon = DaemonGuard::start_with(bin, opts.sessions + 10, NO_PERIODIC_REFRESH)?;
     let base = TmuxGuard::start()?;
     let d = daemon.client()?;
