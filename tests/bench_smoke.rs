@@ -78,3 +78,14 @@ fn streams_quick_mode_reports_every_figure() {
     assert!(g.logger_on && g.logger_cpu_s.is_some(), "{g:?}");
     assert!(g.bare_s > 0.0 && g.unlogged_s > 0.0 && g.logged_s > 0.0, "{g:?}");
 }
+
+#[test]
+fn streams_flags_parse() {
+    let args = ["--streams", "--quick", "--streams-mb", "3"].map(String::from);
+    let s = harness::Options::parse(args).unwrap().streams.expect("--streams");
+    // Quick sizes, except the one given.
+    assert!(s.quick && s.mb == 3 && s.reps == 1 && s.sessions == 3, "{s:?}");
+    let full = harness::Options::parse(["--streams".to_string()]).unwrap().streams.unwrap();
+    assert!(!full.quick && full.mb == 50 && full.reps == 5, "{full:?}");
+    assert!(harness::Options::parse(["--streams-mb".to_string()]).is_err());
+}
