@@ -842,6 +842,22 @@ mod tests {
     }
 
     #[test]
+    fn log_caps_must_be_usable() {
+        let err = parse("[logs]\nmax_bytes_per_session = \"512K\"\n").unwrap_err().to_string();
+        assert!(err.contains("logs.max_bytes_per_session: must be at least 1048576"), "{err}");
+        let err = parse("[logs]\nmax_bytes_total = \"16M\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("logs.max_bytes_total: must be at least logs.max_bytes_per_session"),
+            "{err}"
+        );
+        let err = parse("[logs]\ndir = \"logs\"\n").unwrap_err().to_string();
+        assert!(err.contains("logs.dir: logs is not an absolute path"), "{err}");
+        let c = parse("[logs]\ndir = \"/srv/logs\"\nmax_bytes_total = \"64M\"\n").unwrap();
+        assert_eq!(c.logs_dir(), std::path::PathBuf::from("/srv/logs"));
+        assert_eq!(parse("").unwrap().logs.max_bytes_per_session.0, 32 << 20);
+    }
+
+    #[test]
     fn durations_accept_human_forms_and_off() {
         let c =
             parse("[cleanup]\ninterval = \"90s\"\nmax_age = \"3d\"\nmax_idle = \"off\"\n").unwrap();

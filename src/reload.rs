@@ -20,6 +20,8 @@ const RESTART_KEYS: &[&str] = &[
     "tmux.launcher",
     "tmux.unit_prefix",
     "tmux.server_memory_max",
+    // Made (and its mode set) at start.
+    "logs.dir",
     // Set on each server's control connection when it is made.
     "tmux.max_commands_in_flight",
     "tmux.max_capture_bytes_in_flight",

@@ -81,6 +81,49 @@ async fn commands_on_one_line_each_get_a_reply_and_a_failure_skips_the_rest() {
     assert_eq!(client.run(&say("after")).await.unwrap(), ["after"]);
 }
 
+/// `pipe-pane` sent on the same line as the `new-session` it taps sees the
+/// pane's very first bytes; sent as the next command it misses them (the
+/// reason src/sessions/spawn.rs sends them together).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipe_pane_on_the_new_sessions_line_sees_the_first_output() {
+    let server = TestServer::start().await;
+    let (client, _notes) = client(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    const RUNS: usize = 10;
+    let mut caught = [0usize; 2];
+    for (variant, same_line) in [(0, true), (1, false)] {
+        for i in 0..RUNS {
+            let name = format!("s{variant}x{i}");
+            let out = dir.path().join(&name);
+            let new = Cmd::new("new-session")
+                .flag("-d")
+                .opt("-s", name.as_str())
+                .arg("printf first; sleep 600");
+            let pipe = Cmd::new("pipe-pane")
+                .flag("-O")
+                .opt("-t", format!("={name}:"))
+                .arg(format!("exec cat > '{}'", out.display()));
+            if same_line {
+                for r in client.run_line(&[new, pipe]).await.unwrap() {
+                    r.unwrap();
+                }
+            } else {
+                client.run(&new).await.unwrap();
+                client.run(&pipe).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if std::fs::read(&out).unwrap_or_default().starts_with(b"first") {
+                caught[variant] += 1;
+            }
+        }
+    }
+    eprintln!(
+        "first output caught: same line {}/{RUNS}, next command {}/{RUNS}",
+        caught[0], caught[1]
+    );
+    assert_eq!(caught[0], RUNS, "on the same line, pipe-pane must see every first byte");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_death_fails_pending_and_later_calls() {
     let server = TestServer::start().await;

@@ -15,6 +15,11 @@
 //! `du` does) never exceeds it. On EOF (the pane is gone, or its pipe was
 //! closed) it writes an eof record and exits.
 //!
+//! The current segment's files are closed after [`IDLE_CLOSE`] without
+//! output and reopened on the next byte: an idle session holds no file open
+//! for writing, so the state filesystem can still be remounted read-only
+//! (tests/durability.rs does; with the files held open it was refused).
+//!
 //! At start it continues after the newest segment, with a gap record when
 //! it is not the log's first logger (a restart) or `--adopted`. A previous
 //! logger of the same pane may still be writing its last bytes: the
@@ -25,7 +30,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
@@ -46,6 +51,8 @@ const SEGMENT_MAX: u64 = 64 << 20;
 pub const BLOCK: u64 = 4096;
 /// How long a logger waits for the previous logger of its pane to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// A segment's files are closed after this long without output.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(2);
 /// After a failed write or open, the next segment is tried this much later.
 const RETRY_MS: u64 = 1000;
 /// Mode of segment files: the owner's alone.
@@ -68,12 +75,32 @@ fn segment_reserve(seg: u64) -> u64 {
     on_disk(seg) + on_disk(records * format::RECORD_LEN as u64)
 }
 
+/// The segment being written.
 struct Current {
     start: u64,
-    data: File,
-    index: File,
+    /// Its files, while open: they are closed after [`IDLE_CLOSE`] without
+    /// output, so an idle session holds no file open for writing (a
+    /// filesystem is remounted read-only only when none is).
+    files: Option<(File, File)>,
     len: u64,
     index_len: u64,
+}
+
+impl Current {
+    /// The data and index files, reopened if they were closed; a data file
+    /// that is not as long as what was written to it (removed, truncated)
+    /// is an error: the bytes go to a new segment.
+    fn files(&mut self, log: &Log) -> io::Result<&mut (File, File)> {
+        if self.files.is_none() {
+            let data = create(log, &format::data_name(self.start))?;
+            if data.metadata()?.len() != self.len {
+                return Err(io::Error::other("the segment changed while closed"));
+            }
+            let index = create(log, &format::index_name(self.start))?;
+            self.files = Some((data, index));
+        }
+        self.files.as_mut().ok_or_else(|| io::Error::other("no files"))
+    }
 }
 
 /// The logger's state; see the module documentation.
@@ -100,7 +127,7 @@ pub struct Logger {
 pub fn main(argv: Vec<OsString>) -> ! {
     let code = match args::parse(argv).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e)) {
         Ok(a) => match Logger::start(&a) {
-            Ok(mut logger) => match logger.run(&mut Stdin) {
+            Ok(mut logger) => match logger.run(&mut Stdin, Some(rustix::stdio::stdin())) {
                 Ok(()) => 0,
                 Err(e) => fail(&a, e),
             },
@@ -177,10 +204,18 @@ impl Logger {
         Ok(logger)
     }
 
-    /// Logs everything read from `input` until EOF, then writes the eof record.
-    pub fn run(&mut self, input: &mut impl Read) -> io::Result<()> {
+    /// Logs everything read from `input` until EOF, then writes the eof
+    /// record. With `idle`, the fd `input` reads: the segment's files are
+    /// closed when it stays silent for [`IDLE_CLOSE`].
+    pub fn run(&mut self, input: &mut impl Read, idle: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let mut buf = vec![0u8; READ_BYTES];
         loop {
+            let open = self.cur.as_ref().is_some_and(|c| c.files.is_some());
+            if let Some(fd) = idle.filter(|_| open) {
+                if !readable_within(fd, IDLE_CLOSE) {
+                    self.close_files();
+                }
+            }
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -217,7 +252,10 @@ impl Logger {
                 self.record(Kind::TimeMark, self.offset, now, 0);
             }
             let Some(cur) = self.cur.as_mut() else { break };
-            let written = write_some(&mut cur.data, &bytes[..take]);
+            let written = match cur.files(&self.log) {
+                Ok((data, _)) => write_some(data, &bytes[..take]),
+                Err(_) => 0,
+            };
             cur.len += written as u64;
             self.offset += written as u64;
             self.since_mark += written as u64;
@@ -234,6 +272,18 @@ impl Logger {
         if !bytes.is_empty() {
             self.gap = true;
         }
+    }
+
+    /// Closes the current segment's files (reopened on the next write).
+    pub fn close_files(&mut self) {
+        if let Some(c) = self.cur.as_mut() {
+            c.files = None;
+        }
+    }
+
+    /// Whether the current segment's files are open.
+    pub fn files_open(&self) -> bool {
+        self.cur.as_ref().is_some_and(|c| c.files.is_some())
     }
 
     /// The offset of the next byte.
@@ -265,11 +315,12 @@ impl Logger {
                 let _ = rustix::fs::unlinkat(&self.log, name.as_str(), AtFlags::empty());
             }
         }
-        let data = self.create(&format::data_name(self.offset))?;
+        let data = create(&self.log, &format::data_name(self.offset))?;
         let len = data.metadata()?.len();
-        let index = self.create(&format::index_name(self.offset))?;
+        let index = create(&self.log, &format::index_name(self.offset))?;
         let index_len = index.metadata()?.len();
-        self.cur = Some(Current { start: self.offset, data, index, len, index_len });
+        let files = Some((data, index));
+        self.cur = Some(Current { start: self.offset, files, len, index_len });
         if std::mem::take(&mut self.gap) {
             let lost = std::mem::take(&mut self.lost);
             self.record(Kind::Gap, self.offset, now, lost);
@@ -280,29 +331,15 @@ impl Logger {
         Ok(())
     }
 
-    fn create(&self, name: &str) -> io::Result<File> {
-        let flags = OFlags::WRONLY
-            | OFlags::CREATE
-            | OFlags::APPEND
-            | OFlags::NOFOLLOW
-            | OFlags::CLOEXEC
-            | OFlags::NONBLOCK;
-        let fd: OwnedFd =
-            rustix::fs::openat(&self.log, name, flags, Mode::from_raw_mode(FILE_MODE))?;
-        let st = rustix::fs::fstat(&fd)?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{name}: not a file")));
-        }
-        Ok(File::from(fd))
-    }
-
     /// Appends a record to the current index (best effort: an index write
     /// that fails loses a time mark, never bytes).
     fn record(&mut self, kind: Kind, offset: u64, unix_ms: u64, lost: u64) {
         let Some(cur) = self.cur.as_mut() else { return };
         let rec = Record { offset, unix_ms, lost, kind }.encode();
-        if cur.index.write_all(&rec).is_ok() {
-            cur.index_len += rec.len() as u64;
+        if let Ok((_, index)) = cur.files(&self.log) {
+            if index.write_all(&rec).is_ok() {
+                cur.index_len += rec.len() as u64;
+            }
         }
     }
 
@@ -315,6 +352,32 @@ impl Logger {
     pub fn current_start(&self) -> Option<u64> {
         self.cur.as_ref().map(|c| c.start)
     }
+}
+
+/// Opens (creating it) a segment file for appending, in the log directory,
+/// not through a link, and only a regular file.
+fn create(log: &Log, name: &str) -> io::Result<File> {
+    let flags = OFlags::WRONLY
+        | OFlags::CREATE
+        | OFlags::APPEND
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NONBLOCK;
+    let fd: OwnedFd = rustix::fs::openat(log, name, flags, Mode::from_raw_mode(FILE_MODE))?;
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{name}: not a file")));
+    }
+    Ok(File::from(fd))
+}
+
+/// Whether `fd` has input (or an error or EOF to report) within `wait`.
+fn readable_within(fd: BorrowedFd<'_>, wait: Duration) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n != 0 // a signal or an error: let the read tell
 }
 
 fn name_of(start: u64, kind: format::FileKind) -> String {

@@ -41,7 +41,7 @@ fn logs_everything_then_eof_closes_it() {
     let d = tempfile::tempdir().unwrap();
     let mut logger = Logger::start(&args(d.path(), false)).unwrap();
     let data = pattern(0, 300_000);
-    logger.run(&mut &data[..]).unwrap();
+    logger.run(&mut &data[..], None).unwrap();
     let log = Log::open(d.path()).unwrap();
     let e = log.extent().unwrap();
     assert_eq!((e.first, e.end, e.closed), (0, 300_000, true));
@@ -74,7 +74,7 @@ fn the_cap_holds_and_keeps_the_newest_bytes() {
 fn a_restart_continues_after_a_gap_record() {
     let d = tempfile::tempdir().unwrap();
     let mut logger = Logger::start(&args(d.path(), false)).unwrap();
-    logger.run(&mut &b"before"[..]).unwrap();
+    logger.run(&mut &b"before"[..], None).unwrap();
     drop(logger);
     let mut logger = Logger::start(&args(d.path(), true)).unwrap();
     assert_eq!(logger.offset(), 6);
@@ -107,4 +107,28 @@ fn time_marks_are_rare() {
     let log = Log::open(d.path()).unwrap();
     let marks = log.index(0).unwrap();
     assert!(marks.len() <= 2, "{marks:?}");
+}
+
+#[test]
+fn closed_files_reopen_and_a_changed_segment_starts_a_new_one() {
+    let d = tempfile::tempdir().unwrap();
+    let mut logger = Logger::start(&args(d.path(), false)).unwrap();
+    logger.write(b"abc");
+    logger.close_files();
+    assert!(!logger.files_open());
+    logger.write(b"def");
+    assert!(logger.files_open());
+    let log = Log::open(d.path()).unwrap();
+    assert_eq!(read_all(&log, 0).1, b"abcdef");
+    // Truncated behind the logger's back while closed: a new segment, a gap.
+    logger.close_files();
+    std::fs::write(d.path().join(super::format::data_name(0)), b"").unwrap();
+    logger.write(b"ghi"); // dropped: the next segment is tried a second later
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    logger.write(b"jkl");
+    assert_eq!(log.segments().unwrap(), [0, 9]);
+    let gap = log.index(9).unwrap()[0];
+    assert_eq!((gap.kind, gap.lost), (Kind::Gap, 3));
+    assert_eq!(log.extent().unwrap().end, 12);
+    assert_eq!(log.read(9, 10).unwrap().data, b"jkl");
 }

@@ -37,7 +37,11 @@ pub fn prepare_root(config: &Config) -> io::Result<PathBuf> {
         }
     }
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent)?;
+        // Missing parents are made passable for the owners (their loggers
+        // reach their own log through them).
+        use std::os::unix::fs::DirBuilderExt;
+        let mode = if root { TRAVERSE_MODE } else { 0o700 };
+        std::fs::DirBuilder::new().recursive(true).mode(mode).create(parent)?;
     }
     crate::dirs::ensure_owned(&dir, me, gid, if root { TRAVERSE_MODE } else { 0o700 })?;
     Ok(dir)
