@@ -43,6 +43,10 @@ use loggers::{Cpu, Memory};
 /// baseline mid-run (seen in 3 runs in a row at the default 5 s).
 const NO_PERIODIC_REFRESH: &str = "\n[health]\ninterval = \"1h\"\n";
 
+/// The batched viewer acks once this much is unacknowledged: half the
+/// default `streams.window` (256 KiB), so the daemon never waits for it.
+const BATCHED_ACK: u64 = 128 << 10;
+
 /// Shape of the run.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct StreamsOptions {
@@ -163,6 +167,8 @@ pub struct StreamsReport {
     pub throughput: Vec<Throughput>,
     /// subscribe / tmux attach (viewer MB/s, medians). Target >= 0.8.
     pub subscribe_vs_attach: Option<f64>,
+    /// The same with the viewer acking every 128 KiB.
+    pub batched_vs_attach: Option<f64>,
     /// Echo latency per path.
     pub echo: Vec<Echo>,
     /// Logger memory (None: no logger found, the daemon does not log).
@@ -318,6 +324,7 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
         Collect::new("daemon session, no viewer"),
         Collect::new("tmux attach (pty)"),
         Collect::new("session.subscribe"),
+        Collect::new("session.subscribe, ack every 128 KiB"),
     ];
     for rep in 0..opts.reps {
         c.note(&format!("throughput, repetition {}/{}", rep + 1, opts.reps));
@@ -325,8 +332,10 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
         cols[1].take(c.logged(false));
         cols[2].take(c.logged(true));
         cols[3].take(c.attach());
-        if cols[4].failed.is_none() {
-            cols[4].take(c.subscribe());
+        for (col, ack_every) in [(4, 0), (5, BATCHED_ACK)] {
+            if cols[col].failed.is_none() {
+                cols[col].take(c.subscribe(ack_every));
+            }
         }
     }
     missing.extend(cols.iter().filter_map(|c| c.failed.clone()));
@@ -334,6 +343,8 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
     let by = |p: &str| throughput.iter().find(|t| t.path == p).map(|t| t.median_mb_s);
     let subscribe_vs_attach =
         by("session.subscribe").zip(by("tmux attach (pty)")).map(|(s, a)| s / a);
+    let batched_vs_attach =
+        by("session.subscribe, ack every 128 KiB").zip(by("tmux attach (pty)")).map(|(s, a)| s / a);
     let times = |col: &Collect| col.samples.iter().map(|s| s.program_s).collect::<Vec<_>>();
     let program_s = |col: &Collect| median(&times(col));
     let fastest = |col: &Collect| times(col).into_iter().fold(f64::INFINITY, f64::min);
@@ -379,6 +390,7 @@ pub fn run(bin: &Path, opts: &StreamsOptions, log: bool) -> Result<StreamsReport
         bytes,
         throughput,
         subscribe_vs_attach,
+        batched_vs_attach,
         echo,
         logger,
         logging,

@@ -244,20 +244,23 @@ impl Ctx<'_> {
     }
 
     /// The program in a daemon session, watched through `session.subscribe`
-    /// from offset 0, every `session.output` acknowledged as it arrives.
-    pub fn subscribe(&mut self) -> Result<Sample> {
+    /// from offset 0: every `session.output` acknowledged as it arrives
+    /// (`ack_every` 0), or once `ack_every` bytes are unacknowledged (a
+    /// client that acks in batches, as VS Code's pty host does).
+    pub fn subscribe(&mut self, ack_every: u64) -> Result<Sample> {
         let (run, argv) = self.run()?;
         let (id, _) = self.create(&argv)?;
-        let r = self.subscribe_inner(&run, &id);
+        let r = self.subscribe_inner(&run, &id, ack_every);
         self.kill(&id)?;
         r
     }
 
-    fn subscribe_inner(&mut self, run: &Run, id: &str) -> Result<Sample> {
+    fn subscribe_inner(&mut self, run: &Run, id: &str, ack_every: u64) -> Result<Sample> {
         let mut w = Wire::connect(&self.daemon.socket)?;
         let sub = w.call("session.subscribe", json!({"id": id, "from": 0}))?;
         let subscription = sub["subscription"].as_u64().context("no subscription number")?;
         let mut next = sub["offset"].as_u64().unwrap_or(0);
+        let mut acked = next;
         let mut finder = Finder::new(run.marker.as_bytes());
         let (mut bytes, mut notes) = (0u64, 0u64);
         let meter = self.meter(self.loggers(), Some(std::process::id() as i32));
@@ -275,7 +278,11 @@ impl Ctx<'_> {
                     next = o.offset + o.data.0.len() as u64;
                     bytes += o.data.0.len() as u64;
                     notes += 1;
-                    w.send("session.ack", json!({"subscription": subscription, "offset": next}))?;
+                    if next - acked >= ack_every {
+                        acked = next;
+                        let ack = json!({"subscription": subscription, "offset": next});
+                        w.send("session.ack", ack)?;
+                    }
                     if finder.feed(&o.data.0) {
                         break (SystemTime::now(), meter.read());
                     }

@@ -58,21 +58,22 @@ pub fn render(r: &StreamsReport) -> String {
             cpu(&t.cpu),
         );
     }
-    if let Some(t) = r.throughput.iter().find(|t| t.notifications > 0) {
+    let _ = writeln!(s);
+    for t in r.throughput.iter().filter(|t| t.notifications > 0) {
         let _ = writeln!(
             s,
-            "\n{}: {} session.output notifications, {:.1} KiB each on average",
+            "{}: {} session.output notifications, {:.1} KiB each on average",
             t.path,
             t.notifications,
             t.viewer_bytes as f64 / t.notifications as f64 / 1024.0
         );
     }
     if let Some(x) = r.subscribe_vs_attach {
-        let _ = writeln!(
-            s,
-            "\nsubscribe / tmux attach: {x:.2}× (target >= 0.8: {})",
-            verdict(x >= 0.8)
-        );
+        let _ =
+            writeln!(s, "subscribe / tmux attach: {x:.2}× (target >= 0.8: {})", verdict(x >= 0.8));
+    }
+    if let Some(x) = r.batched_vs_attach {
+        let _ = writeln!(s, "subscribe with acks every 128 KiB / tmux attach: {x:.2}×");
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "| keystroke → echo | n | p50 | p99 |");
