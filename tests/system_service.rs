@@ -83,6 +83,17 @@ fn start_notifies_ready_and_sessions_run_outside_as_session_user() {
     assert!(cg.contains(&unit) && !cg.contains("ccmanagerd.service"), "{cg}");
     let cg = sb.sh_ok(&format!("cat /proc/{pane}/cgroup"));
     assert!(!cg.contains("ccmanagerd.service"), "pane cgroup: {cg}");
+    // Its output log: owners pass through the state and logs directories
+    // (0711) to their own (0700), written by a logger child of the tmux
+    // server (in the tmux unit), not of the daemon.
+    let dirs =
+        format!("/var/lib/ccmanagerd /var/lib/ccmanagerd/logs /var/lib/ccmanagerd/logs/{id}");
+    let modes = sb.sh_ok(&format!("stat -c '%a %U' {dirs}"));
+    assert_eq!(modes.lines().collect::<Vec<_>>(), ["711 root", "711 root", "700 ccmanager"]);
+    let logger = sb
+        .sh_ok(&format!("pgrep -P {tmux} -f 'ccmanagerd-log --dir /var/lib/ccmanagerd/logs/{id}'"));
+    let cg = sb.sh_ok(&format!("cat /proc/{}/cgroup", logger.trim()));
+    assert!(cg.contains(&unit), "logger cgroup: {cg}");
 
     // The tmux unit was made over D-Bus on PID 1's private socket, in the
     // daemon's own slice, with the configured properties.

@@ -293,7 +293,8 @@ fn read_at_most(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     Ok(got)
 }
 
-#[doc(hidden)]
+/// The directory's fd, for `*at` calls relative to it (the logger's
+/// segment files, the daemon's `fstatat`/`unlinkat`).
 impl AsFd for Log {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.dir.as_fd()
