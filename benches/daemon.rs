@@ -1,5 +1,5 @@
 //! `cargo bench --bench daemon -- [--sessions N] [--json] [--quick]`, or
-//! `-- --scale N`, or `-- --load`: see docs/performance.md and
+//! `-- --scale N`, or `-- --load`, or `-- --streams`: see docs/performance.md and
 //! benches/harness/.
 
 mod harness;
@@ -31,6 +31,13 @@ fn main() {
     let bin = Path::new(env!("CARGO_BIN_EXE_ccmanagerd"));
     if let Some(n) = opts.scale {
         return finish(harness::scale::run(bin, n, true), harness::scale::render, opts.json);
+    }
+    if let Some(streams) = opts.streams {
+        return finish(
+            harness::streams::run(bin, &streams, true),
+            harness::streams::render,
+            opts.json,
+        );
     }
     if let Some(load) = opts.load {
         return finish(harness::load::run(bin, load, true), harness::load::render, opts.json);

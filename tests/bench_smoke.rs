@@ -50,3 +50,44 @@ fn bench_harness_quick_mode_reports_every_figure() {
     let json = serde_json::to_value(&r).unwrap();
     assert!(json["ops"].as_array().is_some_and(|a| !a.is_empty()));
 }
+
+#[test]
+fn streams_quick_mode_reports_every_figure() {
+    let opts = harness::streams::StreamsOptions::quick();
+    let bin = Path::new(env!("CARGO_BIN_EXE_ccmanagerd"));
+    let r = harness::streams::run(bin, &opts, false).expect("quick streams run");
+    println!("{}", harness::streams::render(&r));
+    assert!(r.missing.is_empty(), "paths that could not run: {:#?}", r.missing);
+    let paths: Vec<&str> = r.throughput.iter().map(|t| t.path.as_str()).collect();
+    assert_eq!(paths.len(), 6, "{paths:?}");
+    for t in &r.throughput {
+        assert!(t.median_mb_s > 0.0 && t.program_mb_s > 0.0, "{t:?}");
+    }
+    for sub in r.throughput.iter().filter(|t| t.path.starts_with("session.subscribe")) {
+        // Every byte the program printed came through the subscription.
+        assert!(sub.viewer_bytes >= r.bytes, "{} of {} bytes", sub.viewer_bytes, r.bytes);
+        assert!(sub.notifications > 0, "{sub:?}");
+    }
+    assert!(r.subscribe_vs_attach.is_some_and(|x| x > 0.0));
+    assert_eq!(r.echo.len(), 3);
+    for e in &r.echo {
+        assert!(e.stats.n == opts.echoes && e.stats.p50_us > 0.0, "{e:?}");
+    }
+    let l = r.logger.as_ref().expect("logger memory");
+    assert_eq!(l.loggers, opts.sessions, "{l:?}");
+    assert!(l.pss_kib_per_session > 0.0, "{l:?}");
+    let g = &r.logging;
+    assert!(g.logger_on && g.logger_cpu_s.is_some(), "{g:?}");
+    assert!(g.bare_s > 0.0 && g.unlogged_s > 0.0 && g.logged_s > 0.0, "{g:?}");
+}
+
+#[test]
+fn streams_flags_parse() {
+    let args = ["--streams", "--quick", "--streams-mb", "3"].map(String::from);
+    let s = harness::Options::parse(args).unwrap().streams.expect("--streams");
+    // Quick sizes, except the one given.
+    assert!(s.quick && s.mb == 3 && s.reps == 1 && s.sessions == 3, "{s:?}");
+    let full = harness::Options::parse(["--streams".to_string()]).unwrap().streams.unwrap();
+    assert!(!full.quick && full.mb == 50 && full.reps == 5, "{full:?}");
+    assert!(harness::Options::parse(["--streams-mb".to_string()]).is_err());
+}

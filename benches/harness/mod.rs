@@ -8,6 +8,7 @@
 mod exits;
 pub mod load;
 pub mod scale;
+pub mod streams;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,8 @@ pub struct Options {
     pub scale: Option<usize>,
     /// `--load`: run only the load scenario ([`load`]).
     pub load: Option<load::LoadOptions>,
+    /// `--streams`: run only the streams and logs scenario ([`streams`]).
+    pub streams: Option<streams::StreamsOptions>,
 }
 
 impl Options {
@@ -58,7 +61,10 @@ impl Options {
             interleave: false,
             scale: None,
             load: None,
+            streams: None,
         };
+        let mut streams = streams::StreamsOptions::default();
+        let mut streams_given = (false, false, false, false);
         let mut load = load::LoadOptions { sessions: 1000, clients: 64, secs: 30 };
         let mut want_load = false;
         let num = |v: Option<String>, what: &str| -> Result<u64> {
@@ -80,14 +86,43 @@ impl Options {
                 "--load-sessions" => load.sessions = num(it.next(), "--load-sessions")? as usize,
                 "--load-clients" => load.clients = num(it.next(), "--load-clients")? as usize,
                 "--load-secs" => load.secs = num(it.next(), "--load-secs")?,
+                "--streams" => o.streams = Some(streams),
+                "--streams-mb" => {
+                    streams.mb = num(it.next(), "--streams-mb")?.max(1);
+                    streams_given.0 = true;
+                }
+                "--streams-reps" => {
+                    streams.reps = num(it.next(), "--streams-reps")?.max(1) as usize;
+                    streams_given.1 = true;
+                }
+                "--streams-echoes" => {
+                    streams.echoes = num(it.next(), "--streams-echoes")?.max(1) as usize;
+                    streams_given.2 = true;
+                }
+                "--streams-sessions" => {
+                    streams.sessions = num(it.next(), "--streams-sessions")?.max(1) as usize;
+                    streams_given.3 = true;
+                }
                 "--bench" => {}
                 other => bail!(
-                    "unknown argument {other:?} (use --sessions N, --json, --quick, --interleave, --scale N, --load [--load-sessions N --load-clients N --load-secs S])"
+                    "unknown argument {other:?} (use --sessions N, --json, --quick, --interleave, --scale N, --load [--load-sessions N --load-clients N --load-secs S], --streams [--streams-mb N --streams-reps N --streams-echoes N --streams-sessions N])"
                 ),
             }
         }
         if want_load {
             o.load = Some(load);
+        }
+        if o.streams.is_some() {
+            // Quick: the smoke sizes, except what was given.
+            let q = streams::StreamsOptions::quick();
+            let g = streams_given;
+            o.streams = Some(streams::StreamsOptions {
+                mb: if o.quick && !g.0 { q.mb } else { streams.mb },
+                reps: if o.quick && !g.1 { q.reps } else { streams.reps },
+                echoes: if o.quick && !g.2 { q.echoes } else { streams.echoes },
+                sessions: if o.quick && !g.3 { q.sessions } else { streams.sessions },
+                quick: o.quick,
+            });
         }
         if o.quick && !sessions_given {
             o.sessions = 10;
@@ -329,6 +364,12 @@ pub struct DaemonGuard {
 
 impl DaemonGuard {
     fn start(bin: &Path, sessions: usize) -> Result<DaemonGuard> {
+        DaemonGuard::start_with(bin, sessions, "")
+    }
+
+    /// [`DaemonGuard::start`] with `extra` appended to the config (whole
+    /// tables, e.g. `[health]`).
+    fn start_with(bin: &Path, sessions: usize, extra: &str) -> Result<DaemonGuard> {
         let dir = tempfile::Builder::new().prefix("ccm-bench-").tempdir_in("/tmp")?;
         let config = dir.path().join("config.toml");
         let cap = sessions + 1000;
@@ -349,7 +390,7 @@ max_sessions_per_owner = {cap}
 interval = "1000d"
 max_age = "off"
 exited_grace = "off"
-"#,
+{extra}"#,
             state = dir.path().join("state").display(),
             // As root, root's sessions run as root, explicitly (a bench
             // machine has no `ccmanager` user).
