@@ -147,7 +147,12 @@ async fn remove_all(
                 // The log goes with the session (a kill keeps it, for a
                 // while: see logs::usage).
                 let dir = crate::logs::dir_of(config, id);
-                if let Err(e) = crate::logs::setup::remove(&dir) {
+                let gone = dir.clone();
+                let removed_log =
+                    tokio::task::spawn_blocking(move || crate::logs::setup::remove(&gone))
+                        .await
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                if let Err(e) = removed_log {
                     tracing::warn!(session_id = %id, dir = %dir.display(), error = %e, "cleanup: cannot remove the session's log");
                 }
                 metrics.reaped(reason);

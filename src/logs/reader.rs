@@ -38,6 +38,8 @@ const ATTEMPTS: usize = 3;
 pub struct Log {
     dir: OwnedFd,
     path: PathBuf,
+    /// The directory's owner: every file read must be theirs.
+    owner: u32,
 }
 
 /// What a log holds.
@@ -79,7 +81,16 @@ impl Log {
         let fd = rustix::fs::openat(CWD, dir, flags, Mode::empty()).map_err(|e| {
             io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", dir.display()))
         })?;
-        Ok(Log { dir: fd, path: dir.to_owned() })
+        let st = rustix::fs::fstat(&fd)?;
+        // A mount on the log directory (an owner's FUSE mount may answer
+        // slowly or never): the directory must be on its parent's device.
+        if let Some(parent) = dir.parent() {
+            let above = rustix::fs::stat(parent)?;
+            if above.st_dev != st.st_dev {
+                return Err(invalid_data(dir, "is a mount point, not a log directory"));
+            }
+        }
+        Ok(Log { dir: fd, path: dir.to_owned(), owner: st.st_uid })
     }
 
     /// The directory.
@@ -90,7 +101,7 @@ impl Log {
     /// The uid owning the directory (the session's owner: the daemon made
     /// and chowned it, inside a root-owned directory).
     pub fn owner(&self) -> io::Result<u32> {
-        Ok(rustix::fs::fstat(&self.dir)?.st_uid)
+        Ok(self.owner)
     }
 
     /// The first offsets of the segments, ascending. Only names of the
@@ -128,6 +139,14 @@ impl Log {
         let st = rustix::fs::fstat(&fd)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(invalid_data(&self.path.join(name), "is not a regular file"));
+        }
+        // A hard link the owner made to a file of someone else's (possible
+        // where fs.protected_hardlinks is 0) is never read as a segment.
+        if st.st_uid != self.owner || st.st_nlink != 1 {
+            return Err(invalid_data(
+                &self.path.join(name),
+                "is not the log owner's own file (another owner, or a hard link)",
+            ));
         }
         Ok((File::from(fd), st.st_size.max(0) as u64))
     }

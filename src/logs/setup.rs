@@ -7,6 +7,7 @@
 //! the name cannot be swapped), and never follows anything inside it.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -58,21 +59,95 @@ pub fn prepare_session(dir: &Path, uid: u32, gid: u32, fresh: bool) -> io::Resul
     crate::dirs::ensure_owned(dir, uid, gid, SESSION_DIR_MODE)
 }
 
+/// Deepest level of subdirectories [`remove`] descends into. The logger
+/// makes none: anything below a log directory is its owner's planting, and
+/// a tree deeper than this is refused (left in place, with an error naming
+/// it). `std::fs::remove_dir_all` recurses once per level without bound: a
+/// planted tree of 15,000 levels overflowed a 2 MiB thread stack and
+/// aborted the whole daemon (found in review, reproduced).
+pub const MAX_REMOVE_DEPTH: usize = 16;
+/// Names unlinked per directory listing in [`remove`] (a listing is read
+/// again after each batch, so no list of every name is ever held).
+const REMOVE_BATCH: usize = 4096;
+/// Most batches per directory: an owner creating files as fast as they are
+/// removed cannot keep a removal going for ever.
+const MAX_REMOVE_BATCHES: usize = 1024;
+
 /// Removes a log directory and everything in it; a missing one is fine.
-/// `std::fs::remove_dir_all` does not follow symlinks inside, and since
-/// Rust 1.58 (CVE-2022-21658) works on directory fds with `O_NOFOLLOW`, so
-/// an owner swapping a subdirectory for a link mid-removal cannot make
-/// root delete anything outside.
+/// Written by hand for its bounds (see [`MAX_REMOVE_DEPTH`]): everything is
+/// reached through directory fds opened `O_NOFOLLOW` and removed with
+/// `unlinkat`, so an owner swapping a subdirectory for a link mid-removal
+/// cannot make root delete anything outside; at most [`MAX_REMOVE_DEPTH`]
+/// directory fds are open at once. Blocking: call it off the async threads.
 pub fn remove(dir: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
     match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if !m.is_dir() => std::fs::remove_file(dir),
-        Ok(_) => match std::fs::remove_dir_all(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(dir),
+        Ok(_) => {}
     }
+    let fd = open_dir(CWD, dir)?;
+    empty_dir(&fd, dir, 0)?;
+    drop(fd);
+    match rustix::fs::unlinkat(CWD, dir, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", dir.display()))),
+    }
+}
+
+fn open_dir<Fd: std::os::fd::AsFd, P: rustix::path::Arg>(
+    at: Fd,
+    path: P,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(at, path, flags, Mode::empty())?)
+}
+
+/// Unlinks everything in the directory `fd` (`path`, for messages),
+/// descending at most [`MAX_REMOVE_DEPTH`] levels.
+fn empty_dir(fd: &std::os::fd::OwnedFd, path: &Path, depth: usize) -> io::Result<()> {
+    use rustix::fs::AtFlags;
+    use rustix::io::Errno;
+    for _ in 0..MAX_REMOVE_BATCHES {
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(fd)?.take(REMOVE_BATCH + 2) {
+            let name = entry?.file_name().to_owned();
+            if name.as_bytes() != b"." && name.as_bytes() != b".." {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        for name in names {
+            match rustix::fs::unlinkat(fd, &name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(Errno::ISDIR) | Err(Errno::PERM) => {
+                    let shown = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+                    if depth >= MAX_REMOVE_DEPTH {
+                        return Err(io::Error::other(format!(
+                            "{}: directories nested deeper than {MAX_REMOVE_DEPTH} levels in a log directory (not the logger's); left in place",
+                            shown.display()
+                        )));
+                    }
+                    let sub = open_dir(fd, &name)?;
+                    empty_dir(&sub, &shown, depth + 1)?;
+                    drop(sub);
+                    match rustix::fs::unlinkat(fd, &name, AtFlags::REMOVEDIR) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Err(io::Error::other(format!(
+        "{}: still not empty after {MAX_REMOVE_BATCHES} rounds of {REMOVE_BATCH} removals; left for the next pass",
+        path.display()
+    )))
 }
 
 /// `pipe-pane -O -t TARGET 'exec EXE [__log] --dir DIR --cap N [--adopted]'`.
@@ -90,4 +165,41 @@ pub fn pipe_pane(exe: &Program, target: &str, args: &LogArgs) -> Result<Cmd, Str
 /// The logger's arguments for session `id` under `config`.
 pub fn log_args(config: &Config, id: &str, adopted: bool) -> LogArgs {
     LogArgs { dir: super::dir_of(config, id), cap: config.logs.max_bytes_per_session.0, adopted }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_is_bounded_in_depth_and_never_follows_links() {
+        let base = tempfile::tempdir().unwrap();
+        let outside = base.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"x").unwrap();
+        // A tree as deep as allowed, with files, a link out and a FIFO.
+        let log = base.path().join("log");
+        let mut d = log.clone();
+        for i in 0..=MAX_REMOVE_DEPTH {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("{i:020}.log")), b"bytes").unwrap();
+            std::os::unix::fs::symlink(&outside, d.join("link")).unwrap();
+            d = d.join("d");
+        }
+        nix::unistd::mkfifo(&log.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        remove(&log).unwrap();
+        assert!(!log.exists());
+        assert!(outside.join("keep").exists(), "a link was followed");
+        // One level deeper than allowed: refused, left in place, no crash.
+        let deep = base.path().join("deep");
+        let mut d = deep.clone();
+        for _ in 0..MAX_REMOVE_DEPTH + 2 {
+            d = d.join("d");
+        }
+        std::fs::create_dir_all(&d).unwrap();
+        let e = remove(&deep).unwrap_err().to_string();
+        assert!(e.contains("deeper than 16 levels"), "{e}");
+        assert!(deep.exists());
+        remove(&base.path().join("missing")).unwrap();
+    }
 }
