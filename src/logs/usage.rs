@@ -116,7 +116,11 @@ pub fn pass(config: &Config, known: &HashSet<String>, stats: &LogStats) -> io::R
                 }
             }
         }
-        usage.bytes += log.disk;
+        // A log counts for at most its own cap (the logger keeps it there):
+        // files an owner plants in its log directory beyond that are its own
+        // disk use, like any file it writes, and must not make the total
+        // cap drop the history of everyone else's logs.
+        usage.bytes += log.disk.min(config.logs.max_bytes_per_session.0);
         usage.logs += 1;
         usage.gap_bytes += log.gap_bytes;
         kept.push(log);
@@ -124,7 +128,7 @@ pub fn pass(config: &Config, known: &HashSet<String>, stats: &LogStats) -> io::R
     let cap = config.logs.max_bytes_total.0;
     if usage.bytes > cap {
         let dropped = enforce_total(&root, &mut kept, usage.bytes - cap);
-        usage.bytes -= dropped.1;
+        usage.bytes = usage.bytes.saturating_sub(dropped.1);
         stats.segments_dropped.fetch_add(dropped.0, Ordering::Relaxed);
         tracing::info!(
             segments = dropped.0,
@@ -224,8 +228,11 @@ fn blocks(st: &rustix::fs::Stat) -> u64 {
     (st.st_blocks.max(0) as u64).saturating_mul(512)
 }
 
+/// A file's mtime, no later than now: the owner sets it (`touch -d 2100`),
+/// and a time in the future must not keep a segment last in line for the
+/// total cap, nor an orphan log from ever being idle.
 fn mtime(st: &rustix::fs::Stat) -> SystemTime {
     let at =
         Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec.clamp(0, 999_999_999) as u32);
-    SystemTime::UNIX_EPOCH + at
+    (SystemTime::UNIX_EPOCH + at).min(SystemTime::now())
 }
