@@ -25,9 +25,11 @@ use nix::sys::termios::{self, SetArg, Termios};
 /// Written when leaving: attributes and modes a session may have turned
 /// on back to their defaults (SGR, scroll region, cursor shown, mouse
 /// modes 1000/1002/1003/1005/1006/1015, focus events, bracketed paste,
-/// application cursor keys and keypad). The scroll region reset homes the
-/// cursor, so the cursor is saved around it.
-pub const LEAVE: &[u8] = b"\x1b[0m\x1b7\x1b[r\x1b8\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>";
+/// application cursor keys and keypad, the G0 character set and shift-in:
+/// a session that switched to line drawing would leave the shell's prompt
+/// in it). The scroll region reset homes the cursor, so the cursor is
+/// saved around it.
+pub const LEAVE: &[u8] = b"\x1b(B\x0f\x1b[0m\x1b7\x1b[r\x1b8\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>";
 /// Leaves the alternate screen (back to the normal one and its cursor).
 const LEAVE_ALTERNATE: &[u8] = b"\x1b[?1049l";
 
@@ -124,7 +126,10 @@ fn restore(saved: &Termios) {
             Err(_) => break,
         }
     }
-    let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, saved);
+    // TCSAFLUSH: the terminal's answers to queries the session printed last
+    // (device attributes, cursor reports) are discarded, not left as input
+    // for the operator's shell.
+    let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSAFLUSH, saved);
 }
 
 fn install_panic_hook() {
