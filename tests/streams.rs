@@ -524,13 +524,23 @@ fn a_viewer_behind_the_cap_is_reset_to_the_screen() {
     let d = TestDaemon::start("[logs]\nmax_bytes_per_session = \"1M\"\n");
     let lines: Vec<u8> =
         (0..200_000u32).flat_map(|i| format!("line {i:07}\r\n").into_bytes()).collect();
-    let file = d.dir.path().join("data.bin");
-    std::fs::write(&file, &lines).unwrap();
+    // The first 384 KiB (more than a window) come first; the rest only once
+    // the viewer has its first window: a viewer that is merely slower than
+    // `cat` may fall behind the cap within its first window too, which is
+    // a reset as well, but not the one this test is about.
+    let head = 384 << 10;
+    let first = d.dir.path().join("first.bin");
+    let rest = d.dir.path().join("rest.bin");
+    std::fs::write(&first, &lines[..head]).unwrap();
+    std::fs::write(&rest, &lines[head..]).unwrap();
     let go = d.dir.path().join("go");
+    let go2 = d.dir.path().join("go2");
     let script = format!(
-        "stty raw -echo -opost; while [ ! -e '{}' ]; do sleep 0.05; done; cat '{}'; printf 'END'; sleep 600",
-        go.display(),
-        file.display()
+        "stty raw -echo -opost; while [ ! -e '{go}' ]; do sleep 0.05; done; cat '{first}'; while [ ! -e '{go2}' ]; do sleep 0.05; done; cat '{rest}'; printf 'END'; sleep 600",
+        go = go.display(),
+        go2 = go2.display(),
+        first = first.display(),
+        rest = rest.display(),
     );
     let id = create(&d, json!(["sh", "-c", script]));
     let mut c = Conn::open(&d);
@@ -543,6 +553,7 @@ fn a_viewer_behind_the_cap_is_reset_to_the_screen() {
         assert_eq!(n["method"], "session.output");
         at += b64(&n["params"]["data"]).len() as u64;
     }
+    std::fs::write(&go2, b"").unwrap();
     let total = lines.len() as u64 + 3;
     eventually(LONG, "all the output in the log", || {
         let r = d.call("session.read", json!({"id": id, "offset": total - 3})).ok()?;
