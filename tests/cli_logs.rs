@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use common::daemon::{bin, TestDaemon};
+use common::output::{cat_raw, create};
 use common::wait::{eventually, WAIT};
 
 /// Bytes no terminal should get from a log viewer unescaped, between
@@ -20,14 +21,6 @@ use common::wait::{eventually, WAIT};
 /// (the terminal would type its answer at the operator's prompt), DCS,
 /// colours, C1 CSI in UTF-8 and as a raw byte, SO (line drawing), BEL.
 const HOSTILE: &[u8] = b"start\x1b]0;pwned\x07\x1b]52;c;cHduZWQ=\x1b\\\x1b[21t\x1bP$q\"p\x1b\\\x1b[1;31mred\x1b[0m \xc2\x9b6n\x9b6n\x0e\x07end\n";
-
-/// A session that makes its tty raw (no `\n` to `\r\n`), prints the file
-/// `path`, then waits.
-fn cat_raw(d: &TestDaemon, path: &std::path::Path) -> String {
-    let script = format!("stty raw -echo; cat '{}'; exec sleep 1000", path.display());
-    let s = d.ok("session.create", json!({"command": ["/bin/sh", "-c", script]}));
-    s["id"].as_str().unwrap().to_string()
-}
 
 /// `ccmanagerctl logs ARGS` stdout, once it is at least `len` bytes.
 fn logs_when(d: &TestDaemon, args: &[&str], len: usize) -> Vec<u8> {
@@ -47,7 +40,7 @@ fn raw_is_byte_exact_and_from_starts_there() {
     bytes.extend_from_slice(HOSTILE);
     bytes.extend_from_slice("split é€ 😀\r\n".as_bytes());
     std::fs::write(&file, &bytes).unwrap();
-    let id = cat_raw(&d, &file);
+    let id = create(&d, cat_raw(&file, "exec sleep 1000"));
     let got = logs_when(&d, &[&id, "--raw"], bytes.len());
     assert_eq!(got, bytes, "--raw is not the bytes the program printed");
     let from = logs_when(&d, &[&id, "--raw", "--from", "200"], bytes.len() - 200);
@@ -60,7 +53,7 @@ fn default_output_is_safe_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hostile");
     std::fs::write(&file, HOSTILE).unwrap();
-    let id = cat_raw(&d, &file);
+    let id = create(&d, cat_raw(&file, "exec sleep 1000"));
     let out = eventually(WAIT, "the log to reach the end marker", || {
         let out = d.ctl(&["logs", &id]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -90,6 +83,21 @@ fn tail_prints_the_last_lines() {
 }
 
 /// A child's stdout, read by a thread.
+/// `ccmanagerctl logs -f ID`, running, and what it has printed so far.
+fn follow_logs(d: &TestDaemon, id: &str, stderr: Stdio) -> (Child, Arc<Mutex<Vec<u8>>>) {
+    let mut child = Command::new(bin("ccmanagerctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["logs", "-f", id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let seen = collect(&mut child);
+    (child, seen)
+}
+
 fn collect(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().unwrap();
@@ -109,16 +117,7 @@ fn follow_prints_new_output_once_until_the_session_exits() {
     let script = "echo before; while read l; do echo \"line:$l\"; done; exit 3";
     let s = d.ok("session.create", json!({"command": ["/bin/sh", "-c", script]}));
     let id = s["id"].as_str().unwrap().to_string();
-    let mut child = Command::new(bin("ccmanagerctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["logs", "-f", &id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let seen = collect(&mut child);
+    let (mut child, seen) = follow_logs(&d, &id, Stdio::piped());
     let shows = |needle: &str| String::from_utf8_lossy(&seen.lock().unwrap()).contains(needle);
     eventually(WAIT, "logs -f to print what was there", || shows("before\n").then_some(()));
     for word in ["one", "two"] {
@@ -152,16 +151,7 @@ fn follow_rides_out_a_daemon_restart() {
     let script = "echo before; while read l; do sleep 1; echo \"late:$l\"; done";
     let s = d.ok("session.create", json!({"command": ["/bin/sh", "-c", script]}));
     let id = s["id"].as_str().unwrap().to_string();
-    let mut child = Command::new(bin("ccmanagerctl"))
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["logs", "-f", &id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let seen = collect(&mut child);
+    let (mut child, seen) = follow_logs(&d, &id, Stdio::null());
     let shows = |needle: &str| String::from_utf8_lossy(&seen.lock().unwrap()).contains(needle);
     eventually(WAIT, "logs -f to print what was there", || shows("before\n").then_some(()));
     // Printed a second later, while the daemon is down.

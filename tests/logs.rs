@@ -11,65 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use ccmanagerd::logs::format::Kind;
 use ccmanagerd::logs::Log;
 use common::daemon::TestDaemon;
+use common::output::{b64, cat_raw, create, terminal_data};
 use common::wait::{eventually, WAIT};
 
 /// Generous: 20 MiB through tmux on a loaded 2-core machine.
 const LONG: Duration = Duration::from_secs(180);
-
-/// Deterministic pseudo-random bytes: printable runs, UTF-8 characters
-/// (split across reads wherever they fall), escape sequences, and every
-/// control byte 0x00-0x1f.
-fn terminal_data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    const UTF8: [&str; 5] = ["é", "€", "中文", "😀", "ß"];
-    const ESC: [&[u8]; 7] = [
-        b"\x1b[31m",
-        b"\x1b[0m",
-        b"\x1b[2J\x1b[H",
-        b"\x1b]0;title\x07",
-        b"\x1b[?25l",
-        b"\x1b[?25h",
-        b"\x1b[10;20H",
-    ];
-    let mut out = Vec::with_capacity(len + 64);
-    while out.len() < len {
-        let r = next();
-        match r % 8 {
-            0..=3 => {
-                let n = 1 + (r >> 8) as usize % 120;
-                out.extend((0..n).map(|i| b' ' + ((r >> (i % 50)) as u8 % 95)));
-            }
-            4 => out.extend_from_slice(UTF8[(r >> 8) as usize % UTF8.len()].as_bytes()),
-            5 => out.extend_from_slice(ESC[(r >> 8) as usize % ESC.len()]),
-            6 => out.push((r >> 8) as u8 % 0x20),
-            _ => out.extend_from_slice(b"\r\n"),
-        }
-    }
-    out.truncate(len);
-    out
-}
-
-/// `sh -c` that puts the tty in raw mode (no output processing, no echo)
-/// and prints `file`.
-fn cat_raw(file: &Path) -> Value {
-    json!(["sh", "-c", format!("stty raw -echo -opost; cat '{}'; sleep 600", file.display())])
-}
-
-fn b64(v: &Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("base64 string")).unwrap()
-}
 
 /// Reads the whole log of `id` from `from`: (offset of the first byte, bytes).
 fn read_all(d: &TestDaemon, id: &str, from: u64) -> (u64, Vec<u8>) {
@@ -111,11 +62,6 @@ fn log_dir(d: &TestDaemon, id: &str) -> PathBuf {
     d.dir.path().join("state/logs").join(id)
 }
 
-fn create(d: &TestDaemon, command: Value) -> String {
-    let s = d.ok("session.create", json!({"command": command}));
-    s["id"].as_str().unwrap().to_string()
-}
-
 /// `du --block-size=1 -s PATH`: what the filesystem allocated.
 fn du(path: &Path) -> u64 {
     let out = Command::new("du").args(["-s", "--block-size=1"]).arg(path).output().unwrap();
@@ -130,7 +76,7 @@ fn twenty_mib_of_terminal_bytes_read_back_exactly() {
     let file = d.dir.path().join("data.bin");
     std::fs::write(&file, &data).unwrap();
     let started = Instant::now();
-    let id = create(&d, cat_raw(&file));
+    let id = create(&d, cat_raw(&file, "sleep 600"));
     wait_end(&d, &id, data.len() as u64, LONG);
     let printed = started.elapsed();
     let started = Instant::now();
@@ -254,7 +200,7 @@ fn the_caps_hold_on_disk_and_keep_the_newest_bytes() {
         let data = terminal_data(len, seed);
         let file = d.dir.path().join(format!("data{seed}.bin"));
         std::fs::write(&file, &data).unwrap();
-        sessions.push((create(&d, cat_raw(&file)), data));
+        sessions.push((create(&d, cat_raw(&file, "sleep 600")), data));
     }
     for (id, data) in &sessions {
         wait_end(&d, id, data.len() as u64, LONG);

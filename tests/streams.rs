@@ -10,61 +10,20 @@ mod common;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use common::daemon::TestDaemon;
+use common::output::{b64, b64e, cat_raw, create, terminal_data as data};
 use common::wait::{eventually, WAIT};
 
 /// Generous: megabytes through tmux on a loaded 2-core machine.
 const LONG: Duration = Duration::from_secs(240);
 
-fn b64(v: &Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("base64 string")).unwrap()
-}
-
-fn b64e(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Deterministic pseudo-random bytes: printable runs, UTF-8, escape
-/// sequences, every control byte.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 64);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        match x % 8 {
-            0..=3 => {
-                out.extend((0..1 + (x >> 8) % 100).map(|i| b' ' + ((x >> (i % 50)) as u8 % 95)))
-            }
-            4 => out.extend_from_slice(["é", "€", "中文", "😀"][(x >> 8) as usize % 4].as_bytes()),
-            5 => out.extend_from_slice(b"\x1b[31m\x1b[0m"),
-            6 => out.push((x >> 8) as u8 % 0x20),
-            _ => out.extend_from_slice(b"\r\n"),
-        }
-    }
-    out.truncate(len);
-    out
-}
-
 /// FNV-1a, to print a short fingerprint of what was compared.
 fn hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
-}
-
-/// A program that prints `file` on a raw tty (no output processing).
-fn cat_raw(file: &Path, then: &str) -> Value {
-    json!(["sh", "-c", format!("stty raw -echo -opost; cat '{}'; {then}", file.display())])
-}
-
-fn create(d: &TestDaemon, command: Value) -> String {
-    d.ok("session.create", json!({"command": command}))["id"].as_str().unwrap().to_string()
 }
 
 /// A connection that tells replies from notifications.

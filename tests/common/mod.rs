@@ -3,6 +3,7 @@
 
 pub mod caller;
 pub mod daemon;
+pub mod output;
 pub mod probe;
 pub mod service;
 pub mod sysbox;
