@@ -170,10 +170,7 @@ impl Follow {
         &self,
         f: impl FnOnce(&Log) -> std::io::Result<T> + Send + 'static,
     ) -> std::io::Result<T> {
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || f(&log))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        super::blocking(&self.log, f).await
     }
 
     /// Runs until the stream is over, it is closed, or its connection goes.

@@ -51,17 +51,24 @@ struct Inner {
     writers: input::Writers,
 }
 
-/// Runs `f` on `log` off the async threads (a log is files on disk).
-async fn on_log<T: Send + 'static>(
+/// Runs `f` on `log` off the async threads (a log is files on disk),
+/// keeping the kind of an I/O error (a follower ends on `NotFound`).
+async fn blocking<T: Send + 'static>(
     log: &Arc<Log>,
     f: impl FnOnce(&Log) -> std::io::Result<T> + Send + 'static,
-) -> Result<T> {
+) -> std::io::Result<T> {
     let log = log.clone();
-    let path = log.path().display().to_string();
     tokio::task::spawn_blocking(move || f(&log))
         .await
-        .map_err(|e| Error::Internal(format!("reading the log {path}: {e}")))?
-        .map_err(|e| Error::Internal(format!("reading the log {path}: {e}")))
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+}
+
+/// Where `log` ends now (the offset of the next byte).
+async fn log_end(log: &Arc<Log>) -> Result<u64> {
+    blocking(log, |l| l.extent())
+        .await
+        .map(|e| e.end)
+        .map_err(|e| Error::Internal(format!("reading the log {}: {e}", log.path().display())))
 }
 
 impl Streams {
@@ -179,7 +186,7 @@ impl Streams {
         let watch = self.inner.watcher.watch(log.path());
         let (offset, screen) = match p.from {
             From::Offset(offset) => {
-                let end = on_log(&log, |l| l.extent()).await?.end;
+                let end = log_end(&log).await?;
                 if offset > end {
                     return Err(Error::InvalidParams(format!(
                         "from: {offset} is past the end of the log of session {} ({end})",
@@ -188,7 +195,7 @@ impl Streams {
                 }
                 (offset, None)
             }
-            From::Now => (on_log(&log, |l| l.extent()).await?.end, None),
+            From::Now => (log_end(&log).await?, None),
             From::Screen if !known => {
                 return Err(Error::InvalidState(format!(
                     "session {} was removed: there is no screen to show; subscribe from an offset",

@@ -157,15 +157,6 @@ pub struct Snapshot {
     pub exact: bool,
 }
 
-/// The log's end now.
-pub async fn log_end(log: &Arc<Log>) -> Result<u64> {
-    let log = log.clone();
-    let extent = tokio::task::spawn_blocking(move || log.extent())
-        .await
-        .map_err(|e| Error::Internal(format!("reading a log: {e}")))?;
-    extent.map(|e| e.end).map_err(|e| Error::Internal(format!("reading a log: {e}")))
-}
-
 /// The screen of session `id` (as `caller` may see it) and the offset in
 /// `log` output continues it from.
 pub async fn snapshot(
@@ -180,7 +171,7 @@ pub async fn snapshot(
         let (record, server, pane) = sessions.live_pane(caller, id, false)?;
         let cols = usize::from(record.session.cols.unwrap_or(DEFAULT_COLS));
         let rows = usize::from(record.session.rows.unwrap_or(DEFAULT_ROWS));
-        let before = log_end(log).await?;
+        let before = super::log_end(log).await?;
         let spec = CaptureSpec {
             target: &pane,
             lines: 0,
@@ -195,7 +186,7 @@ pub async fn snapshot(
             Error::Internal(format!("tmux answered the pane modes with {:?}", out.first()))
         })?;
         tokio::time::sleep(SETTLE).await;
-        let after = log_end(log).await?;
+        let after = super::log_end(log).await?;
         let exact = before == after;
         if exact || attempt >= ATTEMPTS {
             if !exact {
