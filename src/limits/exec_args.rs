@@ -4,7 +4,8 @@
 //! two cannot drift apart (the tests build a command line and parse it back).
 //!
 //! ```text
-//! ccmanagerd __exec [--rlimit NAME=VALUE]... [--wait-scope UNIT] [--cwd DIR] [--status FIFO] -- ARGV...
+//! ccmanagerd __exec [--rlimit NAME=VALUE]... [--wait-scope UNIT [--scope-controllers LIST]]
+//!                   [--cwd DIR] [--status FIFO] -- ARGV...
 //! ```
 //! The request's environment does not travel on this command line: it comes
 //! as `CCMANAGERD_ENV_<NAME>=<value>` variables (tmux `new-session -e`, whose
@@ -28,9 +29,23 @@ pub const ENV_PREFIX: &str = "CCMANAGERD_ENV_";
 
 const RLIMIT: &str = "--rlimit";
 const WAIT_SCOPE: &str = "--wait-scope";
+const SCOPE_CONTROLLERS: &str = "--scope-controllers";
 const CWD: &str = "--cwd";
 const STATUS: &str = "--status";
 const END: &str = "--";
+
+/// The cgroup v1 controllers that enforce the cgroup caps of `limits`
+/// (`memory`, `pids`, `cpu`): on a v1 host systemd moves a pid into a scope
+/// one hierarchy at a time, so the wrapper waits for each of these, not only
+/// for systemd's own.
+pub fn cap_controllers(limits: &Limits) -> Vec<&'static str> {
+    let caps = [
+        ("memory", limits.memory_max.is_some()),
+        ("pids", limits.tasks_max.is_some()),
+        ("cpu", limits.cpu_quota.is_some()),
+    ];
+    caps.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
+}
 
 /// The rlimits of `limits` as `(name, value)` pairs for the command line.
 pub fn rlimit_args(limits: &Limits) -> Vec<(&'static str, String)> {
@@ -77,6 +92,11 @@ pub fn wrapper_argv(
     if let Some(unit) = scope {
         argv.push(WAIT_SCOPE.into());
         argv.push(unit.to_string());
+        let controllers = cap_controllers(limits);
+        if !controllers.is_empty() {
+            argv.push(SCOPE_CONTROLLERS.into());
+            argv.push(controllers.join(","));
+        }
     }
     if let Some(dir) = cwd {
         argv.push(CWD.into());
@@ -115,6 +135,9 @@ pub struct Spec {
     pub rlimits: Vec<RlimitArg>,
     /// `--wait-scope`: the systemd scope unit to wait for.
     pub scope: Option<String>,
+    /// `--scope-controllers`: the cgroup controllers whose hierarchies must
+    /// show the scope too (see [`cap_controllers`]).
+    pub controllers: Vec<String>,
     /// `--cwd`: an absolute directory.
     pub cwd: Option<PathBuf>,
     /// `--status`: the FIFO to report on.
@@ -159,6 +182,20 @@ fn rlimit(spec: &OsStr) -> Result<RlimitArg, ArgError> {
     Ok(RlimitArg { name, resource, value })
 }
 
+fn controllers(value: &OsStr) -> Result<Vec<String>, ArgError> {
+    let text = value
+        .to_str()
+        .ok_or_else(|| ArgError(format!("{SCOPE_CONTROLLERS} {value:?}: not UTF-8")))?;
+    text.split(',')
+        .map(|name| match name {
+            "memory" | "pids" | "cpu" => Ok(name.to_string()),
+            _ => Err(ArgError(format!(
+                "{SCOPE_CONTROLLERS} {text:?}: unknown controller {name:?} (memory, pids, cpu)"
+            ))),
+        })
+        .collect()
+}
+
 /// Where `--status` points, if anywhere before `--`: read before the full
 /// parse, so that a command line the wrapper refuses is still reported.
 pub fn status_path(args: &[OsString]) -> Option<PathBuf> {
@@ -167,7 +204,7 @@ pub fn status_path(args: &[OsString]) -> Option<PathBuf> {
         match arg.to_str() {
             Some(STATUS) => return it.next().map(PathBuf::from),
             // Skip every flag's value, so a value that reads "--status" is not taken for the flag.
-            Some(RLIMIT | WAIT_SCOPE | CWD) => {
+            Some(RLIMIT | WAIT_SCOPE | SCOPE_CONTROLLERS | CWD) => {
                 it.next();
             }
             _ => {}
@@ -178,7 +215,14 @@ pub fn status_path(args: &[OsString]) -> Option<PathBuf> {
 
 /// Parses the arguments after [`MODE`].
 pub fn parse(args: Vec<OsString>) -> Result<Spec, ArgError> {
-    let mut spec = Spec { rlimits: Vec::new(), scope: None, cwd: None, status: None, argv: vec![] };
+    let mut spec = Spec {
+        rlimits: Vec::new(),
+        scope: None,
+        controllers: Vec::new(),
+        cwd: None,
+        status: None,
+        argv: vec![],
+    };
     let mut it = args.into_iter();
     loop {
         let Some(arg) = it.next() else {
@@ -186,7 +230,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Spec, ArgError> {
         };
         let flag = match arg.to_str() {
             Some(END) => break,
-            Some(f @ (RLIMIT | WAIT_SCOPE | CWD | STATUS)) => f,
+            Some(f @ (RLIMIT | WAIT_SCOPE | SCOPE_CONTROLLERS | CWD | STATUS)) => f,
             _ => return Err(ArgError(format!("unexpected argument {arg:?}"))),
         };
         let value = it.next().ok_or_else(|| ArgError(format!("{flag}: missing value")))?;
@@ -209,6 +253,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Spec, ArgError> {
                 }
                 spec.scope = Some(unit);
             }
+            SCOPE_CONTROLLERS => {
+                once(!spec.controllers.is_empty())?;
+                spec.controllers = controllers(&value)?;
+            }
             CWD => {
                 once(spec.cwd.is_some())?;
                 let dir = PathBuf::from(value);
@@ -222,6 +270,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Spec, ArgError> {
                 spec.status = Some(PathBuf::from(value));
             }
         }
+    }
+    if spec.scope.is_none() && !spec.controllers.is_empty() {
+        return Err(ArgError(format!("{SCOPE_CONTROLLERS} needs {WAIT_SCOPE}")));
     }
     for a in it {
         // An argument from the OS never holds a NUL; this only guards the conversion.
@@ -257,6 +308,7 @@ mod tests {
         let limits = Limits {
             nofile: Some(Rlim::Value(123)),
             cpu: Some(Rlim::Unlimited),
+            tasks_max: Some(32),
             ..Default::default()
         };
         let command = vec!["sh".to_string(), "-c".to_string(), "echo '--cwd' -- $HOME".to_string()];
@@ -280,6 +332,7 @@ mod tests {
             ]
         );
         assert_eq!(spec.scope.as_deref(), Some("ccm-s1.scope"));
+        assert_eq!(spec.controllers, ["pids"]);
         assert_eq!(spec.cwd, Some(PathBuf::from("/home/a b")));
         let got: Vec<&str> = spec.argv.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(got, command);
@@ -313,6 +366,14 @@ mod tests {
         assert_eq!(
             err(&["--wait-scope", "a/b", "--", "ls"]),
             r#"--wait-scope "a/b": not a unit name"#
+        );
+        assert_eq!(
+            err(&["--wait-scope", "a", "--scope-controllers", "pids,io", "--", "ls"]),
+            r#"--scope-controllers "pids,io": unknown controller "io" (memory, pids, cpu)"#
+        );
+        assert_eq!(
+            err(&["--scope-controllers", "pids", "--", "ls"]),
+            "--scope-controllers needs --wait-scope"
         );
         assert_eq!(err(&["--frob", "--", "ls"]), r#"unexpected argument "--frob""#);
         assert_eq!(err(&["ls"]), r#"unexpected argument "ls""#);

@@ -8,7 +8,8 @@
 //! 1. takes the request's environment (`CCMANAGERD_ENV_*`) and the daemon's
 //!    private variables out of its own environment, all at once;
 //! 2. opens the `--status` FIFO and says it started ([`super::spawn_status`]);
-//! 3. waits (bounded) until the daemon has moved it into its systemd scope;
+//! 3. waits (bounded) until the daemon has moved it into its systemd scope,
+//!    in every hierarchy that enforces one of its caps;
 //! 4. sets HOME, USER, LOGNAME and SHELL from the passwd entry of its uid;
 //! 5. changes to `--cwd`, or to the passwd home, as the owner (the daemon, as
 //!    root, could not tell what the owner may enter; and tmux's own `-c`
@@ -144,23 +145,62 @@ fn take_request_env() -> Result<Vec<(OsString, OsString)>, String> {
     bad.map_or(Ok(request), Err)
 }
 
-fn wait_for_scope(unit: &str) -> Result<(), String> {
-    let needle = format!("/{unit}");
-    let nested = format!("{needle}/");
+fn wait_for_scope(unit: &str, controllers: &[String]) -> Result<(), String> {
     let deadline = Instant::now() + SCOPE_WAIT;
     loop {
         let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        if cg.lines().any(|l| l.ends_with(&needle) || l.contains(&nested)) {
+        let missing = not_placed(&cg, unit, controllers);
+        if missing.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "not placed in {unit} within {}; refusing to run uncapped",
-                humantime::format_duration(SCOPE_WAIT)
+                "not placed in {unit} within {} (still outside it: {}); refusing to run uncapped",
+                humantime::format_duration(SCOPE_WAIT),
+                missing.join(", ")
             ));
         }
         std::thread::sleep(SCOPE_POLL);
     }
+}
+
+/// The hierarchies of `/proc/self/cgroup` text `cg` that do not show this
+/// process in `unit` yet: systemd's own (`name=systemd` on a v1 host, else
+/// the unified one) and those of `controllers`. Empty once placed.
+///
+/// On a v1 host systemd moves a pid one hierarchy at a time, its own first;
+/// a wrapper that went on when that one showed the scope forked the program
+/// before the `pids` hierarchy had moved, and the program ran uncapped (a
+/// fork loop of 100 under `tasks_max=32`, once in a CI run). A controller
+/// that no line names is the unified hierarchy's (cgroup v2), moved with it.
+fn not_placed(cg: &str, unit: &str, controllers: &[String]) -> Vec<String> {
+    let needle = format!("/{unit}");
+    let nested = format!("{needle}/");
+    let shows = |path: &str| path.ends_with(&needle) || path.contains(&nested);
+    // hierarchy-id:controllers:path
+    let lines: Vec<(&str, &str)> = cg
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let _id = f.next()?;
+            Some((f.next()?, f.next()?))
+        })
+        .collect();
+    let own = match lines.iter().any(|(c, _)| *c == "name=systemd") {
+        true => "name=systemd",
+        false => "",
+    };
+    let mut missing = Vec::new();
+    for (names, path) in &lines {
+        let needed = *names == own || names.split(',').any(|n| controllers.iter().any(|c| c == n));
+        if needed && !shows(path) {
+            missing.push(if names.is_empty() { "unified".to_string() } else { names.to_string() });
+        }
+    }
+    if !lines.iter().any(|(c, _)| *c == own) {
+        missing.push(if own.is_empty() { "unified".into() } else { own.into() });
+    }
+    missing
 }
 
 /// Runs the wrapper; `args` are the arguments after [`MODE`]. Never returns.
@@ -174,7 +214,8 @@ pub fn main(args: Vec<OsString>) -> ! {
     let request_env = request_env.unwrap_or_else(|e| status.setup(&e));
 
     if let Some(unit) = &spec.scope {
-        wait_for_scope(unit).unwrap_or_else(|e| status.fail(Stage::Scope, &e, EXIT_SETUP_FAILED));
+        wait_for_scope(unit, &spec.controllers)
+            .unwrap_or_else(|e| status.fail(Stage::Scope, &e, EXIT_SETUP_FAILED));
     }
 
     let uid = nix::unistd::getuid();
@@ -289,4 +330,44 @@ fn run_program(
     let err = nix::unistd::execvp(program, argv).unwrap_err();
     let code = if err == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_SETUP_FAILED };
     status.fail(Stage::Exec, &format!("{}: {}", program.to_string_lossy(), err.desc()), code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_placed;
+
+    const UNIT: &str = "ccmanager-sess-a.scope";
+
+    fn caps(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_v1_host_waits_for_every_capping_hierarchy() {
+        let s = "/ccmanager.slice/ccmanager-sess-a.scope";
+        // systemd's own hierarchy moved, pids not yet: not placed.
+        let half = format!("9:name=systemd:{s}\n8:pids:/t.service\n4:memory:{s}\n1:cpu:/\n0::/\n");
+        assert_eq!(not_placed(&half, UNIT, &caps(&["pids", "memory"])), ["pids"]);
+        // cpu is not among the caps, and the unified line is not systemd's here.
+        let all = format!("9:name=systemd:{s}\n8:pids:{s}\n4:memory:{s}\n1:cpu:/\n0::/\n");
+        assert!(not_placed(&all, UNIT, &caps(&["pids", "memory"])).is_empty());
+        assert_eq!(not_placed(&all, UNIT, &caps(&["cpu"])), ["cpu"]);
+        // Joint hierarchies name their controllers together.
+        let joint = format!("9:name=systemd:{s}\n2:cpu,cpuacct:/x\n");
+        assert_eq!(not_placed(&joint, UNIT, &caps(&["cpu"])), ["cpu,cpuacct"]);
+    }
+
+    #[test]
+    fn a_v2_host_has_one_line_for_all() {
+        assert_eq!(not_placed("0::/t.service\n", UNIT, &caps(&["pids"])), ["unified"]);
+        let placed = "0::/ccmanager.slice/ccmanager-sess-a.scope\n";
+        assert!(not_placed(placed, UNIT, &caps(&["pids", "memory", "cpu"])).is_empty());
+        // A process of the program nested below the scope counts as in it.
+        let nested = "0::/ccmanager.slice/ccmanager-sess-a.scope/sub\n";
+        assert!(not_placed(nested, UNIT, &[]).is_empty());
+        // A name that merely ends like the unit does not.
+        let lookalike = "0::/ccmanager.slice/xccmanager-sess-a.scope\n";
+        assert_eq!(not_placed(lookalike, UNIT, &[]), ["unified"]);
+        assert_eq!(not_placed("", UNIT, &[]), ["unified"]);
+    }
 }
