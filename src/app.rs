@@ -69,6 +69,13 @@ pub async fn start_and_run(
             metrics,
             shutdown.listener(),
         )),
+        // Restores and restarts: after READY (docs/design.md, "Sessions that come back").
+        tokio::spawn(crate::sessions::revive::run(
+            sessions.clone(),
+            config.clone(),
+            sessions.boot().clone(),
+            shutdown.listener(),
+        )),
         tokio::spawn(health.clone().monitor(shutdown.listener())),
         tokio::spawn(health.clone().feed_watchdog(shutdown.listener())),
         tokio::spawn(gauges.textfile_loop(shutdown.listener())),

@@ -108,6 +108,11 @@ impl Reaper {
                 _ => false,
             };
             let Some(reason) = verdict(s, &cfg, now, busy) else { continue };
+            // Being started again, or about to be by its restore or restart
+            // policy (the age limit still applies to those).
+            if record.spawning || (reason == REASON_EXITED && record.comes_back()) {
+                continue;
+            }
             if dry_run {
                 tracing::info!(session_id = %s.id, reason, "cleanup dry run: would remove");
                 removed.push(Removal { id: s.id.clone(), reason: reason.to_string() });

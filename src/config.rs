@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::limits::{ByteSize, Limits, Rlim};
+use crate::protocol::types::{RestartPolicy, RestorePolicy};
 
 /// Where the daemon looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ccmanagerd/config.toml";
@@ -62,6 +63,8 @@ pub struct Config {
     pub logs: LogsConfig,
     /// Live output over the control socket (`session.subscribe`).
     pub streams: StreamsConfig,
+    /// Sessions that come back: restore and restart policies.
+    pub sessions: SessionsConfig,
 }
 
 /// `[daemon]`
@@ -362,6 +365,41 @@ impl Default for StreamsConfig {
     }
 }
 
+/// `[sessions]`: what brings a session back (docs/protocol.md, "Sessions
+/// that come back").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// `restore` of a session whose create names none.
+    pub restore: RestorePolicy,
+    /// `restart` of a session whose create names none.
+    pub restart: RestartPolicy,
+    /// How long after its program exited a session is restarted by its
+    /// policy.
+    pub restart_delay: HumanDuration,
+    /// Most automatic restarts and restores of one session within
+    /// `restart_window`; past it the session stays `exited` or `lost`, with
+    /// the reason in `state_reason`.
+    pub restart_burst: u32,
+    /// See `restart_burst`.
+    pub restart_window: HumanDuration,
+}
+
+/// Most `sessions.restart_burst` (the times are kept per session).
+pub const MAX_RESTART_BURST: u32 = 100;
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            restore: RestorePolicy::Never,
+            restart: RestartPolicy::Never,
+            restart_delay: HumanDuration(Duration::from_secs(1)),
+            restart_burst: 5,
+            restart_window: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
 /// A log level name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -547,11 +585,19 @@ impl Config {
             ("tmux.sessions_per_server", self.tmux.sessions_per_server),
             ("streams.window", self.streams.window.0 as usize),
             ("streams.max_per_connection", self.streams.max_per_connection),
+            ("sessions.restart_burst", self.sessions.restart_burst as usize),
+            ("sessions.restart_window", self.sessions.restart_window.0.as_millis() as usize),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err((key.to_string(), "must be greater than 0".to_string()));
             }
+        }
+        if self.sessions.restart_burst > MAX_RESTART_BURST {
+            return Err((
+                "sessions.restart_burst".into(),
+                format!("{} is above the most, {MAX_RESTART_BURST}", self.sessions.restart_burst),
+            ));
         }
         for (key, path) in [
             ("daemon.socket", &d.socket),
@@ -612,6 +658,12 @@ impl Config {
             if value < min {
                 return Err((key.to_string(), format!("must be at least {min:?}")));
             }
+        }
+        if self.sessions.restart_burst > MAX_RESTART_BURST {
+            return Err((
+                "sessions.restart_burst".into(),
+                format!("{} is above the most, {MAX_RESTART_BURST}", self.sessions.restart_burst),
+            ));
         }
         for (key, path) in [
             ("daemon.socket", &d.socket),

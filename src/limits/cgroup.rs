@@ -20,6 +20,16 @@ pub fn scope_name(id: &str) -> String {
     format!("ccmanager-sess-{id}.scope")
 }
 
+/// Scope unit name of a session's program after `restarts` restarts: each
+/// run has its own, so a new one never waits for systemd to unload the old
+/// (ids are `[a-z0-9]`, so the `-` cannot be confused with one).
+pub fn scope_name_of_run(id: &str, restarts: u32) -> String {
+    match restarts {
+        0 => scope_name(id),
+        n => format!("ccmanager-sess-{id}-{n}.scope"),
+    }
+}
+
 /// Whether per-session scopes can be made: systemd is PID 1 and we are root.
 pub fn available() -> Result<(), String> {
     if !crate::systemd::booted() {

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! ccmanagerd __exec [--rlimit NAME=VALUE]... [--wait-scope UNIT [--scope-controllers LIST]]
-//!                   [--cwd DIR] [--status FIFO] -- ARGV...
+//!                   [--cwd DIR] [--status FIFO] [--banner TEXT] -- ARGV...
 //! ```
 //! The request's environment does not travel on this command line: it comes
 //! as `CCMANAGERD_ENV_<NAME>=<value>` variables (tmux `new-session -e`, whose
@@ -32,6 +32,9 @@ const WAIT_SCOPE: &str = "--wait-scope";
 const SCOPE_CONTROLLERS: &str = "--scope-controllers";
 const CWD: &str = "--cwd";
 const STATUS: &str = "--status";
+const BANNER: &str = "--banner";
+/// Longest `--banner` (bytes).
+pub const MAX_BANNER: usize = 1024;
 const END: &str = "--";
 
 /// The cgroup v1 controllers that enforce the cgroup caps of `limits`
@@ -82,6 +85,7 @@ pub fn wrapper_argv(
     scope: Option<&str>,
     cwd: Option<&Path>,
     status: Option<&Path>,
+    banner: Option<&str>,
     command: &[String],
 ) -> Vec<String> {
     let mut argv = vec![exe.to_string_lossy().into_owned(), MODE.to_string()];
@@ -105,6 +109,10 @@ pub fn wrapper_argv(
     if let Some(fifo) = status {
         argv.push(STATUS.into());
         argv.push(fifo.to_string_lossy().into_owned());
+    }
+    if let Some(text) = banner {
+        argv.push(BANNER.into());
+        argv.push(text.to_string());
     }
     argv.push(END.into());
     argv.extend(command.iter().cloned());
@@ -142,6 +150,9 @@ pub struct Spec {
     pub cwd: Option<PathBuf>,
     /// `--status`: the FIFO to report on.
     pub status: Option<PathBuf>,
+    /// `--banner`: a line the wrapper prints on the terminal before the
+    /// program starts (the marker of a restart in the session's log).
+    pub banner: Option<String>,
     /// The program and its arguments (never empty).
     pub argv: Vec<CString>,
 }
@@ -204,7 +215,7 @@ pub fn status_path(args: &[OsString]) -> Option<PathBuf> {
         match arg.to_str() {
             Some(STATUS) => return it.next().map(PathBuf::from),
             // Skip every flag's value, so a value that reads "--status" is not taken for the flag.
-            Some(RLIMIT | WAIT_SCOPE | SCOPE_CONTROLLERS | CWD) => {
+            Some(RLIMIT | WAIT_SCOPE | SCOPE_CONTROLLERS | CWD | BANNER) => {
                 it.next();
             }
             _ => {}
@@ -221,6 +232,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Spec, ArgError> {
         controllers: Vec::new(),
         cwd: None,
         status: None,
+        banner: None,
         argv: vec![],
     };
     let mut it = args.into_iter();
@@ -230,7 +242,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Spec, ArgError> {
         };
         let flag = match arg.to_str() {
             Some(END) => break,
-            Some(f @ (RLIMIT | WAIT_SCOPE | SCOPE_CONTROLLERS | CWD | STATUS)) => f,
+            Some(f @ (RLIMIT | WAIT_SCOPE | SCOPE_CONTROLLERS | CWD | STATUS | BANNER)) => f,
             _ => return Err(ArgError(format!("unexpected argument {arg:?}"))),
         };
         let value = it.next().ok_or_else(|| ArgError(format!("{flag}: missing value")))?;
@@ -264,6 +276,18 @@ pub fn parse(args: Vec<OsString>) -> Result<Spec, ArgError> {
                     return Err(ArgError(format!("{CWD} {dir:?}: not an absolute path")));
                 }
                 spec.cwd = Some(dir);
+            }
+            BANNER => {
+                once(spec.banner.is_some())?;
+                let text = value
+                    .into_string()
+                    .map_err(|v| ArgError(format!("{BANNER} {v:?}: not UTF-8")))?;
+                if text.len() > MAX_BANNER || text.chars().any(char::is_control) {
+                    return Err(ArgError(format!(
+                        "{BANNER}: longer than {MAX_BANNER} bytes or holds a control character"
+                    )));
+                }
+                spec.banner = Some(text);
             }
             _ => {
                 once(spec.status.is_some())?;
@@ -318,6 +342,7 @@ mod tests {
             Some("ccm-s1.scope"),
             Some(Path::new("/home/a b")),
             Some(Path::new("/run/ccmanagerd/spawn/s1")),
+            Some("restarted"),
             &command,
         );
         assert_eq!(argv[..2], ["/usr/bin/ccmanagerd", MODE]);
@@ -333,6 +358,7 @@ mod tests {
         );
         assert_eq!(spec.scope.as_deref(), Some("ccm-s1.scope"));
         assert_eq!(spec.controllers, ["pids"]);
+        assert_eq!(spec.banner.as_deref(), Some("restarted"));
         assert_eq!(spec.cwd, Some(PathBuf::from("/home/a b")));
         let got: Vec<&str> = spec.argv.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(got, command);
@@ -374,6 +400,10 @@ mod tests {
         assert_eq!(
             err(&["--scope-controllers", "pids", "--", "ls"]),
             "--scope-controllers needs --wait-scope"
+        );
+        assert_eq!(
+            err(&["--banner", "a\u{1b}[2J", "--", "ls"]),
+            "--banner: longer than 1024 bytes or holds a control character"
         );
         assert_eq!(err(&["--frob", "--", "ls"]), r#"unexpected argument "--frob""#);
         assert_eq!(err(&["ls"]), r#"unexpected argument "ls""#);

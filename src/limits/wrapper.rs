@@ -203,6 +203,23 @@ fn not_placed(cg: &str, unit: &str, controllers: &[String]) -> Vec<String> {
     missing
 }
 
+/// What a viewer replaying the log needs reset before a new program's
+/// output: the previous program may have left the alternate screen, a
+/// colour, a hidden cursor, mouse reporting or bracketed paste on. A fresh
+/// tmux pane has none of these, so here they only reach the log's readers.
+const BANNER_RESET: &str =
+    "\x1b[?1049l\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l";
+
+/// Prints the marker of a restart on the terminal, so it is in the pane and
+/// in the session's log between the old program's output and the new's.
+/// A failure to print is not worth failing the start for.
+fn print_banner(text: &str) {
+    use std::io::Write;
+    let line = format!("{BANNER_RESET}\r\n[ccmanagerd] {text}\r\n");
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    let _ = std::io::stdout().lock().flush();
+}
+
 /// Runs the wrapper; `args` are the arguments after [`MODE`]. Never returns.
 pub fn main(args: Vec<OsString>) -> ! {
     let request_env = take_request_env();
@@ -216,6 +233,9 @@ pub fn main(args: Vec<OsString>) -> ! {
     if let Some(unit) = &spec.scope {
         wait_for_scope(unit, &spec.controllers)
             .unwrap_or_else(|e| status.fail(Stage::Scope, &e, EXIT_SETUP_FAILED));
+    }
+    if let Some(text) = &spec.banner {
+        print_banner(text);
     }
 
     let uid = nix::unistd::getuid();

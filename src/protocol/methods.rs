@@ -31,7 +31,8 @@ use super::streams::{
     SubscribeResult, WriteResult,
 };
 use super::types::{
-    CleanupReport, Health, ReloadResult, Session, SessionField, SessionState, Status,
+    CleanupReport, Health, ReloadResult, RestartPolicy, RestorePolicy, Session, SessionField,
+    SessionState, Status,
 };
 use crate::limits::Limits;
 use crate::users::UserSpec;
@@ -72,6 +73,27 @@ pub struct SessionCreate {
     /// the caller (root: `tmux.session_user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<UserSpec>,
+    /// Re-create it after a reboot (`on_boot`) or also after its tmux
+    /// server died (`always`). Default: `sessions.restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestorePolicy>,
+    /// What a restore runs instead of `command` (an argv, like it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<Vec<String>>,
+    /// Run the program again when it exits. Default: `sessions.restart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+}
+
+/// `session.restart`: `{"id": "a1", "resume": true}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRestart {
+    /// The session id.
+    pub id: String,
+    /// Run `resume_command` (when the session has one) instead of `command`.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -262,6 +284,7 @@ methods! {
     "session.subscribe" => SessionSubscribe(SessionSubscribe) -> SubscribeResult,
     "session.ack" => SessionAck(SessionAck) -> Empty,
     "session.unsubscribe" => SessionUnsubscribe(SessionUnsubscribe) -> Empty,
+    "session.restart" => SessionRestart(SessionRestart) -> Session,
     "cleanup.run" => CleanupRun(CleanupRun) -> CleanupReport,
     // Always an error reply; `()` (null) is never sent.
     #[cfg(feature = "test-hooks")]

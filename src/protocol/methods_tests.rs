@@ -38,7 +38,10 @@ fn every_method_round_trips_a_real_example() {
         "uid": 1000, "user": "alice", "adopted": false,
         "limits": {"nofile": 4096, "nproc": 512, "memory_max": "2G", "tasks_max": 512,
                    "cpu_quota": "200%"},
-        "keep": false, "cols": 120, "rows": 40, "env": {"TERM_PROGRAM": "x"}
+        "keep": false, "cols": 120, "rows": 40, "env": {"TERM_PROGRAM": "x"},
+        "restore": "on_boot", "resume_command": ["claude", "--continue"], "restart": "never",
+        "restarts": 1, "restarted_at": "2026-11-20T10:04:00Z",
+        "restored_at": "2026-11-20T10:04:00Z", "restart_reason": "reboot", "state_reason": null
     });
     let seen = &mut Vec::new();
     round_trip::<method::DaemonPing>(seen, json!({}), json!("pong"));
@@ -77,7 +80,9 @@ fn every_method_round_trips_a_real_example() {
         seen,
         json!({"command": ["claude"], "name": "my-label", "cwd": "/srv/work",
                "env": {"TERM_PROGRAM": "x"}, "cols": 120, "rows": 40,
-               "limits": {"nofile": 4096, "memory_max": "2G"}, "keep": true, "user": "alice"}),
+               "limits": {"nofile": 4096, "memory_max": "2G"}, "keep": true, "user": "alice",
+               "restore": "on_boot", "resume_command": ["claude", "--continue"],
+               "restart": "on_failure"}),
         session.clone(),
     );
     round_trip::<method::SessionList>(
@@ -139,6 +144,11 @@ fn every_method_round_trips_a_real_example() {
     );
     round_trip::<method::SessionAck>(seen, json!({"subscription": 1, "offset": 8192}), json!({}));
     round_trip::<method::SessionUnsubscribe>(seen, json!({"subscription": 1}), json!({}));
+    round_trip::<method::SessionRestart>(
+        seen,
+        json!({"id": "a1b2c3", "resume": true}),
+        session.clone(),
+    );
     round_trip::<method::CleanupRun>(
         seen,
         json!({"dry_run": true}),

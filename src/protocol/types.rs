@@ -43,6 +43,60 @@ impl SessionState {
     }
 }
 
+/// Whether a session is re-created once its tmux session is gone with its
+/// server (`session.create {restore}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestorePolicy {
+    /// Never: it stays `lost` (its log readable) until cleanup.
+    #[default]
+    Never,
+    /// After the host rebooted (the kernel's boot id changed).
+    OnBoot,
+    /// After a reboot, and whenever its tmux server died.
+    Always,
+}
+
+/// Whether a session's program is run again when it exits
+/// (`session.create {restart}`), like systemd's `Restart=`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Never: an agent that exits has usually finished.
+    #[default]
+    Never,
+    /// When it exits with a non-zero status or is killed by a signal.
+    OnFailure,
+    /// Whenever it exits.
+    Always,
+}
+
+/// Why a session's program was last started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartReason {
+    /// Restored after the host rebooted (`restore: on_boot|always`).
+    Reboot,
+    /// Restored after its tmux server died (`restore: always`).
+    ServerDied,
+    /// Its program exited and its `restart` policy ran it again.
+    Exited,
+    /// `session.restart`.
+    Requested,
+}
+
+impl RestartReason {
+    /// The wire word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartReason::Reboot => "reboot",
+            RestartReason::ServerDied => "server_died",
+            RestartReason::Exited => "exited",
+            RestartReason::Requested => "requested",
+        }
+    }
+}
+
 /// A session as the protocol shows it.
 ///
 /// ```json
@@ -104,6 +158,33 @@ pub struct Session {
     /// Extra environment given at create (names and values).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Whether it is re-created after a reboot or its server's death.
+    #[serde(default)]
+    pub restore: RestorePolicy,
+    /// What a restore (and `session.restart {resume: true}`) runs instead
+    /// of `command`, e.g. `["claude", "--continue"]`.
+    #[serde(default)]
+    pub resume_command: Option<Vec<String>>,
+    /// Whether its program is run again when it exits.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// How many times its program was started again (restores, restarts by
+    /// policy and by `session.restart`).
+    #[serde(default)]
+    pub restarts: u32,
+    /// When its program was last started again (RFC 3339 UTC).
+    #[serde(default)]
+    pub restarted_at: Option<String>,
+    /// When it was last restored after a reboot or its server's death.
+    #[serde(default)]
+    pub restored_at: Option<String>,
+    /// Why its program was last started again.
+    #[serde(default)]
+    pub restart_reason: Option<RestartReason>,
+    /// Why it stays `exited` or `lost` although its policy would bring it
+    /// back (the restart limit was hit; a restore failed), in words.
+    #[serde(default)]
+    pub state_reason: Option<String>,
 }
 
 /// A field of [`Session`], as `session.list {"fields": [...]}` names it.
@@ -131,11 +212,19 @@ pub enum SessionField {
     Cols,
     Rows,
     Env,
+    Restore,
+    ResumeCommand,
+    Restart,
+    Restarts,
+    RestartedAt,
+    RestoredAt,
+    RestartReason,
+    StateReason,
 }
 
 impl SessionField {
     /// Every field, in the order a full [`Session`] serialises them.
-    pub const ALL: [SessionField; 20] = [
+    pub const ALL: [SessionField; 28] = [
         SessionField::Id,
         SessionField::Name,
         SessionField::TmuxSession,
@@ -156,6 +245,14 @@ impl SessionField {
         SessionField::Cols,
         SessionField::Rows,
         SessionField::Env,
+        SessionField::Restore,
+        SessionField::ResumeCommand,
+        SessionField::Restart,
+        SessionField::Restarts,
+        SessionField::RestartedAt,
+        SessionField::RestoredAt,
+        SessionField::RestartReason,
+        SessionField::StateReason,
     ];
 }
 
@@ -203,6 +300,22 @@ impl Serialize for Projected<'_> {
                 SessionField::Cols => map.serialize_entry("cols", &s.cols)?,
                 SessionField::Rows => map.serialize_entry("rows", &s.rows)?,
                 SessionField::Env => map.serialize_entry("env", &s.env)?,
+                SessionField::Restore => map.serialize_entry("restore", &s.restore)?,
+                SessionField::ResumeCommand => {
+                    map.serialize_entry("resume_command", &s.resume_command)?
+                }
+                SessionField::Restart => map.serialize_entry("restart", &s.restart)?,
+                SessionField::Restarts => map.serialize_entry("restarts", &s.restarts)?,
+                SessionField::RestartedAt => {
+                    map.serialize_entry("restarted_at", &s.restarted_at)?
+                }
+                SessionField::RestoredAt => map.serialize_entry("restored_at", &s.restored_at)?,
+                SessionField::RestartReason => {
+                    map.serialize_entry("restart_reason", &s.restart_reason)?
+                }
+                SessionField::StateReason => {
+                    map.serialize_entry("state_reason", &s.state_reason)?
+                }
             }
         }
         map.end()
@@ -356,7 +469,10 @@ mod tests {
             "pid": 7, "created_at": "2026-11-20T10:00:00Z",
             "last_activity_at": "2026-11-20T10:05:00Z", "ended_at": "2026-11-20T10:06:00Z",
             "owner_uid": 1000, "uid": 1001, "user": "alice", "adopted": true, "limits": {"nofile": 64}, "keep": true, "cols": 100,
-            "rows": 30, "env": {"A": "b"}
+            "rows": 30, "env": {"A": "b"}, "restore": "on_boot", "resume_command": ["c", "-r"],
+            "restart": "on_failure", "restarts": 2, "restarted_at": "2026-11-20T10:06:00Z",
+            "restored_at": null, "restart_reason": "exited",
+            "state_reason": "restart limit hit: 5 restarts within 1m"
         }))
         .unwrap()
     }

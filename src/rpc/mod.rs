@@ -112,6 +112,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Encoded> {
         Request::SessionUnsubscribe(p) => {
             reply::<m::SessionUnsubscribe>(streams::unsubscribe(ctx, p))
         }
+        Request::SessionRestart(p) => reply::<m::SessionRestart>(sessions::restart(ctx, p).await),
         Request::CleanupRun(p) => reply::<m::CleanupRun>(Ok(cleanup::run(ctx, p).await)),
         #[cfg(feature = "test-hooks")]
         Request::DebugFail(_) => {

@@ -4,7 +4,8 @@
 use super::{Ctx, Encoded};
 use crate::error::{Error, Result};
 use crate::protocol::methods::{
-    SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionSend,
+    SessionCapture, SessionCreate, SessionId, SessionList, SessionResize, SessionRestart,
+    SessionSend,
 };
 use crate::protocol::results::{AttachResult, CaptureResult, KillResult, SendResult};
 use crate::protocol::types::{Session, SessionField};
@@ -16,6 +17,11 @@ pub async fn create(ctx: &Ctx<'_>, p: SessionCreate) -> Result<Session> {
         .sessions
         .create(&ctx.caller, &ctx.config, p, |limit| metrics.limit_rejected(limit))
         .await
+}
+
+/// `session.restart`.
+pub async fn restart(ctx: &Ctx<'_>, p: SessionRestart) -> Result<Session> {
+    ctx.service.sessions.restart(&ctx.caller, &ctx.config, &p.id, p.resume).await
 }
 
 /// `session.list`.

@@ -22,6 +22,8 @@ pub mod procs;
 pub mod pty;
 pub mod record;
 pub mod registry;
+pub mod restart;
+pub mod revive;
 pub mod server;
 pub mod servers;
 pub mod spawn;
@@ -102,10 +104,20 @@ pub async fn start(
             "cannot prepare the session logs directory: sessions run without their output logs"),
     }
     let registry = Arc::new(Registry::new(Arc::new(persist::Persist::new(store))));
+    let boot = revive::Boot::check(&state_dir);
     {
+        let mut loaded: Vec<Record> = saved.into_iter().map(Record::from_stored).collect();
+        if boot.rebooted {
+            // On the state as saved: adoption is about to find their servers gone.
+            let n = revive::mark_boot_restores(loaded.iter_mut());
+            tracing::info!(
+                sessions = n,
+                "the host rebooted since the last start: restoring {n} sessions after READY"
+            );
+        }
         let mut records = registry.lock();
-        for s in saved {
-            records.insert_loaded(Record::from_stored(s));
+        for r in loaded {
+            records.insert_loaded(r);
         }
     }
     raise_nofile();
@@ -173,7 +185,7 @@ pub async fn start(
     servers.adopt_all(only).await?;
     let mut spawner = Spawner::new(exe, socket_dir.join("spawn"), bus.filter(|_| cgroups))?;
     spawner.logger = logger;
-    let sessions = Sessions::new(registry.clone(), servers, spawner, mode);
+    let sessions = Sessions::new(registry.clone(), servers, spawner, mode, boot);
     if sessions.root_fallback(&cfg) {
         tracing::warn!(user = %cfg.tmux.session_user, "tmux.session_user does not exist: root's sessions run as root (a development machine?)");
     }

@@ -12,7 +12,7 @@ use super::record::{rfc3339, Record};
 use super::registry::{Caller, CapHit, Caps, Registry};
 use super::server::Server;
 use super::servers::Servers;
-use super::spawn::Spawner;
+use super::spawn::{Launch, Spawner};
 use super::{procs, validate, DEFAULT_COLS, DEFAULT_ROWS};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -83,15 +83,16 @@ pub enum Mode {
 /// cheap, cloneable handle.
 #[derive(Clone)]
 pub struct Sessions {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    registry: Arc<Registry>,
-    servers: Arc<Servers>,
-    spawner: Spawner,
+pub(super) struct Inner {
+    pub(super) registry: Arc<Registry>,
+    pub(super) servers: Arc<Servers>,
+    pub(super) spawner: Spawner,
     mode: Mode,
     log_stats: Arc<crate::logs::usage::LogStats>,
+    boot: super::revive::Boot,
 }
 
 fn new_id(taken: impl Fn(&str) -> bool) -> String {
@@ -121,9 +122,15 @@ impl Sessions {
         servers: Arc<Servers>,
         spawner: Spawner,
         mode: Mode,
+        boot: super::revive::Boot,
     ) -> Sessions {
         let log_stats = Arc::default();
-        Sessions { inner: Arc::new(Inner { registry, servers, spawner, mode, log_stats }) }
+        Sessions { inner: Arc::new(Inner { registry, servers, spawner, mode, log_stats, boot }) }
+    }
+
+    /// What the start found about the boot (restores after a reboot).
+    pub fn boot(&self) -> &super::revive::Boot {
+        &self.inner.boot
     }
 
     /// What the passes over the session logs found (metrics, health).
@@ -257,6 +264,9 @@ impl Sessions {
         }
         validate::env(&p.env)?;
         validate::size(p.cols, p.rows)?;
+        if let Some(argv) = &p.resume_command {
+            validate::argv_named("resume_command", argv)?;
+        }
         let limits = p.limits.or(&config.limits.default);
         if let Err(e) = p.limits.check_ceiling(&config.limits.ceiling) {
             on_reject(e.field);
@@ -291,6 +301,14 @@ impl Sessions {
             cols: Some(p.cols.unwrap_or(DEFAULT_COLS)),
             rows: Some(p.rows.unwrap_or(DEFAULT_ROWS)),
             env: p.env.clone(),
+            restore: p.restore.unwrap_or(config.sessions.restore),
+            resume_command: p.resume_command.clone(),
+            restart: p.restart.unwrap_or(config.sessions.restart),
+            restarts: 0,
+            restarted_at: None,
+            restored_at: None,
+            restart_reason: None,
+            state_reason: None,
         };
         // A session needs a pseudo-terminal, and the host has a fixed number.
         super::pty::room_for_one().map_err(|why| {
@@ -340,8 +358,9 @@ impl Sessions {
         let spawned = async {
             let server = self.inner.servers.get_or_start(&account, key.shard).await?;
             let log = crate::logs::setup::log_args(config, &id, false);
+            let launch = Launch { log: Some(&log), fresh_log: true, ..Default::default() };
             let record =
-                self.inner.spawner.spawn(&server, &session, &limits, &account, Some(&log)).await;
+                self.inner.spawner.spawn(&server, &session, &limits, &account, &launch).await;
             Ok::<_, Error>((server, record.map_err(super::pty::explain)))
         }
         .await;
@@ -394,6 +413,31 @@ impl Sessions {
     pub async fn remove(&self, record: &Record, reason: &str) -> Result<()> {
         let id = &record.session.id;
         let server = self.inner.servers.get(record.server_key());
+        self.end_run(record, server.as_deref()).await?;
+        let gen = {
+            let mut records = self.inner.registry.lock();
+            let (_, gen) = records.remove(id);
+            // A listing taken before kill-session must not re-adopt it.
+            if let Some(server) = &server {
+                server.note_removed(id);
+            }
+            gen
+        };
+        tracing::info!(session_id = %id, reason, "session removed");
+        // Acknowledged only once the removal is durable: a daemon crash
+        // after the reply never brings the session back (as `lost`).
+        self.inner.registry.durable(gen).await.map_err(|e| match e {
+            Error::StateNotSaved(why) => Error::StateNotSaved(format!(
+                "session {id} was killed, but its removal is not saved ({why}); until it is, a restart of the daemon shows it as lost"
+            )),
+            other => other,
+        })
+    }
+
+    /// Ends a session's run: its processes (the whole tree, or its scope),
+    /// then its tmux session. Nothing to do for a `lost` one.
+    pub(super) async fn end_run(&self, record: &Record, server: Option<&Server>) -> Result<()> {
+        let id = &record.session.id;
         if record.session.state != SessionState::Lost {
             // An exited pane's process was reaped by tmux: if its pid exists
             // again it belongs to someone else (pid reuse) and must not be
@@ -455,24 +499,7 @@ impl Sessions {
             }
             removed?;
         }
-        let gen = {
-            let mut records = self.inner.registry.lock();
-            let (_, gen) = records.remove(id);
-            // A listing taken before kill-session must not re-adopt it.
-            if let Some(server) = &server {
-                server.note_removed(id);
-            }
-            gen
-        };
-        tracing::info!(session_id = %id, reason, "session removed");
-        // Acknowledged only once the removal is durable: a daemon crash
-        // after the reply never brings the session back (as `lost`).
-        self.inner.registry.durable(gen).await.map_err(|e| match e {
-            Error::StateNotSaved(why) => Error::StateNotSaved(format!(
-                "session {id} was killed, but its removal is not saved ({why}); until it is, a restart of the daemon shows it as lost"
-            )),
-            other => other,
-        })
+        Ok(())
     }
 
     /// The record and its server, for a request that needs the pane.

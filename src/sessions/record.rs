@@ -66,6 +66,12 @@ pub struct Record {
     pub epoch: u64,
     /// Which of its uid's servers it lives in.
     pub shard: u32,
+    /// A restore is due: the host rebooted since it was saved, and its
+    /// policy brings it back (see `super::revive`).
+    pub restore_due: bool,
+    /// When it was last brought back automatically (unix seconds, newest
+    /// last), for `sessions.restart_burst`.
+    pub auto_restarts: Vec<u64>,
 }
 
 /// RFC 3339 UTC, seconds precision.
@@ -98,6 +104,8 @@ impl Record {
             pending: false,
             epoch: 0,
             shard: 0,
+            restore_due: false,
+            auto_restarts: Vec::new(),
         }
     }
 
@@ -106,6 +114,8 @@ impl Record {
         let mut r = Record::new(stored.session, stored.scope);
         r.pending = stored.pending;
         r.shard = stored.shard;
+        r.restore_due = stored.restore_due;
+        r.auto_restarts = stored.auto_restarts;
         r
     }
 
@@ -116,6 +126,8 @@ impl Record {
             scope: self.scope.clone(),
             pending: self.pending,
             shard: self.shard,
+            restore_due: self.restore_due,
+            auto_restarts: self.auto_restarts.clone(),
         }
     }
 
@@ -126,6 +138,8 @@ impl Record {
             scope: &self.scope,
             pending: self.pending,
             shard: self.shard,
+            restore_due: self.restore_due,
+            auto_restarts: &self.auto_restarts,
         }
     }
 
@@ -191,6 +205,15 @@ impl Record {
             cols: pane.width,
             rows: pane.height,
             env: Default::default(),
+            // Nothing a program claimed is run again by the daemon.
+            restore: Default::default(),
+            resume_command: None,
+            restart: Default::default(),
+            restarts: 0,
+            restarted_at: None,
+            restored_at: None,
+            restart_reason: None,
+            state_reason: None,
         };
         let mut r = Record::new(session, None);
         r.shard = server.shard;

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::value::RawValue;
+use tokio::sync::Notify;
 
 use super::persist::Persist;
 use super::record::{Record, ServerKey};
@@ -68,7 +69,17 @@ pub struct UidCount {
 
 /// The fields of a record that change after it is made and are journaled:
 /// exit status, ended, pid, size, pending, name.
-type Durable = (Option<i32>, bool, Option<u32>, Option<u16>, Option<u16>, bool, Option<String>);
+type Durable = (
+    Option<i32>,
+    bool,
+    Option<u32>,
+    Option<u16>,
+    Option<u16>,
+    bool,
+    Option<String>,
+    // Restarts: how many, why one is not made, a restore due, the scope.
+    (u32, bool, bool, Option<String>),
+);
 
 /// What of a record the indexes and the journal depend on.
 #[derive(PartialEq)]
@@ -99,6 +110,7 @@ impl Shape {
                 s.rows,
                 r.pending,
                 s.name.clone(),
+                (s.restarts, s.state_reason.is_some(), r.restore_due, r.scope.clone()),
             ),
         }
     }
@@ -124,6 +136,9 @@ pub struct Records {
     /// [`super::persist::LAZY`] later: they are tmux's to tell again after
     /// a crash.
     generation: u64,
+    /// A session stopped running since the lock was taken (exited or lost):
+    /// the reviver looks whether it comes back.
+    ended: bool,
 }
 
 impl Records {
@@ -273,6 +288,16 @@ impl Records {
         (Some(old), gen)
     }
 
+    /// Marks the records `which` selects for the next save, which a caller
+    /// waits for; returns the generation to wait for.
+    pub fn save_where(&mut self, which: impl Fn(&Record) -> bool) -> u64 {
+        for id in self.ids_where(which) {
+            self.mark(&id, true);
+        }
+        self.generation += 1;
+        self.generation
+    }
+
     /// Applies `f` to the record `id`, keeping the indexes right and
     /// marking it for the next save when its saved form changed (nobody
     /// waits for it).
@@ -293,6 +318,9 @@ impl Records {
             }
             if before.durable != after.durable || before.state != after.state {
                 self.mark(id, false);
+            }
+            if before.state != after.state && after.state != SessionState::Running {
+                self.ended = true;
             }
         }
         Some(out)
@@ -383,6 +411,7 @@ impl Records {
 pub struct Locked<'a> {
     guard: MutexGuard<'a, Records>,
     persist: &'a Persist,
+    revive: &'a Notify,
     generation: u64,
     was_clean: bool,
 }
@@ -402,6 +431,9 @@ impl std::ops::DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
+        if std::mem::take(&mut self.guard.ended) {
+            self.revive.notify_one();
+        }
         if self.guard.generation != self.generation {
             self.persist.wake();
         } else if self.was_clean && self.guard.is_dirty() {
@@ -414,12 +446,14 @@ impl Drop for Locked<'_> {
 pub struct Registry {
     records: Mutex<Records>,
     persist: Arc<Persist>,
+    /// Woken when a session stops running (see `super::revive`).
+    revive: Notify,
 }
 
 impl Registry {
     /// An empty registry saving through `persist`.
     pub fn new(persist: Arc<Persist>) -> Registry {
-        Registry { records: Mutex::new(Records::default()), persist }
+        Registry { records: Mutex::new(Records::default()), persist, revive: Notify::new() }
     }
 
     /// The records, locked. Keep the guard short and never hold it across
@@ -427,7 +461,13 @@ impl Registry {
     pub fn lock(&self) -> Locked<'_> {
         let guard = self.records.lock().unwrap_or_else(|e| e.into_inner());
         let (generation, was_clean) = (guard.generation, !guard.is_dirty());
-        Locked { guard, persist: &self.persist, generation, was_clean }
+        Locked { guard, persist: &self.persist, revive: &self.revive, generation, was_clean }
+    }
+
+    /// Resolves once a session stopped running since the last call (a
+    /// permit is kept, so no stop is missed between two waits).
+    pub async fn session_ended(&self) {
+        self.revive.notified().await
     }
 
     /// The persister (health reads what is saved).

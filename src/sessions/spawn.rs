@@ -78,12 +78,14 @@ impl Spawner {
         session: &Session,
         limits: &Limits,
         account: &Account,
-        log: Option<&LogArgs>,
+        launch: &Launch<'_>,
     ) -> Result<Record> {
         let client = server.client()?;
-        let tap = log.and_then(|args| self.tap(session, account, args));
+        let tap = launch.log.and_then(|args| self.tap(session, account, args, launch.fresh_log));
         let scopes = self.scopes.as_ref().filter(|_| limits.has_cgroup_caps());
-        let scope_unit = scopes.map(|_| crate::limits::cgroup::scope_name(&session.id));
+        let scope_unit =
+            scopes.map(|_| crate::limits::cgroup::scope_name_of_run(&session.id, session.restarts));
+        let command = launch.command.unwrap_or(&session.command);
         let fifo = self.fifo(&session.id);
         let pipe = open_status(&fifo, account)
             .map_err(|e| Error::Internal(format!("status pipe {}: {e}", fifo.display())))?;
@@ -103,7 +105,8 @@ impl Spawner {
             scope_unit.as_deref(),
             session.cwd.as_deref(),
             Some(pipe.path()),
-            &session.command,
+            launch.banner.as_deref(),
+            command,
         ));
         let out = match tap {
             // One line: tmux sets the pipe up before it reads the new pane.
@@ -182,11 +185,17 @@ impl Spawner {
     }
 
     /// Makes the new session's log directory (removing an old one of that
-    /// name) and returns the `pipe-pane` that taps its pane; on failure the
+    /// name when `fresh`; a restart continues its log) and returns the `pipe-pane` that taps its pane; on failure the
     /// session starts unlogged (with a warning) and the supervisor's next
     /// full refresh tries again.
-    fn tap(&self, session: &Session, account: &Account, args: &LogArgs) -> Option<Cmd> {
-        let made = crate::logs::setup::prepare_session(&args.dir, account.uid, account.gid, true)
+    fn tap(
+        &self,
+        session: &Session,
+        account: &Account,
+        args: &LogArgs,
+        fresh: bool,
+    ) -> Option<Cmd> {
+        let made = crate::logs::setup::prepare_session(&args.dir, account.uid, account.gid, fresh)
             .map_err(|e| format!("{}: {e}", args.dir.display()))
             .and_then(|()| {
                 let target = format!("={}:", session.tmux_session);
@@ -208,6 +217,20 @@ impl Spawner {
             tracing::warn!(session_id = %id, unit, error = %e, "stopping the session scope failed");
         }
     }
+}
+
+/// How [`Spawner::spawn`] starts a session's program.
+#[derive(Debug, Default)]
+pub struct Launch<'a> {
+    /// Where the output log goes (none: unlogged).
+    pub log: Option<&'a LogArgs>,
+    /// A new session's log starts afresh; a restart's continues.
+    pub fresh_log: bool,
+    /// What runs instead of the session's `command` (a restore's
+    /// `resume_command`).
+    pub command: Option<&'a [String]>,
+    /// The marker the exec-wrapper prints before the program starts.
+    pub banner: Option<String>,
 }
 
 /// Whether `program`, which the wrapper reported (a claim of the session's

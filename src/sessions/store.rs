@@ -64,6 +64,13 @@ pub struct Stored {
     /// Which of its uid's tmux servers it lives in (0: the first).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shard: u32,
+    /// A restore is due (the host rebooted; see `sessions::revive`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restore_due: bool,
+    /// When it was last brought back automatically (unix seconds, newest
+    /// last, at most `sessions.restart_burst`), for the restart limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_restarts: Vec<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -83,6 +90,12 @@ pub struct StoredRef<'a> {
     /// See [`Stored`].
     #[serde(skip_serializing_if = "is_zero")]
     pub shard: u32,
+    /// See [`Stored`].
+    #[serde(skip_serializing_if = "is_false")]
+    pub restore_due: bool,
+    /// See [`Stored`].
+    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+    pub auto_restarts: &'a [u64],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -383,7 +396,14 @@ mod tests {
             "ended_at": null, "owner_uid": 1000, "limits": {}, "keep": false
         }))
         .unwrap();
-        Stored { session: s, scope: None, pending: false, shard: 0 }
+        Stored {
+            session: s,
+            scope: None,
+            pending: false,
+            shard: 0,
+            restore_due: false,
+            auto_restarts: vec![],
+        }
     }
 
     fn put(st: &Stored) -> Vec<u8> {
@@ -393,6 +413,8 @@ mod tests {
             scope: &st.scope,
             pending: st.pending,
             shard: st.shard,
+            restore_due: st.restore_due,
+            auto_restarts: &st.auto_restarts,
         };
         EntryRef::Put(r).encode(&mut out);
         out

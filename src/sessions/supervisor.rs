@@ -148,8 +148,10 @@ fn apply_chunk(
         if !crate::protocol::types::valid_id(id) {
             continue;
         }
+        // A record newer than the listing (restarted since: a new tmux
+        // session of the same name) must not get the old pane applied.
         let (spawning, ours) = match records.get(id) {
-            Some(rec) => (rec.spawning, rec.server_key() == server.key()),
+            Some(rec) => (rec.spawning || rec.epoch > epoch, rec.server_key() == server.key()),
             None => (false, false),
         };
         match records.get(id) {

@@ -48,22 +48,28 @@ pub fn id(id: &str) -> Result<(), Error> {
 
 /// `command`: a non-empty argv of non-empty strings without control characters.
 pub fn command(argv: &[String]) -> Result<(), Error> {
+    argv_named("command", argv)
+}
+
+/// An argv in the field `field` (`command`, `resume_command`): what
+/// [`command`] checks, the messages naming that field.
+pub fn argv_named(field: &str, argv: &[String]) -> Result<(), Error> {
     if argv.is_empty() {
-        return Err(invalid("command: must be a non-empty array of strings (an argv)".into()));
+        return Err(invalid(format!("{field}: must be a non-empty array of strings (an argv)")));
     }
     if argv.len() > MAX_ARGS {
-        return Err(invalid(format!("command: more than {MAX_ARGS} arguments")));
+        return Err(invalid(format!("{field}: more than {MAX_ARGS} arguments")));
     }
     if argv[0].is_empty() {
-        return Err(invalid("command[0]: the program name is empty".into()));
+        return Err(invalid(format!("{field}[0]: the program name is empty")));
     }
     for (i, arg) in argv.iter().enumerate() {
         if arg.len() > MAX_ARG_BYTES {
-            return Err(invalid(format!("command[{i}]: longer than {MAX_ARG_BYTES} bytes")));
+            return Err(invalid(format!("{field}[{i}]: longer than {MAX_ARG_BYTES} bytes")));
         }
         if has_control(arg) {
             return Err(invalid(format!(
-                "command[{i}]: contains a control character (newline, NUL, ...)"
+                "{field}[{i}]: contains a control character (newline, NUL, ...)"
             )));
         }
     }

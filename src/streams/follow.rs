@@ -160,7 +160,11 @@ impl Follow {
     fn ended(&self) -> Ended {
         let records = self.sessions.registry().lock();
         match records.get(&self.id) {
-            Some(r) if r.session.state == SessionState::Running => Ended::No,
+            // A program started again by its policy continues the same log:
+            // the stream stays open across it.
+            Some(r) if r.session.state == SessionState::Running || r.spawning || r.comes_back() => {
+                Ended::No
+            }
             Some(r) => Ended::Yes(r.session.exit_status),
             None => Ended::Yes(None),
         }

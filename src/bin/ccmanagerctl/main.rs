@@ -154,6 +154,18 @@ struct NewArgs {
     /// A limit, NAME=VALUE (e.g. nofile=1024, memory_max=2G; repeatable).
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     limits: Vec<String>,
+    /// Re-create it after a reboot (on_boot) or also after its tmux server
+    /// died (always). Default: the daemon's sessions.restore.
+    #[arg(long, value_name = "never|on_boot|always")]
+    restore: Option<String>,
+    /// What a restore runs instead of CMD, as a JSON array (an argv, never a
+    /// shell string), e.g. '["claude","--continue"]'.
+    #[arg(long, value_name = "JSON_ARGV")]
+    resume_command: Option<String>,
+    /// Run the program again when it exits. Default: the daemon's
+    /// sessions.restart.
+    #[arg(long, value_name = "never|on_failure|always")]
+    restart: Option<String>,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     argv: Vec<String>,

@@ -15,7 +15,19 @@ use crate::resize::parse_size;
 use crate::NewArgs;
 
 pub fn run(ctl: &mut Ctl, args: NewArgs) -> Result<(), Failure> {
-    let NewArgs { name, cwd, user, env, size, keep, limits, argv } = args;
+    let NewArgs {
+        name,
+        cwd,
+        user,
+        env,
+        size,
+        keep,
+        limits,
+        restore,
+        resume_command,
+        restart,
+        argv,
+    } = args;
     let mut vars = BTreeMap::new();
     for kv in env {
         let (k, v) =
@@ -39,11 +51,27 @@ pub fn run(ctl: &mut Ctl, args: NewArgs) -> Result<(), Failure> {
             Ok(uid) => UserSpec::Uid(uid),
             Err(_) => UserSpec::Name(u),
         }),
+        restore: restore.map(|v| word("--restore", &v)).transpose()?,
+        resume_command: resume_command
+            .map(|v| {
+                serde_json::from_str::<Vec<String>>(&v).map_err(|e| {
+                    usage(format!(
+                        "--resume-command {v:?}: expected a JSON array of strings, e.g. '[\"claude\",\"--continue\"]' ({e})"
+                    ))
+                })
+            })
+            .transpose()?,
+        restart: restart.map(|v| word("--restart", &v)).transpose()?,
     };
     if let Some(session) = ctl.call::<SessionCreate>(&params)? {
         println!("{}", session.id);
     }
     Ok(())
+}
+
+/// A policy word (`on_boot`), read as the daemon reads it.
+fn word<T: serde::de::DeserializeOwned>(flag: &str, v: &str) -> Result<T, Failure> {
+    serde_json::from_value(json!(v)).map_err(|e| usage(format!("{flag} {v:?}: {e}")))
 }
 
 /// `NAME=VALUE` pairs read as the daemon reads `limits`: a number where the
