@@ -72,6 +72,10 @@ pub struct Record {
     /// When it was last brought back automatically (unix seconds, newest
     /// last), for `sessions.restart_burst`.
     pub auto_restarts: Vec<u64>,
+    /// When it stopped running, precisely (`ended_at` has seconds; the
+    /// restart delay needs better). Not saved: after a daemon restart
+    /// `ended_at` stands in.
+    pub ended: Option<SystemTime>,
 }
 
 /// RFC 3339 UTC, seconds precision.
@@ -106,6 +110,7 @@ impl Record {
             shard: 0,
             restore_due: false,
             auto_restarts: Vec::new(),
+            ended: None,
         }
     }
 
@@ -262,10 +267,12 @@ impl Record {
             }
             s.ended_at.get_or_insert_with(|| rfc3339(now));
             s.state = SessionState::Exited;
+            self.ended.get_or_insert(now);
         } else {
             s.state = SessionState::Running;
             s.exit_status = None;
             s.ended_at = None;
+            self.ended = None;
         }
     }
 
@@ -276,6 +283,7 @@ impl Record {
         }
         self.session.state = SessionState::Lost;
         self.session.ended_at = Some(rfc3339(now));
+        self.ended = Some(now);
         self.session.pid = None;
         self.pane_pid = None;
         self.pane = None;

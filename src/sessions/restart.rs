@@ -133,6 +133,7 @@ impl Sessions {
             r.pane_pid = started.pane_pid;
             r.scope = started.scope.clone();
             r.dead_seen = None;
+            r.ended = None;
             let s = &mut r.session;
             s.pid = started.session.pid;
             s.state = SessionState::Running;

@@ -129,7 +129,8 @@ fn plan_ignoring_limit(r: &Record, delay: Duration) -> Option<(SystemTime, Resta
                 RestartPolicy::OnFailure => s.exit_status != Some(0),
                 RestartPolicy::Always => true,
             };
-            let ended = s.ended_at.as_deref().and_then(parse_time).unwrap_or(UNIX_EPOCH);
+            let saved = || s.ended_at.as_deref().and_then(parse_time);
+            let ended = r.ended.or_else(saved).unwrap_or(UNIX_EPOCH);
             again.then_some((ended + delay, RestartReason::Exited))
         }
     }

@@ -26,6 +26,11 @@ pub fn report(line: &str) {
 /// Boots a box and installs the test-built binaries with the package's files
 /// (postinst starts the socket and the service). `None`: skipped.
 pub fn setup(test: &str) -> Option<SysBox> {
+    setup_keeping(test, &[])
+}
+
+/// [`setup`] in a box that keeps `keep` (see [`SysBox::boot_keeping`]).
+pub fn setup_keeping(test: &str, keep: &[(&Path, &Path)]) -> Option<SysBox> {
     if skip_unless_root(test) {
         return None;
     }
@@ -36,7 +41,7 @@ pub fn setup(test: &str) -> Option<SysBox> {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_ccmanagerd"));
     let bin_dir = bin.parent().unwrap().to_path_buf();
     assert!(bin_dir.join("ccmanagerctl").exists(), "ccmanagerctl not built next to ccmanagerd");
-    let sb = SysBox::boot().expect("boot");
+    let sb = SysBox::boot_keeping(keep).expect("boot");
     install_files(&sb, &repo_root(), &bin_dir).expect("install_files");
     wait_active(&sb);
     // A failed first start is reported, not hidden (systemd restarts it and

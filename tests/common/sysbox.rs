@@ -84,6 +84,18 @@ mkdir -p "$st/box/upper" "$st/box/work" "$st/box/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$st/box/upper,workdir=$st/box/work" "$st/box/root"
 r=$st/box/root
 mount -t proc proc "$r/proc"
+# Every box is a boot of its own: the kernel's boot id is not namespaced, so
+# each box gets a fresh one over it (ccmanagerd tells a reboot by it).
+cat /proc/sys/kernel/random/uuid > "$st/box/boot_id"
+mount --bind "$st/box/boot_id" "$r/proc/sys/kernel/random/boot_id"
+# Directories kept across boxes ("host-dir box-path" per line): a state
+# directory that survives a "reboot" (tear down, boot a new box).
+if [ -f "$st/keep" ]; then
+  while read -r host path; do
+    mkdir -p "$r$path"
+    mount --bind "$host" "$r$path"
+  done < "$st/keep"
+fi
 mount --rbind /sys "$r/sys"
 if ! grep -q ' cgroup2 \.$' "$st/cgmounts"; then
   mount -t tmpfs -o mode=0755 cgroup "$r/sys/fs/cgroup"
@@ -362,6 +374,14 @@ pub struct SysBox {
 impl SysBox {
     /// Boots a box and waits (at most [`BOOT_TIMEOUT`]) until it is up.
     pub fn boot() -> Result<SysBox> {
+        SysBox::boot_keeping(&[])
+    }
+
+    /// [`SysBox::boot`] with host directories bind-mounted into the box
+    /// (`(host dir, absolute path in the box)`): what the box writes there
+    /// outlives it, so a second box booted with the same ones sees a
+    /// "reboot" of the first (each box has its own boot id).
+    pub fn boot_keeping(keep: &[(&Path, &Path)]) -> Result<SysBox> {
         sweep_stale();
         let t0 = Instant::now();
         let id = format!(
@@ -406,6 +426,20 @@ impl SysBox {
         }
         fs::write(state.join("cgmounts"), cgmounts)?;
         fs::write(state.join("init"), INIT_SCRIPT)?;
+        if !keep.is_empty() {
+            let mut lines = String::new();
+            for (host, path) in keep {
+                let (h, p) = (host.display().to_string(), path.display().to_string());
+                if !path.is_absolute()
+                    || h.contains(char::is_whitespace)
+                    || p.contains(char::is_whitespace)
+                {
+                    bail!("boot_keeping: {h} -> {p}: absolute paths without spaces only");
+                }
+                lines.push_str(&format!("{h} {p}\n"));
+            }
+            fs::write(state.join("keep"), lines)?;
+        }
 
         let log = fs::File::create(state.join("boot.log"))?;
         let mut cmd = Command::new("unshare");

@@ -96,6 +96,14 @@ enum Command {
     },
     /// Kill sessions (the whole process tree of each).
     Kill(KillArgs),
+    /// Run a session's program again (a running one is ended first).
+    Restart {
+        /// Session id.
+        id: String,
+        /// Run its resume_command instead of its command.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Type text into a session.
     Send(SendArgs),
     /// Print a session's screen (and scrollback with --lines).
@@ -295,6 +303,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::New(args) => new::run(ctl, args),
         Command::Show { id } => show::run(ctl, id),
         Command::Kill(args) => kill::run(ctl, args),
+        Command::Restart { id, resume } => show::restart(ctl, id, resume),
         Command::Send(args) => send::run(ctl, args),
         Command::Capture(args) => capture::run(ctl, args),
         Command::Resize { id, size } => resize::run(ctl, id, &size),

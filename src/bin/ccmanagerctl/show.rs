@@ -1,13 +1,21 @@
-//! `ccmanagerctl show ID`: `session.get`, one field a line.
+//! `ccmanagerctl show ID`: `session.get`, one field a line; `ccmanagerctl
+//! restart ID`: `session.restart`, then the same.
 
-use ccmanagerd::protocol::method::SessionGet;
-use ccmanagerd::protocol::methods::SessionId;
+use ccmanagerd::protocol::method::{SessionGet, SessionRestart};
+use ccmanagerd::protocol::methods::{self, SessionId};
 use ccmanagerd::protocol::types::Session;
 
 use crate::output::{age, Ctl, Failure};
 
 pub fn run(ctl: &mut Ctl, id: String) -> Result<(), Failure> {
     if let Some(session) = ctl.call::<SessionGet>(&SessionId { id })? {
+        print_session(&session);
+    }
+    Ok(())
+}
+
+pub fn restart(ctl: &mut Ctl, id: String, resume: bool) -> Result<(), Failure> {
+    if let Some(session) = ctl.call::<SessionRestart>(&methods::SessionRestart { id, resume })? {
         print_session(&session);
     }
     Ok(())
@@ -32,4 +40,25 @@ fn print_session(s: &Session) {
     println!("owner uid:     {}", s.owner_uid);
     println!("keep:          {}", s.keep);
     println!("limits:        {}", serde_json::to_string(&s.limits).unwrap_or_default());
+    println!("restore:       {}", word(&s.restore));
+    if let Some(argv) = &s.resume_command {
+        println!("resume:        {}", serde_json::to_string(argv).unwrap_or_default());
+    }
+    println!("restart:       {}", word(&s.restart));
+    println!("restarts:      {}", s.restarts);
+    if let Some(at) = &s.restarted_at {
+        let why = s.restart_reason.map(|r| r.as_str()).unwrap_or("-");
+        println!("restarted:     {at} ({why})");
+    }
+    if let Some(at) = &s.restored_at {
+        println!("restored:      {at}");
+    }
+    if let Some(why) = &s.state_reason {
+        println!("state reason:  {why}");
+    }
+}
+
+/// A policy's wire word (`on_boot`).
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
