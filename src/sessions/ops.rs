@@ -367,16 +367,31 @@ impl Sessions {
         let spawned = match spawned {
             Ok((server, Ok(mut record))) => {
                 let out = record.session.clone();
-                {
+                let restorable = out.restore != crate::protocol::types::RestorePolicy::Never;
+                let gen = {
                     let mut records = registry.lock();
                     record.shard = key.shard;
                     // A listing taken before new-session must not mark it lost.
                     record.epoch = server.bump_epoch();
                     // The intent is fulfilled; saved with the next save (the
-                    // intent alone already brings the session back).
-                    records.insert_lazy(record);
-                }
+                    // intent alone brings the session back after a daemon
+                    // crash, from tmux)...
+                    if restorable {
+                        Some(records.insert(record))
+                    } else {
+                        records.insert_lazy(record);
+                        None
+                    }
+                };
                 self.inner.servers.exits().watch(&server, &id);
+                // ... but not after a power loss, which takes tmux too: an
+                // intent found then is dropped. A session to restore is
+                // acknowledged once it would be.
+                if let Some(gen) = gen {
+                    if let Err(e) = registry.durable(gen).await {
+                        tracing::warn!(session_id = %id, error = %e, "session {id} runs, but would not be restored after a power loss: its state is not saved");
+                    }
+                }
                 Ok(out)
             }
             Ok((server, Err(e))) => {

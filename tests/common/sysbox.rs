@@ -111,6 +111,12 @@ for l in /sys/fs/cgroup/*; do
 done
 mount --rbind /dev "$r/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$r/run"
+# Services see the box's boot id too: ProtectKernelTunables= mounts /proc/sys
+# afresh (without the bind above); a bind of their own is applied after it.
+cp "$st/box/boot_id" "$r/run/sysbox-boot-id"
+mkdir -p "$r/run/systemd/system/service.d"
+printf '[Service]\nBindReadOnlyPaths=/run/sysbox-boot-id:/proc/sys/kernel/random/boot_id\n' \
+  > "$r/run/systemd/system/service.d/sysbox-boot-id.conf"
 mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
 cd "$r"
 mkdir -p .sysbox-oldroot
