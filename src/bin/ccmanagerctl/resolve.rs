@@ -38,8 +38,10 @@ pub fn many(ctl: &mut Ctl, args: &[String]) -> Result<Vec<String>, Failure> {
 }
 
 fn listed(ctl: &mut Ctl) -> Result<Vec<IdName>, Failure> {
-    let params =
-        methods::SessionList { state: None, fields: Some(vec![SessionField::Id, SessionField::Name]) };
+    let params = methods::SessionList {
+        state: None,
+        fields: Some(vec![SessionField::Id, SessionField::Name]),
+    };
     Ok(ctl.client.request_as::<SessionList, Listed>(&params)?.sessions)
 }
 
@@ -81,12 +83,21 @@ mod tests {
 
     #[test]
     fn exact_id_then_name_then_unique_prefix() {
-        let list = [s("ab12", Some("cd34")), s("cd34", None), s("ab99", Some("web")), s("ef", Some("web"))];
+        let list = [
+            s("ab12", Some("cd34")),
+            s("cd34", None),
+            s("ab99", Some("web")),
+            s("ef", Some("web")),
+        ];
         assert_eq!(pick(&list, "cd34").ok(), Some("cd34".into()), "an exact id beats a name");
         assert_eq!(pick(&list, "ab1").ok(), Some("ab12".into()));
         assert_eq!(pick(&list, "zz").ok(), Some("zz".into()), "no match: the daemon says so");
         let e = pick(&list, "ab").err().unwrap();
-        assert!(e.message.contains("ab12 (cd34)") && e.message.contains("ab99 (web)"), "{}", e.message);
+        assert!(
+            e.message.contains("ab12 (cd34)") && e.message.contains("ab99 (web)"),
+            "{}",
+            e.message
+        );
         let e = pick(&list, "web").err().unwrap();
         assert!(e.message.contains("matches 2 sessions"), "{}", e.message);
     }

@@ -52,9 +52,8 @@ fn print_status(s: &Status, sessions: &[OwnerState]) {
     } else {
         let version = s.tmux.version.as_deref().unwrap_or("tmux");
         outln!("tmux servers ({version}):");
-        let mut rows = vec![["UID", "USER", "PID", "SESSIONS", "STATE", "SOCKET"]
-            .map(String::from)
-            .to_vec()];
+        let mut rows =
+            vec![["UID", "USER", "PID", "SESSIONS", "STATE", "SOCKET"].map(String::from).to_vec()];
         for t in &s.tmux.servers {
             rows.push(vec![
                 t.uid.to_string(),
