@@ -44,7 +44,9 @@ fn packaged_completions_and_man_page_are_current() {
     );
     // The man page has what an operator looks for.
     let man = String::from_utf8(generated(&["manpage"])).unwrap();
-    for section in [".SH \"EXIT STATUS\"", ".SH FILES", "CCMANAGERD_SOCKET", "ccmanagerctl\\-attach"] {
+    for section in
+        [".SH \"EXIT STATUS\"", ".SH FILES", "CCMANAGERD_SOCKET", "ccmanagerctl\\-attach"]
+    {
         assert!(man.contains(section), "man page lacks {section}");
     }
     let bash = String::from_utf8(generated(&["completions", "bash"])).unwrap();
