@@ -101,7 +101,7 @@ mod tests {
         assert!(text.contains(&format!("{} (No such file", missing.display())), "{text}");
         assert!(text.contains(&format!("{} (Connection refused", stale.display())), "{text}");
         // One path: its own error, as before discovery existed.
-        let Err(e) = Client::connect_first(&[missing.clone()], t, t) else { panic!() };
+        let Err(e) = Client::connect_first(std::slice::from_ref(&missing), t, t) else { panic!() };
         assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
     }
 

@@ -65,20 +65,6 @@ pub fn printable(s: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn argv_is_quoted_as_a_shell_reads_it() {
-        assert_eq!(shell_words(["sh", "-c", "echo hi; ls"]), "sh -c 'echo hi; ls'");
-        assert_eq!(shell_words(["printf", "it's"]), "printf \"it's\"");
-        assert_eq!(shell_words(["a b", ""]), "'a b' ''");
-        assert_eq!(shell_words(["x\x1b]0;t\x07"]), "$'x\\x1b]0;t\\x07'");
-        assert_eq!(shell_words(["\u{9b}2J"]), "$'\\u009b2J'");
-    }
-}
-
 /// SIZE is the pane's COLSxROWS (what a client attaching must draw);
 /// AGE since creation, IDLE since the last output.
 fn print_sessions(sessions: &[Session]) {
@@ -104,4 +90,18 @@ fn print_sessions(sessions: &[Session]) {
         ]);
     }
     print_table(&rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_is_quoted_as_a_shell_reads_it() {
+        assert_eq!(shell_words(["sh", "-c", "echo hi; ls"]), "sh -c 'echo hi; ls'");
+        assert_eq!(shell_words(["printf", "it's"]), "printf \"it's\"");
+        assert_eq!(shell_words(["a b", ""]), "'a b' ''");
+        assert_eq!(shell_words(["x\x1b]0;t\x07"]), "$'x\\x1b]0;t\\x07'");
+        assert_eq!(shell_words(["\u{9b}2J"]), "$'\\u009b2J'");
+    }
 }

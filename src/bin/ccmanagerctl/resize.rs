@@ -25,7 +25,7 @@ pub fn run(ctl: &mut Ctl, arg: &str, Size { cols, rows }: Size) -> Result<(), Fa
 /// bounds (the same message as its own).
 /// (A clap value parser: a bad size is a usage error before connecting.)
 pub fn parse_size(s: &str) -> Result<Size, String> {
-    let bad = || format!("expected COLSxROWS, e.g. 120x40");
+    let bad = || "expected COLSxROWS, e.g. 120x40".to_string();
     let (c, r) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let number = |what: &str, v: &str, max: u16| {
         let n: u64 = v.parse().map_err(|_| bad())?;
