@@ -12,7 +12,11 @@
 //! whole reply) have deadlines, so a socket whose daemon does not accept
 //! (a socket-activated service failing to start keeps connections in the
 //! backlog) or does not answer is a [`ClientError::Timeout`].
+//!
+//! Without a path, [`Client::connect_first`] over [`default_sockets`] finds
+//! the daemon (client/discover.rs).
 
+mod discover;
 mod incoming;
 
 use std::collections::VecDeque;
@@ -27,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::protocol::{Method, RpcError};
+pub use discover::{default_sockets, Tried, SYSTEM_SOCKET};
 use incoming::{present, Lines};
 pub use incoming::{Incoming, Notification, Reply, StreamEvent};
 
@@ -68,6 +73,12 @@ pub enum ClientError {
         path: PathBuf,
         /// The OS error, when there was one.
         reason: Option<String>,
+    },
+    /// None of the sockets tried accepted a connection ([`Client::connect_first`]).
+    #[error("cannot connect to ccmanagerd: tried {}", discover::list(.tried))]
+    NotFound {
+        /// Each path and why it did not work.
+        tried: Vec<Tried>,
     },
     /// The daemon answered with an error object.
     #[error("{}", .0.message)]

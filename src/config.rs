@@ -759,6 +759,13 @@ fn runtime_base() -> PathBuf {
     if is_root() {
         return PathBuf::from("/run/ccmanagerd");
     }
+    user_runtime_base()
+}
+
+/// The runtime directory of a daemon run by a user (not root):
+/// $XDG_RUNTIME_DIR/ccmanagerd, or /tmp/ccmanagerd-UID when that is unset.
+/// `ccmanagerctl` looks for the per-user socket here.
+pub fn user_runtime_base() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute()) {
         Some(dir) => dir.join("ccmanagerd"),
         None => std::env::temp_dir().join(format!("ccmanagerd-{}", nix::unistd::geteuid())),

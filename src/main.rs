@@ -60,6 +60,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A bad --log-level is a bad config value: the same exit codes.
+    if let Some(Err(e)) = args.log_level.as_deref().map(ccmanagerd::logging::check_filter) {
+        eprintln!("ccmanagerd: invalid --log-level: {e}");
+        if args.check_config {
+            return ExitCode::FAILURE;
+        }
+        if let Some(listener) = activated {
+            answer_waiting_clients(listener);
+        }
+        return ExitCode::from(EX_CONFIG);
+    }
     let config = match options.load_config() {
         Ok(c) => c,
         Err(e) if args.check_config => {

@@ -114,9 +114,10 @@ impl Reloader {
         }
         self.config.set(new);
         for key in &needs_restart {
-            tracing::warn!(key = %key, "config change needs a restart to take effect");
+            tracing::warn!(key = %key, "config: {key} changed; it takes effect at the next restart");
         }
-        tracing::info!(applied = ?applied, needs_restart = ?needs_restart, "config reloaded");
+        tracing::info!(applied = ?applied, needs_restart = ?needs_restart,
+            "config reloaded: applied {applied:?}, waiting for a restart {needs_restart:?}");
         Ok(ReloadResult { reloaded: true, applied, needs_restart })
     }
 }

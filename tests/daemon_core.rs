@@ -507,7 +507,7 @@ fn ctl_exit_codes_and_raw_call() {
         .args(["--socket", "/nonexistent/ccm.sock", "status"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(69), "cannot connect: EX_UNAVAILABLE");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("/nonexistent/ccm.sock") && err.contains("systemctl start ccmanagerd"),

@@ -439,13 +439,13 @@ fn ctl_session_commands() {
             && argv.contains(&format!("=ccmanager_sess_{id}")),
         "{argv:?}"
     );
-    assert_eq!(d.ctl(&["resize", &id, "huge"]).status.code(), Some(1));
+    assert_eq!(d.ctl(&["resize", &id, "huge"]).status.code(), Some(2), "usage");
     assert_eq!(d.ctl(&["show", "nosuch"]).status.code(), Some(1));
     let id2 = String::from_utf8_lossy(&d.ctl(&["new", "--", "cat"]).stdout).trim().to_string();
     let out = d.ctl(&["kill", "--all"]);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(2),
         "--all without --yes and without a terminal must not kill"
     );
     assert_eq!(count(&d, None), 2);

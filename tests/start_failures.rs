@@ -164,7 +164,7 @@ fn ctl_gives_up_when_nobody_accepts() {
         Duration::from_secs(20),
     );
     eprintln!("ccmanagerctl --connect-timeout 1s gave up after {took:?}");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(75), "a timeout is EX_TEMPFAIL: {out:?}");
     let err = stderr(&out);
     assert!(err.contains("no connection to") && err.contains("within 1s"), "{err}");
     assert!(err.contains("systemctl status ccmanagerd"), "{err}");
@@ -185,7 +185,7 @@ fn ctl_gives_up_when_nobody_answers() {
         Duration::from_secs(20),
     );
     eprintln!("ccmanagerctl --timeout 1s gave up after {took:?}");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(75), "a timeout is EX_TEMPFAIL: {out:?}");
     let err = stderr(&out);
     assert!(err.contains("no reply from the daemon") && err.contains("within 1s"), "{err}");
     assert!(err.contains("systemctl status ccmanagerd"), "{err}");
@@ -193,12 +193,12 @@ fn ctl_gives_up_when_nobody_answers() {
     let help = Command::new(bin("ccmanagerctl")).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("[default: 30s]") && help.contains("[default: 5s]"), "{help}");
-    // A usage error is ours (1), not "cannot reach the daemon" (2).
+    // A usage error is 2, not "cannot reach the daemon" (69).
     let bad =
         Command::new(bin("ccmanagerctl")).args(["--timeout", "0s", "status"]).output().unwrap();
-    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(stderr(&bad).contains("must be more than 0"), "{bad:?}");
-    // Accepted, then closed without a reply (a daemon that dies): exit 2 too.
+    // Accepted, then closed without a reply (a daemon that dies): 69.
     let listener = UnixListener::bind(dir.path().join("closing.sock")).unwrap();
     let closer = std::thread::spawn(move || drop(listener.accept()));
     let (out, _) = run_within(
@@ -209,6 +209,6 @@ fn ctl_gives_up_when_nobody_answers() {
         Duration::from_secs(20),
     );
     closer.join().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
     assert!(stderr(&out).contains("closed the connection without replying"), "{out:?}");
 }

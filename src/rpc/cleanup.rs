@@ -10,7 +10,13 @@ use crate::protocol::types::CleanupReport;
 
 /// `cleanup.run {dry_run}` -> `{removed: [{id, reason}], dry_run}`.
 pub async fn run(ctx: &Ctx<'_>, p: CleanupRun) -> CleanupReport {
-    tracing::info!(peer_uid = ctx.peer.uid, dry_run = p.dry_run, "cleanup requested over RPC");
+    tracing::info!(
+        peer_uid = ctx.peer.uid,
+        dry_run = p.dry_run,
+        "uid {} asked for a cleanup (dry run: {})",
+        ctx.peer.uid,
+        p.dry_run
+    );
     let s = ctx.service;
     let mine: BTreeSet<String> =
         s.sessions.list(&ctx.caller, None).into_iter().map(|s| s.id).collect();

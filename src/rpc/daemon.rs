@@ -43,7 +43,7 @@ pub async fn reload(ctx: &Ctx<'_>) -> Result<ReloadResult> {
             "daemon.reload is for root and members of daemon.admin_group".into(),
         ));
     }
-    tracing::info!(peer_uid = ctx.peer.uid, "reload requested over RPC");
+    tracing::info!(peer_uid = ctx.peer.uid, "uid {} asked for a config reload", ctx.peer.uid);
     let health = &ctx.service.health;
     ctx.service.reloader.reload(|| health.status_line()).await
 }

@@ -42,7 +42,7 @@ pub fn get(ctx: &Ctx<'_>, p: SessionId) -> Result<Session> {
 
 /// `session.kill`.
 pub async fn kill(ctx: &Ctx<'_>, p: SessionId) -> Result<KillResult> {
-    tracing::info!(session_id = %p.id, peer_uid = ctx.peer.uid, "kill requested");
+    tracing::info!(session_id = %p.id, peer_uid = ctx.peer.uid, "uid {} asked to kill session {}", ctx.peer.uid, p.id);
     ctx.service.sessions.kill(&ctx.caller, &p.id, "killed").await?;
     Ok(KillResult { id: p.id, killed: true })
 }

@@ -408,11 +408,11 @@ impl Sessions {
         };
         match spawned {
             Ok(out) => {
-                tracing::info!(session_id = %out.id, pid = out.pid, uid = out.uid, owner_uid = caller.uid, command = ?out.command, "session created");
+                tracing::info!(session_id = %out.id, pid = out.pid, uid = out.uid, owner_uid = caller.uid, command = ?out.command, "created session {} ({}) for uid {}: {}", out.id, out.name.as_deref().unwrap_or("no name"), out.uid, shlex::try_join(out.command.iter().map(String::as_str)).unwrap_or_default());
                 Ok(out)
             }
             Err(e) => {
-                tracing::warn!(session_id = %id, error = %e, "session create failed; nothing left behind");
+                tracing::warn!(session_id = %id, error = %e, "creating session {id} failed; nothing left behind: {e}");
                 Err(e)
             }
         }
@@ -438,7 +438,7 @@ impl Sessions {
             }
             gen
         };
-        tracing::info!(session_id = %id, reason, "session removed");
+        tracing::info!(session_id = %id, reason, "removed session {id} ({reason})");
         // Acknowledged only once the removal is durable: a daemon crash
         // after the reply never brings the session back (as `lost`).
         self.inner.registry.durable(gen).await.map_err(|e| match e {

@@ -263,7 +263,7 @@ impl Record {
             // whenever it appears.
             if s.exit_status.is_none() && status.is_some() {
                 s.exit_status = status;
-                tracing::info!(session_id = %s.id, exit_status = s.exit_status, "session program exited");
+                tracing::info!(session_id = %s.id, exit_status = s.exit_status, "the program of session {} exited with status {}", s.id, status.unwrap_or_default());
             }
             s.ended_at.get_or_insert_with(|| rfc3339(now));
             s.state = SessionState::Exited;

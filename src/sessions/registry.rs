@@ -587,7 +587,7 @@ impl Registry {
             }
             let news = records.modify(&id, |rec| rec.mark_lost(now)).unwrap_or(false);
             if news {
-                tracing::warn!(session_id = %id, "session lost: {why}");
+                tracing::warn!(session_id = %id, "session {id} is lost: {why}");
             }
         }
     }

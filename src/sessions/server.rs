@@ -440,7 +440,7 @@ impl Server {
         let info = if launch {
             let (info, launched) = tmux::ensure_running(&self.launcher, &self.paths).await?;
             if launched {
-                tracing::info!(uid = self.uid, shard = self.shard, pid = info.pid, socket = %self.paths.socket.display(), "started a tmux server");
+                tracing::info!(uid = self.uid, shard = self.shard, pid = info.pid, socket = %self.paths.socket.display(), "started a tmux server for uid {} (pid {})", self.uid, info.pid);
             } else {
                 tracing::info!(
                     uid = self.uid,

@@ -117,7 +117,7 @@ pub fn apply(
                 tracing::warn!(session_id = %id, uid = server.uid,
                     "a create cut off by a daemon restart before its session existed: dropped");
             } else if records.modify(id, |r| r.mark_lost(now)) == Some(true) {
-                tracing::warn!(session_id = %id, uid = server.uid, "session is lost: its tmux session is gone");
+                tracing::warn!(session_id = %id, uid = server.uid, "session {id} is lost: its tmux session is gone");
                 done.lost += 1;
             }
         }

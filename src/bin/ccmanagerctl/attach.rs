@@ -32,7 +32,7 @@ use ccmanagerd::protocol::method::{
 use ccmanagerd::protocol::methods::{self, SessionId};
 use ccmanagerd::protocol::streams::{self, Bytes, From as Start, SubscribeResult};
 
-use crate::output::{usage, Ctl, Failure};
+use crate::output::{failed, usage, Ctl, Failure, UNAVAILABLE};
 use crate::terminal::{self, AltScreen, RawMode, Signals};
 use crate::AttachArgs;
 
@@ -48,7 +48,8 @@ const RETRY: Duration = Duration::from_millis(200);
 /// `session.write` (whose bound is 64 KiB).
 const READ_KEYS: usize = 16 * 1024;
 
-pub fn run(ctl: &mut Ctl, args: AttachArgs) -> Result<(), Failure> {
+pub fn run(ctl: &mut Ctl, mut args: AttachArgs) -> Result<(), Failure> {
+    args.id = crate::resolve::one(ctl, &args.id)?;
     if args.tmux {
         return tmux(ctl, args.id);
     }
@@ -79,8 +80,8 @@ pub fn run(ctl: &mut Ctl, args: AttachArgs) -> Result<(), Failure> {
         Err(end) => return report(&a, end),
     };
     let signals = Signals::catch(&[&[libc::SIGWINCH][..], &terminal::TERMINATING].concat())
-        .map_err(|e| usage(format!("cannot catch signals: {e}")))?;
-    let raw = RawMode::enter().map_err(|e| usage(format!("cannot make the terminal raw: {e}")))?;
+        .map_err(|e| failed(format!("cannot catch signals: {e}")))?;
+    let raw = RawMode::enter().map_err(|e| failed(format!("cannot make the terminal raw: {e}")))?;
     let end = match a.draw(&[&terminal::make_room(), &screen[..]].concat()) {
         Ok(()) => a.run(&signals),
         Err(end) => end,
@@ -117,7 +118,7 @@ fn report(a: &Attach, end: End) -> Result<(), Failure> {
             message: format!("detached from session {id}: {}", terminal::signal_name(s)),
             rpc: None,
         }),
-        End::Hangup => Err(usage(format!("detached from session {id}: the terminal closed"))),
+        End::Hangup => Err(failed(format!("detached from session {id}: the terminal closed"))),
         End::Failed(f) => Err(f),
     }
 }
@@ -129,9 +130,9 @@ fn tmux(ctl: &mut Ctl, id: String) -> Result<(), Failure> {
     let (program, args) = attach
         .argv
         .split_first()
-        .ok_or_else(|| usage("the daemon sent an empty attach command"))?;
+        .ok_or_else(|| failed("the daemon sent an empty attach command"))?;
     let err = std::process::Command::new(program).args(args).exec();
-    Err(usage(format!("cannot run {program}: {err}")))
+    Err(failed(format!("cannot run {program}: {err}")))
 }
 
 /// Why the attach ends.
@@ -147,7 +148,7 @@ impl End {
     fn failure(self) -> Failure {
         match self {
             End::Failed(f) => f,
-            _ => usage("the attach ended before it began"),
+            _ => failed("the attach ended before it began"),
         }
     }
 }
@@ -270,7 +271,7 @@ impl Attach<'_> {
             let timeout = self.lost.map(|_| &retry);
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(End::Failed(usage(format!("poll: {e}")))),
+                Err(e) => return Err(End::Failed(failed(format!("poll: {e}")))),
             }
             let ready = |fd: &PollFd| !fd.revents().is_empty();
             (ready(&fds[0]), ready(&fds[1]), fds.get(2).is_some_and(ready))
@@ -413,7 +414,7 @@ impl Attach<'_> {
         self.lost = None;
         let screen = match self.subscribe(Start::Offset(self.next)) {
             Ok(screen) => screen,
-            Err(End::Failed(f)) if f.code == 2 && since.elapsed() < timeout => {
+            Err(End::Failed(f)) if f.code == UNAVAILABLE && since.elapsed() < timeout => {
                 self.lose();
                 return Ok(());
             }

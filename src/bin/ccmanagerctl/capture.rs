@@ -9,10 +9,11 @@ use crate::CaptureArgs;
 
 pub fn run(ctl: &mut Ctl, args: CaptureArgs) -> Result<(), Failure> {
     let CaptureArgs { id, lines, escapes } = args;
+    let id = crate::resolve::one(ctl, &id)?;
     if let Some(captured) =
         ctl.call::<SessionCapture>(&methods::SessionCapture { id, lines, escapes })?
     {
-        print!("{}", captured.text);
+        out!("{}", captured.text);
     }
     Ok(())
 }

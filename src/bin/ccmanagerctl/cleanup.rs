@@ -11,10 +11,10 @@ pub fn run(ctl: &mut Ctl, dry_run: bool) -> Result<(), Failure> {
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     if report.removed.is_empty() {
-        println!("nothing to remove");
+        outln!("nothing to remove");
     }
     for r in report.removed {
-        println!("{verb} {} ({})", r.id, r.reason);
+        outln!("{verb} {} ({})", r.id, r.reason);
     }
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! `ccmanagerctl health`: `health.check`, one line per check.
+//! `ccmanagerctl health`: `health.check`, one aligned row per check.
 
 use ccmanagerd::protocol::method::HealthCheck;
 use ccmanagerd::protocol::methods::NoParams;
 use ccmanagerd::protocol::types::Health;
 
-use crate::output::{Ctl, Failure};
+use crate::output::{print_table, Ctl, Failure};
 
 pub fn run(ctl: &mut Ctl) -> Result<(), Failure> {
     if let Some(health) = ctl.call::<HealthCheck>(&NoParams {})? {
@@ -14,8 +14,10 @@ pub fn run(ctl: &mut Ctl) -> Result<(), Failure> {
 }
 
 fn print_health(h: &Health) {
-    println!("health: {}", h.status);
+    outln!("health: {}", h.status);
+    let mut rows = vec![["CHECK", "STATUS", "DETAIL"].map(String::from).to_vec()];
     for c in &h.checks {
-        println!("  {:<8} {:<16} {}", c.status, c.name, c.detail);
+        rows.push(vec![c.name.clone(), c.status.clone(), c.detail.clone()]);
     }
+    print_table(&rows);
 }

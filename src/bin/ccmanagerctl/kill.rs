@@ -14,7 +14,7 @@ pub fn run(ctl: &mut Ctl, args: KillArgs) -> Result<(), Failure> {
     let ids = if all {
         let sessions = ctl.client.request::<SessionList>(&Default::default())?.sessions;
         if sessions.is_empty() {
-            println!("no sessions");
+            outln!("no sessions");
             return Ok(());
         }
         if !yes && !confirm(&format!("kill all {} sessions?", sessions.len()))? {
@@ -24,12 +24,12 @@ pub fn run(ctl: &mut Ctl, args: KillArgs) -> Result<(), Failure> {
     } else if ids.is_empty() {
         return Err(usage("name the sessions to kill, or use --all"));
     } else {
-        ids
+        crate::resolve::many(ctl, &ids)?
     };
     let mut failed = None;
     for id in ids {
         match ctl.call::<SessionKill>(&SessionId { id: id.clone() }) {
-            Ok(Some(_)) => println!("killed {id}"),
+            Ok(Some(_)) => outln!("killed {id}"),
             Ok(None) => {}
             Err(f) => {
                 eprintln!("ccmanagerctl: {id}: {}", f.message);
@@ -50,9 +50,9 @@ fn confirm(question: &str) -> Result<bool, Failure> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
-    print!("{question} [y/N] ");
+    out!("{question} [y/N] ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).map_err(|e| usage(e.to_string()))?;
+    std::io::stdin().read_line(&mut answer).map_err(|e| crate::output::failed(e.to_string()))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }

@@ -39,7 +39,7 @@ pub fn run(ctl: &mut Ctl, args: LogsArgs) -> Result<(), Failure> {
         return Err(usage("logs has no --json form: --raw writes the log's bytes exactly"));
     }
     let mut out = Out::new(args.raw);
-    let id = args.id;
+    let id = crate::resolve::one(ctl, &args.id)?;
     // Following: the subscription's start is where the reads stop.
     let mut subscription = None;
     if args.follow {
@@ -273,6 +273,6 @@ fn check(r: std::io::Result<()>) -> Result<(), Failure> {
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(usage(format!("writing to stdout: {e}"))),
+        Err(e) => Err(crate::output::failed(format!("writing to stdout: {e}"))),
     }
 }

@@ -1,20 +1,38 @@
 //! `ccmanagerctl`: the operators' command-line client. Human output by
-//! default, `--json` for scripts (the daemon's result as it came). Exit codes:
-//! 0 success, 1 the daemon answered an error (or bad arguments of ours, or a
-//! reply that is not JSON-RPC), 2 the daemon cannot be reached: no socket,
-//! refused, no connection within `--connect-timeout`, no reply within
-//! `--timeout`, or the connection closed without a reply. It never waits
-//! longer than its two timeouts, except where it follows a stream (`attach`,
-//! `logs -f`). `attach` adds 3: the session ended while attached (its exit
-//! status is in the message), and 128 + N: ended by signal N.
+//! default, `--json` for scripts (the daemon's result as it came; errors as
+//! `{"error": {code, message, data: {kind}}}` on stdout). Exit codes (the
+//! constants in output.rs, and `EXIT_CODES` below for --help and the man
+//! page): 0 success, 1 the daemon answered an error (or the command failed
+//! here), 2 usage, 69 the daemon cannot be reached (no socket, refused,
+//! closed without a reply), 75 no connection within `--connect-timeout` or
+//! no reply within `--timeout`; `attach` adds 3 (the session ended) and
+//! 128 + N (ended by signal N). It never waits longer than its two
+//! timeouts, except where it follows a stream (`attach`, `logs -f`).
+//!
+//! Without `--socket` it finds the daemon itself (client/discover.rs): the
+//! system socket, else the per-user one. Every command that takes a session
+//! takes its id, a unique id prefix or its name (resolve.rs).
 //!
 //! This file holds the command line and the dispatch; each command is one
 //! file of the same name, calling the daemon through the typed method table.
+
+/// `print!` to stdout, ending quietly when stdout is a closed pipe
+/// (`ccmanagerctl ls | head -1`): see `output::write_out`.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` to stdout, ending quietly on a closed pipe (see `out!`).
+macro_rules! outln {
+    () => { $crate::output::write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 mod attach;
 mod call;
 mod capture;
 mod cleanup;
+mod generate;
 mod health;
 mod kill;
 mod logs;
@@ -25,6 +43,8 @@ mod output;
 mod ping;
 mod reload;
 mod resize;
+mod resolve;
+mod restart;
 mod sanitize;
 mod send;
 mod show;
@@ -37,8 +57,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use ccmanagerd::client::Client;
-use ccmanagerd::config::Config;
+use ccmanagerd::client::{default_sockets, Client};
 use output::{Ctl, Failure};
 
 /// Default of `--connect-timeout`: a daemon that accepts at all does so at
@@ -48,11 +67,29 @@ const CONNECT_TIMEOUT: &str = "5s";
 /// program to start, a large capture) take a few seconds on a loaded host.
 const REPLY_TIMEOUT: &str = "30s";
 
+/// What `--help` and the man page say after the options.
+const EXIT_CODES: &str = "\
+Sessions are named by id, a unique prefix of an id, or name.
+
+Exit status:
+  0    success
+  1    the daemon answered with an error (or the command failed here)
+  2    usage: a bad option, argument or value
+  3    attach: the session ended (its exit status is in the message)
+  69   the daemon cannot be reached: no socket, refused, permission denied, closed
+  75   no connection within --connect-timeout, or no reply within --timeout
+  128+N  attach: ended by signal N
+
+With --json an error is also printed on stdout as
+{\"error\": {\"code\": ..., \"message\": ..., \"data\": {\"kind\": ...}}}.";
+
 /// Control ccmanagerd, the tmux session manager daemon.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "ccmanagerctl", version, about, after_long_help = EXIT_CODES)]
 struct Cli {
-    /// The daemon's control socket.
+    /// The daemon's control socket [default: /run/ccmanagerd/ccmanagerd.sock
+    /// when a connect to it works, else
+    /// $XDG_RUNTIME_DIR/ccmanagerd/ccmanagerd.sock].
     #[arg(long, global = true, env = "CCMANAGERD_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Print the raw JSON result instead of a human summary.
@@ -89,31 +126,33 @@ enum Command {
     },
     /// Create a session running CMD (an argv, never a shell string).
     New(NewArgs),
-    /// Show one session.
+    /// Show one session (every field the daemon returns).
     Show {
-        /// Session id.
+        /// Session id, id prefix or name.
         id: String,
     },
-    /// Kill sessions (the whole process tree of each).
-    Kill(KillArgs),
-    /// Run a session's program again (a running one is ended first).
+    /// Restart a session's program in the same session (same id, name,
+    /// size and log).
     Restart {
-        /// Session id.
+        /// Session id, id prefix or name.
         id: String,
-        /// Run its resume_command instead of its command.
+        /// Start the session's resume command instead of its command.
         #[arg(long)]
         resume: bool,
     },
+    /// Kill sessions (the whole process tree of each).
+    Kill(KillArgs),
     /// Type text into a session.
     Send(SendArgs),
     /// Print a session's screen (and scrollback with --lines).
     Capture(CaptureArgs),
     /// Resize a session's pane, e.g. `resize ID 120x40`.
     Resize {
-        /// Session id.
+        /// Session id, id prefix or name.
         id: String,
         /// COLSxROWS.
-        size: String,
+        #[arg(value_parser = resize::parse_size)]
+        size: resize::Size,
     },
     /// Attach this terminal to a session through the daemon (detach with
     /// Ctrl-], or --detach-key).
@@ -133,6 +172,15 @@ enum Command {
         /// Params as JSON (an object), e.g. '{"id":"abc"}'.
         params: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Manpage,
 }
 
 // The arguments of the commands that take more than two. (No `///` here: a
@@ -155,7 +203,8 @@ struct NewArgs {
     env: Vec<String>,
     /// Size as COLSxROWS, e.g. 120x40.
     #[arg(long, value_name = "COLSxROWS")]
-    size: Option<String>,
+    #[arg(value_parser = resize::parse_size)]
+    size: Option<resize::Size>,
     /// Exempt from cleanup.
     #[arg(long)]
     keep: bool,
@@ -174,14 +223,16 @@ struct NewArgs {
     /// sessions.restart.
     #[arg(long, value_name = "never|on_failure|always")]
     restart: Option<String>,
-    /// The program and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The program and its arguments: everything from the first word that
+    /// is not an option of `new` on (`new bash -l`, as `docker run` takes
+    /// it), or after `--` (`new -- -weird-program`).
+    #[arg(required = true, trailing_var_arg = true, num_args = 1.., value_name = "CMD")]
     argv: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 struct KillArgs {
-    /// Session ids.
+    /// Session ids, id prefixes or names.
     ids: Vec<String>,
     /// Kill every session you can see.
     #[arg(long, conflicts_with = "ids")]
@@ -193,7 +244,7 @@ struct KillArgs {
 
 #[derive(Args, Debug)]
 struct SendArgs {
-    /// Session id.
+    /// Session id, id prefix or name.
     id: String,
     /// Literal text.
     text: Option<String>,
@@ -207,7 +258,7 @@ struct SendArgs {
 
 #[derive(Args, Debug)]
 struct AttachArgs {
-    /// Session id.
+    /// Session id, id prefix or name.
     id: String,
     /// The key that detaches (a control key: ctrl-], ctrl-a, ^A, C-q). It
     /// is never sent to the session: pick another one if its program needs
@@ -223,16 +274,16 @@ struct AttachArgs {
 
 #[derive(Args, Debug)]
 struct LogsArgs {
-    /// Session id.
+    /// Session id, id prefix or name.
     id: String,
     /// Keep printing new output until the session ends (or Ctrl-C).
     #[arg(long, short)]
     follow: bool,
     /// Start at this byte offset of the session's output.
-    #[arg(long, value_name = "OFFSET", conflicts_with = "tail")]
+    #[arg(long, value_name = "OFFSET", conflicts_with = "tail", value_parser = output::ranged::<u64>(0, u64::MAX.into()))]
     from: Option<u64>,
     /// Start at the last LINES lines.
-    #[arg(long, short = 'n', value_name = "LINES")]
+    #[arg(long, short = 'n', value_name = "LINES", value_parser = output::ranged::<usize>(0, MAX_TAIL_LINES.into()))]
     tail: Option<usize>,
     /// Write the bytes exactly, escape sequences included (the default
     /// strips them: a session's output must not drive your terminal).
@@ -242,38 +293,53 @@ struct LogsArgs {
 
 #[derive(Args, Debug)]
 struct CaptureArgs {
-    /// Session id.
+    /// Session id, id prefix or name.
     id: String,
     /// Scrollback lines above the visible screen.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = output::ranged::<u32>(0, u32::MAX.into()))]
     lines: u32,
     /// Keep colour escape sequences.
     #[arg(long)]
     escapes: bool,
 }
 
+/// The most lines `logs --tail` looks back for (it reads the log backwards
+/// in blocks until it has them: a bound on that work).
+const MAX_TAIL_LINES: u32 = 10_000_000;
+
 fn main() -> ExitCode {
-    // clap exits 2 on a usage error, the code of "cannot reach the daemon":
-    // ours is 1 (help and version still exit 0).
+    let json_out = wants_json();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        // Help and version: exit 0.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
+            if json_out {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("invalid command line");
+                let f = output::usage(first.trim_start_matches("error: "));
+                output::print_json(&f.to_json());
+            }
             let _ = e.print();
-            return ExitCode::from(1);
+            return ExitCode::from(output::USAGE);
         }
     };
-    let json_out = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            if let Some(e) = f.rpc.as_ref().filter(|_| json_out) {
-                println!("{}", serde_json::json!({ "error": e }));
+            if json_out {
+                output::print_json(&f.to_json());
             }
             eprintln!("ccmanagerctl: {}", f.message);
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Whether `--json` is among our own arguments (before a `--`): known
+/// before clap parses, so that its errors are JSON too.
+fn wants_json() -> bool {
+    std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json")
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -285,8 +351,20 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let socket = cli.socket.unwrap_or_else(|| Config::default().socket_path());
-    let client = Client::connect_within(&socket, Some(cli.connect_timeout), Some(cli.timeout))?;
+    match cli.command {
+        Command::Completions { shell } => return generate::completions(shell),
+        Command::Manpage => return generate::manpage(),
+        _ => {}
+    }
+    // Mistakes that need no daemon are said without connecting.
+    if let Command::Send(args) = &cli.command {
+        send::check(args)?;
+    }
+    let timeouts = (Some(cli.connect_timeout), Some(cli.timeout));
+    let client = match &cli.socket {
+        Some(path) => Client::connect_within(path, timeouts.0, timeouts.1)?,
+        None => Client::connect_first(&default_sockets(), timeouts.0, timeouts.1)?,
+    };
     let ctl = &mut Ctl {
         client,
         json: cli.json,
@@ -301,15 +379,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Metrics => metrics::run(ctl),
         Command::Ls { state } => ls::run(ctl, state),
         Command::New(args) => new::run(ctl, args),
-        Command::Show { id } => show::run(ctl, id),
+        Command::Show { id } => show::run(ctl, &id),
+        Command::Restart { id, resume } => restart::run(ctl, &id, resume),
         Command::Kill(args) => kill::run(ctl, args),
-        Command::Restart { id, resume } => show::restart(ctl, id, resume),
         Command::Send(args) => send::run(ctl, args),
         Command::Capture(args) => capture::run(ctl, args),
-        Command::Resize { id, size } => resize::run(ctl, id, &size),
+        Command::Resize { id, size } => resize::run(ctl, &id, size),
         Command::Attach(args) => attach::run(ctl, args),
         Command::Logs(args) => logs::run(ctl, args),
         Command::Cleanup { dry_run } => cleanup::run(ctl, dry_run),
         Command::Call { method, params } => call::run(ctl, &method, params.as_deref()),
+        Command::Completions { .. } | Command::Manpage => unreachable!("answered above"),
     }
 }

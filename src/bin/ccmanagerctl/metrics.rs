@@ -7,7 +7,7 @@ use crate::output::{Ctl, Failure};
 
 pub fn run(ctl: &mut Ctl) -> Result<(), Failure> {
     if let Some(metrics) = ctl.call::<DaemonMetrics>(&NoParams {})? {
-        print!("{}", metrics.text);
+        out!("{}", metrics.text);
     }
     Ok(())
 }

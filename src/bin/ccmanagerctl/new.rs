@@ -11,7 +11,6 @@ use ccmanagerd::protocol::methods::{self, decode_params};
 use ccmanagerd::users::UserSpec;
 
 use crate::output::{usage, Ctl, Failure};
-use crate::resize::parse_size;
 use crate::NewArgs;
 
 pub fn run(ctl: &mut Ctl, args: NewArgs) -> Result<(), Failure> {
@@ -34,10 +33,7 @@ pub fn run(ctl: &mut Ctl, args: NewArgs) -> Result<(), Failure> {
             kv.split_once('=').ok_or_else(|| usage(format!("--env {kv:?}: expected K=V")))?;
         vars.insert(k.to_string(), v.to_string());
     }
-    let (cols, rows) = match size {
-        Some(s) => parse_size(&s).map(|(c, r)| (Some(c), Some(r)))?,
-        None => (None, None),
-    };
+    let (cols, rows) = (size.map(|s| s.cols), size.map(|s| s.rows));
     let params = methods::SessionCreate {
         command: argv,
         name,
@@ -64,7 +60,7 @@ pub fn run(ctl: &mut Ctl, args: NewArgs) -> Result<(), Failure> {
         restart: restart.map(|v| word("--restart", &v)).transpose()?,
     };
     if let Some(session) = ctl.call::<SessionCreate>(&params)? {
-        println!("{}", session.id);
+        outln!("{}", session.id);
     }
     Ok(())
 }

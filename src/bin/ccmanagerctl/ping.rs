@@ -7,7 +7,7 @@ use crate::output::{Ctl, Failure};
 
 pub fn run(ctl: &mut Ctl) -> Result<(), Failure> {
     if let Some(pong) = ctl.call::<DaemonPing>(&NoParams {})? {
-        println!("{pong}");
+        outln!("{pong}");
     }
     Ok(())
 }

@@ -1,64 +1,89 @@
-//! `ccmanagerctl show ID`: `session.get`, one field a line; `ccmanagerctl
-//! restart ID`: `session.restart`, then the same.
+//! `ccmanagerctl show ID`: every field `session.get` returns, one a line.
+//! Printed from the reply as it came, not from the typed `Session`: a
+//! field the daemon adds (restore, restart policy, ...) shows up without
+//! a change here. Known fields come first in a fixed order, then the rest
+//! alphabetically.
 
-use ccmanagerd::protocol::method::{SessionGet, SessionRestart};
-use ccmanagerd::protocol::methods::{self, SessionId};
-use ccmanagerd::protocol::types::Session;
+use serde_json::Value;
 
-use crate::output::{age, Ctl, Failure};
+use ccmanagerd::protocol::method::SessionGet;
+use ccmanagerd::protocol::methods::SessionId;
 
-pub fn run(ctl: &mut Ctl, id: String) -> Result<(), Failure> {
-    if let Some(session) = ctl.call::<SessionGet>(&SessionId { id })? {
+use crate::ls::printable;
+use crate::output::{age, print_json, Ctl, Failure};
+
+/// The order of the fields `show` knows; others follow.
+const ORDER: &[&str] = &[
+    "id",
+    "name",
+    "state",
+    "state_reason",
+    "exit_status",
+    "command",
+    "resume_command",
+    "cwd",
+    "pid",
+    "uid",
+    "user",
+    "owner_uid",
+    "cols",
+    "rows",
+    "created_at",
+    "last_activity_at",
+    "ended_at",
+    "restart",
+    "restarts",
+    "restarted_at",
+    "restart_reason",
+    "restore",
+    "restored_at",
+    "keep",
+    "limits",
+    "env",
+    "tmux_session",
+    "adopted",
+];
+
+pub fn run(ctl: &mut Ctl, arg: &str) -> Result<(), Failure> {
+    let id = crate::resolve::one(ctl, arg)?;
+    let session = ctl.client.request_as::<SessionGet, Value>(&SessionId { id })?;
+    if ctl.json {
+        print_json(&session);
+    } else {
         print_session(&session);
     }
     Ok(())
 }
 
-pub fn restart(ctl: &mut Ctl, id: String, resume: bool) -> Result<(), Failure> {
-    if let Some(session) = ctl.call::<SessionRestart>(&methods::SessionRestart { id, resume })? {
-        print_session(&session);
-    }
-    Ok(())
-}
-
-fn print_session(s: &Session) {
-    println!("id:            {}", s.id);
-    println!("name:          {}", s.name.as_deref().unwrap_or("-"));
-    println!("tmux session:  {}", s.tmux_session);
-    println!("command:       {}", serde_json::to_string(&s.command).unwrap_or_default());
-    println!(
-        "cwd:           {}",
-        s.cwd.as_ref().map(|p| p.display().to_string()).unwrap_or("-".into())
-    );
-    println!("state:         {}", s.state.as_str());
-    if let Some(code) = s.exit_status {
-        println!("exit status:   {code}");
-    }
-    println!("pid:           {}", s.pid.map(|p| p.to_string()).unwrap_or("-".into()));
-    println!("created:       {} ({} ago)", s.created_at, age(Some(&s.created_at)));
-    println!("last activity: {}", s.last_activity_at.as_deref().unwrap_or("-"));
-    println!("owner uid:     {}", s.owner_uid);
-    println!("keep:          {}", s.keep);
-    println!("limits:        {}", serde_json::to_string(&s.limits).unwrap_or_default());
-    println!("restore:       {}", word(&s.restore));
-    if let Some(argv) = &s.resume_command {
-        println!("resume:        {}", serde_json::to_string(argv).unwrap_or_default());
-    }
-    println!("restart:       {}", word(&s.restart));
-    println!("restarts:      {}", s.restarts);
-    if let Some(at) = &s.restarted_at {
-        let why = s.restart_reason.map(|r| r.as_str()).unwrap_or("-");
-        println!("restarted:     {at} ({why})");
-    }
-    if let Some(at) = &s.restored_at {
-        println!("restored:      {at}");
-    }
-    if let Some(why) = &s.state_reason {
-        println!("state reason:  {why}");
+/// `key: value` lines, aligned.
+pub fn print_session(session: &Value) {
+    let Some(fields) = session.as_object() else {
+        print_json(session);
+        return;
+    };
+    let mut keys: Vec<&String> = fields.keys().collect();
+    let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+    keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0) + 1;
+    for key in keys {
+        let label = format!("{key}:");
+        outln!("{label:<width$} {}", value_text(key, &fields[key.as_str()]));
     }
 }
 
-/// A policy's wire word (`on_boot`).
-fn word<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+/// One field's value for a person: argv shell-quoted, times with their
+/// age, nothing as `-`, anything else as compact JSON.
+fn value_text(key: &str, v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) if key.ends_with("_at") => {
+            format!("{} ({} ago)", printable(s), age(Some(s)))
+        }
+        Value::String(s) => printable(s),
+        Value::Array(items) if key.ends_with("command") && items.iter().all(Value::is_string) => {
+            crate::ls::shell_words(items.iter().filter_map(Value::as_str))
+        }
+        // serde_json escapes every control character in strings.
+        other => other.to_string(),
+    }
 }
