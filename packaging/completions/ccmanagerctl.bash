@@ -773,7 +773,7 @@ _ccmanagerctl() {
             return 0
             ;;
         ccmanagerctl__subcmd__new)
-            opts="-h --name --cwd --user --env --size --keep --limit --socket --json --timeout --connect-timeout --help"
+            opts="-h --name --cwd --user --env --size --keep --limit --restore --resume-command --restart --socket --json --timeout --connect-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -800,6 +800,18 @@ _ccmanagerctl() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restore)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume-command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restart)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

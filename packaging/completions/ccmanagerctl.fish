@@ -87,6 +87,9 @@ complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l user -
 complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l env -d 'Environment variable, K=V (repeatable)' -r
 complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l size -d 'Size as COLSxROWS, e.g. 120x40' -r
 complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l limit -d 'A limit, NAME=VALUE (e.g. nofile=1024, memory_max=2G; repeatable)' -r
+complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l restore -d 'Re-create it after a reboot (on_boot) or also after its tmux server died (always). Default: the daemon\'s sessions.restore' -r
+complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l resume-command -d 'What a restore runs instead of CMD, as a JSON array (an argv, never a shell string), e.g. \'["claude","--continue"]\'' -r
+complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l restart -d 'Run the program again when it exits. Default: the daemon\'s sessions.restart' -r
 complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l socket -d 'The daemon\'s control socket [default: /run/ccmanagerd/ccmanagerd.sock when a connect to it works, else $XDG_RUNTIME_DIR/ccmanagerd/ccmanagerd.sock]' -r -F
 complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l timeout -d 'Give up when the daemon has not answered a request within this long (e.g. 30s, 2m)' -r
 complete -c ccmanagerctl -n "__fish_ccmanagerctl_using_subcommand new" -l connect-timeout -d 'Give up when the connection is not accepted within this long' -r
