@@ -513,6 +513,10 @@ impl Sessions {
                 self.inner.spawner.stop_scope(id, unit).await;
             }
             removed?;
+        } else if let Some(unit) = &record.scope {
+            // A lost session's program may have left a daemonised child in
+            // its scope when the server died: it goes too.
+            self.inner.spawner.stop_scope(id, unit).await;
         }
         Ok(())
     }

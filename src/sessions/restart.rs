@@ -60,6 +60,36 @@ impl Sessions {
                     "session {id} is being started; try again once it runs"
                 )));
             }
+            // The reviver planned under an earlier lock: act only if the plan
+            // still stands (a requested restart may have run meanwhile, or
+            // the server answered again).
+            if reason != RestartReason::Requested {
+                let now = SystemTime::now();
+                match super::revive::plan(r, &config.sessions, now) {
+                    Some(super::revive::Plan::At(at, why)) if at <= now && why == reason => {}
+                    _ => {
+                        return Err(Error::InvalidState(format!("session {id} is no longer due")))
+                    }
+                }
+            }
+            // A lost session starts a program again: it must fit the caps a
+            // create would (lost sessions do not count against them).
+            if r.session.state == SessionState::Lost {
+                let c = records.counts();
+                let (total, per_uid) =
+                    (config.limits.max_sessions, config.limits.max_sessions_per_owner);
+                if c.total - c.lost >= total {
+                    return Err(Error::LimitReached(format!(
+                        "limit reached: limits.max_sessions = {total} sessions exist"
+                    )));
+                }
+                if records.uid_count(r.session.uid).live >= per_uid {
+                    return Err(Error::LimitReached(format!(
+                        "limit reached: limits.max_sessions_per_owner = {per_uid} sessions for uid {}",
+                        r.session.uid
+                    )));
+                }
+            }
             records.modify(id, |r| r.spawning = true);
             records.get(id).cloned()
         };
@@ -95,9 +125,24 @@ impl Sessions {
         resume: bool,
     ) -> Result<Session> {
         let id = &record.session.id;
-        let account = Account::by_uid(record.session.uid).map_err(|e| {
-            Error::InvalidState(format!("uid {} has no account any more: {e}", record.session.uid))
-        })?;
+        let uid = record.session.uid;
+        let account = Account::by_uid(uid)
+            .map_err(|e| Error::InvalidState(format!("uid {uid} has no account any more: {e}")))?;
+        // A uid given to someone else since (after a reboot, say) does not
+        // get the old user's command, cwd and environment.
+        if !record.session.user.is_empty() && account.name != record.session.user {
+            return Err(Error::InvalidState(format!(
+                "uid {uid} belonged to {} and is now {}'s; not starting the session as them",
+                record.session.user, account.name
+            )));
+        }
+        // Limits as saved at create, under today's ceiling.
+        record
+            .session
+            .limits
+            .check_ceiling(&config.limits.ceiling)
+            .map_err(|e| Error::LimitReached(e.to_string()))?;
+        super::pty::room_for_one().map_err(Error::LimitReached)?;
         let servers = &self.inner.servers;
         self.end_run(record, servers.get(record.server_key()).as_deref()).await?;
         let server = servers.get_or_start(&account, record.shard).await?;

@@ -198,7 +198,12 @@ pub async fn run(
         }
         for (id, why) in give_up {
             tracing::warn!(session_id = %id, "session {id} stays down: {why}");
-            registry.update(&id, |r| r.session.state_reason = Some(why));
+            registry.update(&id, |r| {
+                // Only if that still holds (it may run again meanwhile).
+                if matches!(plan(r, &cfg.sessions, SystemTime::now()), Some(Plan::GiveUp(_))) {
+                    r.session.state_reason = Some(why);
+                }
+            });
         }
         // Boot restores first, then the oldest due.
         due.sort_by_key(|(_, reason)| *reason != RestartReason::Reboot);
