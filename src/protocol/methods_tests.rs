@@ -41,6 +41,12 @@ fn every_method_round_trips_a_real_example() {
         "keep": false, "cols": 120, "rows": 40, "env": {"TERM_PROGRAM": "x"}
     });
     let seen = &mut Vec::new();
+    round_trip::<method::RpcDiscover>(
+        seen,
+        json!({}),
+        json!({"openrpc": "1.2.6", "info": {"title": "ccmanagerd", "version": "0.1.0"},
+               "methods": []}),
+    );
     round_trip::<method::DaemonPing>(seen, json!({}), json!("pong"));
     round_trip::<method::DaemonStatus>(
         seen,
