@@ -141,7 +141,7 @@ fn reaper_removes_old_sessions_and_honours_keep() {
     let log = d.log_text();
     assert!(
         log.lines()
-            .any(|l| l.contains(&old) && l.contains("session removed") && l.contains("max_age")),
+            .any(|l| l.contains(&old) && l.contains("removed session") && l.contains("max_age")),
         "no removal with reason max_age in the log:\n{log}"
     );
     let out = d.tmux(&["has-session", "-t", &format!("=ccmanager_sess_{old}")]);
@@ -191,7 +191,7 @@ fn exited_sessions_go_after_their_grace() {
     assert!(d
         .log_text()
         .lines()
-        .any(|l| l.contains(&id) && l.contains("session removed") && l.contains("exited")));
+        .any(|l| l.contains(&id) && l.contains("removed session") && l.contains("exited")));
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn idle_sessions_go_but_busy_ones_stay() {
     assert!(d
         .log_text()
         .lines()
-        .any(|l| l.contains(&idle) && l.contains("session removed") && l.contains("idle")));
+        .any(|l| l.contains(&idle) && l.contains("removed session") && l.contains("idle")));
 }
 
 fn check_status(h: &Value, name: &str) -> String {

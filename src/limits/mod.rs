@@ -15,9 +15,14 @@ pub mod reaper;
 pub mod spawn_status;
 pub mod wrapper;
 
+use std::borrow::Cow;
 use std::fmt;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What [`parse_bytes`] takes, as a JSON Schema (ECMA 262) pattern.
+const SIZE_PATTERN: &str = "^\\s*[0-9]+\\s*([KkMmGgTt]([Ii]?[Bb])?|[Bb])?\\s*$";
 
 /// An rlimit value: a number or `"unlimited"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +62,23 @@ impl<'de> Deserialize<'de> for Rlim {
                 ))),
             },
         }
+    }
+}
+
+impl JsonSchema for Rlim {
+    fn schema_name() -> Cow<'static, str> {
+        "Rlim".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "An rlimit: a count, a size such as \"64M\", or \"unlimited\".",
+            "oneOf": [
+                {"type": "integer", "format": "uint64", "minimum": 0},
+                {"type": "string", "enum": ["unlimited", "infinity"]},
+                {"type": "string", "pattern": SIZE_PATTERN},
+            ],
+        })
     }
 }
 
@@ -121,6 +143,22 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A byte size: a number of bytes, or \"512M\", \"4G\" (binary units).",
+            "oneOf": [
+                {"type": "integer", "format": "uint64", "minimum": 0},
+                {"type": "string", "pattern": SIZE_PATTERN},
+            ],
+        })
+    }
+}
+
 /// A CPU quota in percent of one core, written `"200%"` (two cores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CpuQuota(pub u32);
@@ -147,10 +185,24 @@ impl<'de> Deserialize<'de> for CpuQuota {
     }
 }
 
+impl JsonSchema for CpuQuota {
+    fn schema_name() -> Cow<'static, str> {
+        "CpuQuota".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A CPU quota in percent of one core, e.g. \"200%\" (two cores).",
+            "type": "string",
+            "pattern": "^\\s*[0-9]+\\s*%$",
+        })
+    }
+}
+
 /// Limits for one session. Every field is optional: absent means "not set"
 /// (for a request: take the configured default; for the defaults: leave the
 /// inherited value alone).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// RLIMIT_NOFILE: open files.

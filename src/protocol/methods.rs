@@ -15,12 +15,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::envelope::{RpcError, METHOD_NOT_FOUND};
+use super::openrpc::OpenRpcDocument;
 #[cfg(feature = "test-hooks")]
 use super::results::Slept;
 use super::results::{
@@ -38,12 +40,12 @@ use crate::limits::Limits;
 use crate::users::UserSpec;
 
 /// Methods that take no params (absent, null, `{}` or `[]`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
 /// `session.create`: `{"command": ["claude"], "name": "x", "cwd": "/srv", "env": {"K": "V"}, "cols": 120, "rows": 40, "limits": {"nofile": 1024}, "keep": false, "user": "alice"}`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionCreate {
     /// The argv; never passed through a shell.
@@ -86,7 +88,7 @@ pub struct SessionCreate {
 }
 
 /// `session.restart`: `{"id": "a1", "resume": true}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRestart {
     /// The session id.
@@ -102,7 +104,7 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 
 /// `session.list`: `{"state": "running", "fields": ["id", "state"]}` (both
 /// optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionList {
     /// Only sessions in this state.
@@ -115,7 +117,7 @@ pub struct SessionList {
 
 /// `{"id": "a1b2c3"}`: the params of `session.get`, `session.kill` and
 /// `session.attach`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionId {
     /// The session id.
@@ -124,7 +126,7 @@ pub struct SessionId {
 
 /// `session.send`: `{"id": "a1", "text": "ls", "keys": ["C-c"], "enter": true}`
 /// (text first, then keys, then Enter).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSend {
     /// The session id.
@@ -141,7 +143,7 @@ pub struct SessionSend {
 }
 
 /// `session.capture`: `{"id": "a1", "lines": 100, "escapes": false}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionCapture {
     /// The session id.
@@ -155,7 +157,7 @@ pub struct SessionCapture {
 }
 
 /// `session.resize`: `{"id": "a1", "cols": 120, "rows": 40}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionResize {
     /// The session id.
@@ -167,7 +169,7 @@ pub struct SessionResize {
 }
 
 /// `cleanup.run`: `{"dry_run": true}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CleanupRun {
     /// Report what would go, remove nothing.
@@ -177,7 +179,7 @@ pub struct CleanupRun {
 
 /// `debug.sleep` (test builds only): `{"ms": 500}`.
 #[cfg(feature = "test-hooks")]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DebugSleep {
     /// How long to sleep before answering `"slept"`.
@@ -196,8 +198,25 @@ pub trait Method {
     type Result: Serialize + DeserializeOwned;
 }
 
+/// One method as [`Request::describe`] gives it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// The wire name.
+    pub name: &'static str,
+    /// One line from the table ("" when it has none).
+    pub summary: &'static str,
+    /// The params object's schema (a `$ref` to its definition).
+    pub params: schemars::Schema,
+    /// The Rust type of the params, e.g. `SessionId`.
+    pub params_type: &'static str,
+    /// The result's schema.
+    pub result: schemars::Schema,
+    /// The Rust type of the result.
+    pub result_type: &'static str,
+}
+
 macro_rules! methods {
-    ($( $(#[$attr:meta])* $name:literal => $variant:ident($params:ty) -> $result:ty, )*) => {
+    ($( $(#[$attr:meta])* $name:literal => $variant:ident($params:ty) -> $result:ty $(: $summary:literal)?, )*) => {
         /// A parsed request: one variant per method.
         // Requests are parsed once and moved, never stored in bulk: boxing
         // the larger params would cost an allocation per request for nothing.
@@ -258,39 +277,79 @@ macro_rules! methods {
             pub fn names() -> Vec<&'static str> {
                 vec![$( $(#[$attr])* $name, )*]
             }
+
+            /// Every method with the JSON Schemas of its params (from
+            /// `params`, a generator with the deserialize contract: what the
+            /// daemon accepts) and of its result (from `results`, the
+            /// serialize contract: what it sends), for `rpc.discover`
+            /// ([`openrpc`](super::openrpc)).
+            pub fn describe(
+                params: &mut schemars::SchemaGenerator,
+                results: &mut schemars::SchemaGenerator,
+            ) -> Vec<Described> {
+                vec![$( $(#[$attr])* Described {
+                    name: $name,
+                    summary: concat!("" $(, $summary)?),
+                    params: params.subschema_for::<$params>(),
+                    params_type: stringify!($params),
+                    result: results.subschema_for::<$result>(),
+                    result_type: stringify!($result),
+                }, )*]
+            }
         }
     };
 }
 
-// The table. Adding a method: a line here, its params and result types (with a
-// JSON example each), an arm in `rpc::dispatch` (the compiler asks for it), and
-// an example in the round-trip test below.
+// The table. Adding a method: a line here (`: "summary"` is optional and goes
+// to `rpc.discover`), its params and result types (with a JSON example each,
+// and `#[derive(JsonSchema)]` next to Serialize/Deserialize: the document is
+// generated from them; a hand-written `Serialize` needs a hand-written
+// `JsonSchema`, see `streams::Bytes`), an arm in `rpc::dispatch` (the compiler
+// asks for it), and an example in the round-trip test below.
 methods! {
-    "daemon.ping" => DaemonPing(NoParams) -> Pong,
-    "daemon.status" => DaemonStatus(NoParams) -> Status,
-    "daemon.reload" => DaemonReload(NoParams) -> ReloadResult,
-    "daemon.metrics" => DaemonMetrics(NoParams) -> MetricsResult,
-    "health.check" => HealthCheck(NoParams) -> Health,
-    "session.create" => SessionCreate(SessionCreate) -> Session,
-    "session.list" => SessionList(SessionList) -> ListResult,
-    "session.get" => SessionGet(SessionId) -> Session,
-    "session.kill" => SessionKill(SessionId) -> KillResult,
-    "session.send" => SessionSend(SessionSend) -> SendResult,
-    "session.capture" => SessionCapture(SessionCapture) -> CaptureResult,
-    "session.resize" => SessionResize(SessionResize) -> Session,
-    "session.attach" => SessionAttach(SessionId) -> AttachResult,
-    "session.write" => SessionWrite(SessionWrite) -> WriteResult,
-    "session.read" => SessionRead(SessionRead) -> ReadResult,
-    "session.subscribe" => SessionSubscribe(SessionSubscribe) -> SubscribeResult,
-    "session.ack" => SessionAck(SessionAck) -> Empty,
-    "session.unsubscribe" => SessionUnsubscribe(SessionUnsubscribe) -> Empty,
-    "session.restart" => SessionRestart(SessionRestart) -> Session,
-    "cleanup.run" => CleanupRun(CleanupRun) -> CleanupReport,
+    "rpc.discover" => RpcDiscover(NoParams) -> OpenRpcDocument
+        : "This document: every method, its params and its result (OpenRPC).",
+    "daemon.ping" => DaemonPing(NoParams) -> Pong : "Liveness check.",
+    "daemon.status" => DaemonStatus(NoParams) -> Status
+        : "Version, uptime, tmux servers and session counts.",
+    "daemon.reload" => DaemonReload(NoParams) -> ReloadResult
+        : "Reread the config file (root and admins only).",
+    "daemon.metrics" => DaemonMetrics(NoParams) -> MetricsResult
+        : "Prometheus text exposition.",
+    "health.check" => HealthCheck(NoParams) -> Health : "Run every health check.",
+    "session.create" => SessionCreate(SessionCreate) -> Session
+        : "Start a program in a new session.",
+    "session.list" => SessionList(SessionList) -> ListResult
+        : "The sessions the caller may see.",
+    "session.get" => SessionGet(SessionId) -> Session : "One session.",
+    "session.kill" => SessionKill(SessionId) -> KillResult
+        : "End a session and its whole process tree.",
+    "session.send" => SessionSend(SessionSend) -> SendResult
+        : "Type text and tmux key names.",
+    "session.capture" => SessionCapture(SessionCapture) -> CaptureResult
+        : "The visible screen and scrollback as text.",
+    "session.resize" => SessionResize(SessionResize) -> Session : "Resize the pane.",
+    "session.attach" => SessionAttach(SessionId) -> AttachResult
+        : "A command to attach a real terminal.",
+    "session.write" => SessionWrite(SessionWrite) -> WriteResult
+        : "Type raw bytes into the pane.",
+    "session.read" => SessionRead(SessionRead) -> ReadResult
+        : "Read the output log by offset.",
+    "session.subscribe" => SessionSubscribe(SessionSubscribe) -> SubscribeResult
+        : "Follow the output live (session.output notifications).",
+    "session.ack" => SessionAck(SessionAck) -> Empty
+        : "Credit a subscription: bytes before offset were consumed.",
+    "session.unsubscribe" => SessionUnsubscribe(SessionUnsubscribe) -> Empty
+        : "End a subscription.",
+    "session.restart" => SessionRestart(SessionRestart) -> Session
+        : "Run a session's program again (its resume_command with resume).",
+    "cleanup.run" => CleanupRun(CleanupRun) -> CleanupReport
+        : "Run the cleanup pass now.",
     // Always an error reply; `()` (null) is never sent.
     #[cfg(feature = "test-hooks")]
-    "debug.fail" => DebugFail(NoParams) -> (),
+    "debug.fail" => DebugFail(NoParams) -> () : "Test builds only: always an error.",
     #[cfg(feature = "test-hooks")]
-    "debug.sleep" => DebugSleep(DebugSleep) -> Slept,
+    "debug.sleep" => DebugSleep(DebugSleep) -> Slept : "Test builds only: answer after ms.",
 }
 
 /// Decodes named params (absent, null and `[]` are `{}`); an error message

@@ -44,6 +44,12 @@ fn every_method_round_trips_a_real_example() {
         "restored_at": "2026-11-20T10:04:00Z", "restart_reason": "reboot", "state_reason": null
     });
     let seen = &mut Vec::new();
+    round_trip::<method::RpcDiscover>(
+        seen,
+        json!({}),
+        json!({"openrpc": "1.2.6", "info": {"title": "ccmanagerd", "version": "0.1.0"},
+               "methods": []}),
+    );
     round_trip::<method::DaemonPing>(seen, json!({}), json!("pong"));
     round_trip::<method::DaemonStatus>(
         seen,

@@ -8,6 +8,7 @@
 
 pub mod envelope;
 pub mod methods;
+pub mod openrpc;
 pub mod results;
 pub mod streams;
 pub mod types;

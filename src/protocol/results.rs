@@ -3,6 +3,7 @@
 //! [`types`](super::types)). Serde attributes pin the wire shape; each doc
 //! comment shows it, and the tests decode exactly those examples.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::types::{Projected, Session, SessionField};
@@ -29,6 +30,16 @@ macro_rules! word {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(Self::WORD)
+            }
+        }
+
+        impl JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({"type": "string", "const": $word})
             }
         }
 
@@ -63,7 +74,7 @@ word! {
 /// ```json
 /// {"text": "# TYPE ccmanagerd_sessions gauge\nccmanagerd_sessions{state=\"running\"} 2\n"}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MetricsResult {
     /// The exposition, `\n`-terminated lines.
     pub text: String,
@@ -78,7 +89,7 @@ pub struct MetricsResult {
 ///
 /// The daemon does not build this: it writes [`ProjectedList`] straight from
 /// the registry, which encodes the same JSON (tested below).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListResult {
     /// The sessions the caller may see, oldest first.
     pub sessions: Vec<Session>,
@@ -110,7 +121,7 @@ impl<'a> ProjectedList<'a> {
 /// ```json
 /// {"id": "a1b2c3", "killed": true}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KillResult {
     /// The session id.
     pub id: String,
@@ -123,7 +134,7 @@ pub struct KillResult {
 /// ```json
 /// {"id": "a1b2c3"}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SendResult {
     /// The session id.
     pub id: String,
@@ -140,7 +151,7 @@ pub struct SendResult {
 /// ```json
 /// {"id": "a1b2c3", "text": "last line\n", "truncated": true}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CaptureResult {
     /// The session id.
     pub id: String,
@@ -159,7 +170,7 @@ pub struct CaptureResult {
 /// ```json
 /// {"argv": ["/usr/bin/tmux", "-S", "/run/ccmanagerd-tmux/tmux.sock", "attach-session", "-t", "=ccmanager_sess_a1b2c3"]}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AttachResult {
     /// Program and arguments, never a shell string.
     pub argv: Vec<String>,

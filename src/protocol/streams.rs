@@ -10,7 +10,10 @@
 //! bytes it missed after any reconnect. Bytes travel base64-encoded
 //! ([`Bytes`]): terminal output is not UTF-8 in general.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Raw bytes, base64 (standard alphabet, padded) on the wire.
@@ -33,10 +36,25 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
+impl JsonSchema for Bytes {
+    fn schema_name() -> Cow<'static, str> {
+        "Bytes".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Raw bytes, base64 (standard alphabet, padded).",
+            "type": "string",
+            "contentEncoding": "base64",
+            "pattern": "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        })
+    }
+}
+
 /// `session.write`: `{"id": "a1", "data": "G1tB"}` (base64 bytes) or
 /// `{"id": "a1", "text": "ls\r"}` (UTF-8); exactly one of the two. The bytes
 /// reach the program as typed, with no tmux key-name parsing.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionWrite {
     /// The session id.
@@ -50,7 +68,7 @@ pub struct SessionWrite {
 }
 
 /// `session.write`: `{"id": "a1"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct WriteResult {
     /// The session id.
     pub id: String,
@@ -58,7 +76,7 @@ pub struct WriteResult {
 
 /// `session.read`: `{"id": "a1", "offset": 0, "max_bytes": 65536}`. Without
 /// `offset`, from the oldest byte kept.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRead {
     /// The session id.
@@ -75,7 +93,7 @@ pub struct SessionRead {
 /// `{"data": "aGVsbG8K", "offset": 0, "next_offset": 6, "first_offset": 0, "end": true}`.
 /// `offset` is where `data` starts: the one asked, or later when the cap
 /// has dropped the bytes asked for (then `offset == first_offset`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ReadResult {
     /// The bytes.
     pub data: Bytes,
@@ -131,9 +149,25 @@ impl<'de> Deserialize<'de> for From {
     }
 }
 
+impl JsonSchema for From {
+    fn schema_name() -> Cow<'static, str> {
+        "From".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Where a subscription starts: an offset, \"now\" (the end of the log) or \"screen\" (a snapshot of the screen, then live output).",
+            "oneOf": [
+                {"type": "integer", "format": "uint64", "minimum": 0},
+                {"type": "string", "enum": ["now", "screen"]},
+            ],
+        })
+    }
+}
+
 /// `session.subscribe`: `{"id": "a1", "from": 4096}` (or `"now"`,
 /// `"screen"`; default `"screen"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSubscribe {
     /// The session id.
@@ -151,7 +185,7 @@ fn screen() -> From {
 /// `"screen": "<base64>"` when it started from the screen: output from
 /// `offset` follows as `session.output` notifications, never before this
 /// reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SubscribeResult {
     /// The subscription's number on this connection.
     pub subscription: u64,
@@ -164,7 +198,7 @@ pub struct SubscribeResult {
 
 /// `session.ack`: `{"subscription": 1, "offset": 65536}`: every byte before
 /// `offset` was consumed (credit for more).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionAck {
     /// The subscription.
@@ -174,7 +208,7 @@ pub struct SessionAck {
 }
 
 /// `session.unsubscribe`: `{"subscription": 1}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionUnsubscribe {
     /// The subscription.
@@ -182,13 +216,13 @@ pub struct SessionUnsubscribe {
 }
 
 /// The result of `session.ack` and `session.unsubscribe`: `{}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
 /// Notification `session.output`:
 /// `{"subscription": 1, "offset": 4096, "data": "aGVsbG8K"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Output {
     /// The subscription.
     pub subscription: u64,
@@ -202,7 +236,7 @@ pub struct Output {
 /// was (the bytes were dropped by the cap): draw `screen`, then output
 /// continues at `offset`.
 /// `{"subscription": 1, "offset": 900000, "screen": "G1tIG1sySi4uLg=="}`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reset {
     /// The subscription.
     pub subscription: u64,
@@ -215,7 +249,7 @@ pub struct Reset {
 /// Notification `session.exit`, after the last `session.output` of a
 /// session that ended; the subscription is over.
 /// `{"subscription": 1, "exit_status": 0}`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Exit {
     /// The subscription.
     pub subscription: u64,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::Limits;
@@ -21,7 +22,7 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// Lifecycle state of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Its program runs.
@@ -45,7 +46,7 @@ impl SessionState {
 
 /// Whether a session is re-created once its tmux session is gone with its
 /// server (`session.create {restore}`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RestorePolicy {
     /// Never: it stays `lost` (its log readable) until cleanup.
@@ -59,7 +60,7 @@ pub enum RestorePolicy {
 
 /// Whether a session's program is run again when it exits
 /// (`session.create {restart}`), like systemd's `Restart=`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartPolicy {
     /// Never: an agent that exits has usually finished.
@@ -72,7 +73,7 @@ pub enum RestartPolicy {
 }
 
 /// Why a session's program was last started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartReason {
     /// Restored after the host rebooted (`restore: on_boot|always`).
@@ -106,7 +107,7 @@ impl RestartReason {
 ///  "last_activity_at": "2026-11-20T10:05:00Z", "owner_uid": 1000,
 ///  "limits": {"nofile": 4096}, "keep": false, "cols": 80, "rows": 24}
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Session {
     /// `[a-z0-9]{1,32}`.
     pub id: String,
@@ -188,7 +189,7 @@ pub struct Session {
 }
 
 /// A field of [`Session`], as `session.list {"fields": [...]}` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum SessionField {
@@ -323,7 +324,7 @@ impl Serialize for Projected<'_> {
 }
 
 /// `daemon.status` result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Status {
     /// Crate version.
     pub version: String,
@@ -343,7 +344,7 @@ pub struct Status {
 }
 
 /// The tmux part of [`Status`]: one server per session uid.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TmuxStatus {
     /// Whether every server that holds live sessions answers.
     pub alive: bool,
@@ -356,7 +357,7 @@ pub struct TmuxStatus {
 }
 
 /// One tmux server in [`TmuxStatus`].
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ServerStatus {
     /// The uid it runs as (and every session in it).
     pub uid: u32,
@@ -390,7 +391,7 @@ impl ServerStatus {
 }
 
 /// Session counts by state.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct SessionCounts {
     /// All sessions the daemon knows.
     pub total: usize,
@@ -404,7 +405,7 @@ pub struct SessionCounts {
 }
 
 /// `daemon.reload` result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReloadResult {
     /// Always true on success (an invalid config is an error reply).
     pub reloaded: bool,
@@ -415,7 +416,7 @@ pub struct ReloadResult {
 }
 
 /// One `health.check` item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Check {
     /// Short stable name, e.g. `tmux_server`.
     pub name: String,
@@ -431,7 +432,7 @@ pub struct Check {
 }
 
 /// `health.check` result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     /// The worst of the checks.
     pub status: String,
@@ -440,7 +441,7 @@ pub struct Health {
 }
 
 /// One removal of `cleanup.run`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Removal {
     /// Session id.
     pub id: String,
@@ -449,7 +450,7 @@ pub struct Removal {
 }
 
 /// `cleanup.run` result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CleanupReport {
     /// What was (or, in a dry run, would be) removed.
     pub removed: Vec<Removal>,

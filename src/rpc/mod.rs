@@ -88,6 +88,7 @@ fn reply<M: Method>(result: Result<M::Result>) -> Result<Encoded> {
 pub async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Encoded> {
     use method as m;
     match request {
+        Request::RpcDiscover(_) => reply::<m::RpcDiscover>(Ok(discover())),
         Request::DaemonPing(_) => reply::<m::DaemonPing>(Ok(daemon::ping())),
         Request::DaemonStatus(_) => reply::<m::DaemonStatus>(daemon::status(ctx).await),
         Request::DaemonReload(_) => reply::<m::DaemonReload>(daemon::reload(ctx).await),
@@ -121,6 +122,11 @@ pub async fn dispatch(ctx: &Ctx<'_>, request: Request) -> Result<Encoded> {
         #[cfg(feature = "test-hooks")]
         Request::DebugSleep(p) => reply::<m::DebugSleep>(Ok(daemon::debug_sleep(p.ms).await)),
     }
+}
+
+/// `rpc.discover`: the OpenRPC document of this build (generated once).
+fn discover() -> crate::protocol::openrpc::OpenRpcDocument {
+    crate::protocol::openrpc::document().clone()
 }
 
 impl Handler for Service {

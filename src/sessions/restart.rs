@@ -67,9 +67,7 @@ impl Sessions {
                 let now = SystemTime::now();
                 match super::revive::plan(r, &config.sessions, now) {
                     Some(super::revive::Plan::At(at, why)) if at <= now && why == reason => {}
-                    _ => {
-                        return Err(Error::InvalidState(format!("session {id} is no longer due")))
-                    }
+                    _ => return Err(Error::InvalidState(format!("session {id} is no longer due"))),
                 }
             }
             // A lost session starts a program again: it must fit the caps a
