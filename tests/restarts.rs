@@ -240,3 +240,20 @@ fn a_live_stream_stays_open_across_a_restart() {
     let text = String::from_utf8_lossy(&seen);
     assert!(text.matches("[ccmanagerd] ").count() >= 2, "{text}");
 }
+
+#[test]
+fn a_lost_session_runs_again_only_within_the_caps() {
+    // Killing one's own tmux server must not let one run more than the cap.
+    let d = TestDaemon::start(&format!("{CONFIG}\n[limits]\nmax_sessions_per_owner = 1\n"));
+    let a = create(&d, json!({"command": ["sleep", "600"]}));
+    kill_tmux_server(&d.tmux_socket);
+    eventually(WAIT, "the session to be lost", || (get(&d, &a)["state"] == "lost").then_some(()));
+    let b = create(&d, json!({"command": ["sleep", "600"]}));
+    let e = d.call("session.restart", json!({"id": a})).unwrap_err();
+    assert!(e.to_string().contains("max_sessions_per_owner = 1"), "{e}");
+    assert_eq!(get(&d, &a)["state"], "lost");
+    assert_eq!(get(&d, &b)["state"], "running");
+    d.ok("session.kill", json!({"id": b}));
+    let s = d.ok("session.restart", json!({"id": a}));
+    assert_eq!(s["state"], "running", "room again once the other one is gone");
+}

@@ -142,10 +142,22 @@ fn five_hundred_sessions_restored_after_a_reboot() {
     let name = "five_hundred_sessions_restored_after_a_reboot";
     const N: usize = 500;
     let kept = Kept::new("five-hundred");
-    let Some(sb) = boot(name, &kept) else { return };
-    sb.sh_ok(
-        "mkdir -p /etc/ccmanagerd && printf '[limits]\\nmax_sessions = 1000\\nmax_sessions_per_owner = 1000\\n\\n[sessions]\\nrestore = \"on_boot\"\\n' > /etc/ccmanagerd/config.toml && systemctl restart ccmanagerd",
-    );
+    // The admin's configuration outlives the reboot too: a drop-in (and the
+    // config file it names) in a directory kept like the state.
+    let etc = Kept::new("five-hundred-etc");
+    std::fs::write(
+        etc.0.join("test.conf"),
+        "[Service]\nExecStart=\nExecStart=/usr/bin/ccmanagerd --config /etc/systemd/system/ccmanagerd.service.d/test.toml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.0.join("test.toml"),
+        "[limits]\nmax_sessions = 1000\nmax_sessions_per_owner = 1000\n\n[sessions]\nrestore = \"on_boot\"\n",
+    )
+    .unwrap();
+    let dropin = Path::new("/etc/systemd/system/ccmanagerd.service.d");
+    let keep = [(kept.0.as_path(), Path::new(STATE)), (etc.0.as_path(), dropin)];
+    let Some(sb) = setup_keeping(name, &keep) else { return };
     // Created in parallel, 8 at a time.
     let made = sb.sh_timeout(
         &format!("seq {N} | xargs -P 8 -I{{}} ccmanagerctl new --cwd /tmp -- sleep 100000 >/dev/null && ccmanagerctl --json status"),
@@ -156,7 +168,7 @@ fn five_hundred_sessions_restored_after_a_reboot() {
     assert_eq!(status["sessions"]["running"], N, "{status}");
     shut_down(sb);
 
-    let Some(sb) = boot(name, &kept) else { return };
+    let Some(sb) = setup_keeping(name, &keep) else { return };
     let running = || -> u64 {
         let v: Value =
             serde_json::from_slice(&sb.sh("ccmanagerctl --json status").stdout).unwrap_or_default();

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ops::Sessions;
 use super::record::{rfc3339, Record};
-use super::registry::Caller;
+use super::registry::{Caller, Records};
 use super::spawn::Launch;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -71,28 +71,22 @@ impl Sessions {
                 }
             }
             // A lost session starts a program again: it must fit the caps a
-            // create would (lost sessions do not count against them).
-            if r.session.state == SessionState::Lost {
-                let c = records.counts();
-                let (total, per_uid) =
-                    (config.limits.max_sessions, config.limits.max_sessions_per_owner);
-                if c.total - c.lost >= total {
-                    return Err(Error::LimitReached(format!(
-                        "limit reached: limits.max_sessions = {total} sessions exist"
-                    )));
-                }
-                if records.uid_count(r.session.uid).live >= per_uid {
-                    return Err(Error::LimitReached(format!(
-                        "limit reached: limits.max_sessions_per_owner = {per_uid} sessions for uid {}",
-                        r.session.uid
-                    )));
-                }
-            }
+            // create would. Lost sessions do not count against them, but
+            // those being started again (a batch of restores) do.
+            let refused = (r.session.state == SessionState::Lost)
+                .then(|| lost_over_caps(&records, config, r.session.uid))
+                .flatten();
             records.modify(id, |r| r.spawning = true);
-            records.get(id).cloned()
+            (records.get(id).cloned(), refused)
         };
-        let Some(record) = record else { return Err(Error::SessionNotFound(id.to_string())) };
-        match self.respawn_claimed(config, &record, reason, resume).await {
+        let (Some(record), refused) = record else {
+            return Err(Error::SessionNotFound(id.to_string()));
+        };
+        let started = match refused {
+            Some(e) => Err(e),
+            None => self.respawn_claimed(config, &record, reason, resume).await,
+        };
+        match started {
             Ok(session) => Ok(session),
             Err(e) => {
                 let automatic = reason != RestartReason::Requested;
@@ -214,6 +208,28 @@ impl Sessions {
             "started session {id} again ({}): {}", what(reason), shell_words(&command));
         Ok(out)
     }
+}
+
+/// Why a lost session of `uid` may not run again now, if it may not: the
+/// caps of a create, counting the lost sessions already being started again
+/// as live (a batch of restores must not overshoot them).
+fn lost_over_caps(records: &Records, config: &Config, uid: u32) -> Option<Error> {
+    let starting = |r: &&Record| r.spawning && r.session.state == SessionState::Lost;
+    let c = records.counts();
+    let total = config.limits.max_sessions;
+    if c.total - c.lost + records.values().filter(starting).count() >= total {
+        return Some(Error::LimitReached(format!(
+            "limit reached: limits.max_sessions = {total} sessions exist"
+        )));
+    }
+    let per_uid = config.limits.max_sessions_per_owner;
+    let of_uid = records.values().filter(starting).filter(|r| r.session.uid == uid).count();
+    if records.uid_count(uid).live + of_uid >= per_uid {
+        return Some(Error::LimitReached(format!(
+            "limit reached: limits.max_sessions_per_owner = {per_uid} sessions for uid {uid}"
+        )));
+    }
+    None
 }
 
 /// What happened, in words (log messages and the marker).
