@@ -659,12 +659,6 @@ impl Config {
                 return Err((key.to_string(), format!("must be at least {min:?}")));
             }
         }
-        if self.sessions.restart_burst > MAX_RESTART_BURST {
-            return Err((
-                "sessions.restart_burst".into(),
-                format!("{} is above the most, {MAX_RESTART_BURST}", self.sessions.restart_burst),
-            ));
-        }
         for (key, path) in [
             ("daemon.socket", &d.socket),
             ("daemon.state_dir", &d.state_dir),

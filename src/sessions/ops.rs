@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde_json::value::RawValue;
 
 use super::record::{rfc3339, Record};
-use super::registry::{Caller, CapHit, Caps, Registry};
+use super::registry::{Caller, Caps, Registry};
 use super::server::Server;
 use super::servers::Servers;
 use super::spawn::{Launch, Spawner};
@@ -320,11 +320,7 @@ impl Sessions {
         // under a create. It is the create's intent, durable before tmux
         // makes the session: a daemon crash after `new-session` finds the
         // session and its owner, command and limits on start.
-        let caps = Caps {
-            total: config.limits.max_sessions,
-            per_uid: config.limits.max_sessions_per_owner,
-            per_server: config.tmux.sessions_per_server,
-        };
+        let caps = Caps::of(config);
         let mut reserved =
             Record::new(session.clone(), self.inner.spawner.planned_scope(&id, &limits));
         reserved.spawning = true;
@@ -332,20 +328,8 @@ impl Sessions {
         let (key, intent) = match registry.reserve(reserved, caps) {
             Ok(reserved) => reserved,
             Err(hit) => {
-                let (limit, message) = match hit {
-                    CapHit::Total(n) => (
-                        "max_sessions",
-                        format!("limit reached: limits.max_sessions = {n} sessions exist"),
-                    ),
-                    CapHit::PerUid(n, uid) => (
-                        "max_sessions_per_owner",
-                        format!(
-                            "limit reached: limits.max_sessions_per_owner = {n} sessions for uid {uid}"
-                        ),
-                    ),
-                };
-                on_reject(limit);
-                return Err(Error::LimitReached(message));
+                on_reject(hit.limit());
+                return Err(Error::LimitReached(hit.message()));
             }
         };
         // Nothing that cannot be kept is acknowledged: without a durable
@@ -453,7 +437,7 @@ impl Sessions {
     /// then its tmux session. Nothing to do for a `lost` one.
     pub(super) async fn end_run(&self, record: &Record, server: Option<&Server>) -> Result<()> {
         let id = &record.session.id;
-        if record.session.state != SessionState::Lost {
+        let removed = if record.session.state != SessionState::Lost {
             // An exited pane's process was reaped by tmux: if its pid exists
             // again it belongs to someone else (pid reuse) and must not be
             // the root.
@@ -509,16 +493,16 @@ impl Sessions {
                     procs::end_tree(w, None, uid, std::time::Duration::ZERO).await;
                 }
             }
-            if let Some(unit) = &record.scope {
-                self.inner.spawner.stop_scope(id, unit).await;
-            }
-            removed?;
-        } else if let Some(unit) = &record.scope {
-            // A lost session's program may have left a daemonised child in
-            // its scope when the server died: it goes too.
+            removed
+        } else {
+            Ok(())
+        };
+        // Also for a lost session: its program may have left a daemonised
+        // child in its scope when the server died.
+        if let Some(unit) = &record.scope {
             self.inner.spawner.stop_scope(id, unit).await;
         }
-        Ok(())
+        removed
     }
 
     /// The record and its server, for a request that needs the pane.

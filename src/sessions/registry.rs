@@ -49,6 +49,17 @@ pub struct Caps {
     pub per_server: usize,
 }
 
+impl Caps {
+    /// The caps `config` sets.
+    pub fn of(config: &crate::config::Config) -> Caps {
+        Caps {
+            total: config.limits.max_sessions,
+            per_uid: config.limits.max_sessions_per_owner,
+            per_server: config.tmux.sessions_per_server,
+        }
+    }
+}
+
 /// Which cap a reservation hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapHit {
@@ -56,6 +67,26 @@ pub enum CapHit {
     Total(usize),
     /// `limits.max_sessions_per_owner` for this uid.
     PerUid(usize, u32),
+}
+
+impl CapHit {
+    /// The config key of the cap (metrics label).
+    pub fn limit(&self) -> &'static str {
+        match self {
+            CapHit::Total(_) => "max_sessions",
+            CapHit::PerUid(..) => "max_sessions_per_owner",
+        }
+    }
+
+    /// What a refused request is told.
+    pub fn message(&self) -> String {
+        match self {
+            CapHit::Total(n) => format!("limit reached: limits.max_sessions = {n} sessions exist"),
+            CapHit::PerUid(n, uid) => {
+                format!("limit reached: limits.max_sessions_per_owner = {n} sessions for uid {uid}")
+            }
+        }
+    }
 }
 
 /// Sessions of one uid, or of one server.
@@ -286,6 +317,20 @@ impl Records {
         self.counts.total = self.map.len();
         let gen = self.mark(id, urgent);
         (Some(old), gen)
+    }
+
+    /// Which cap one more live session of `uid` would exceed, if any;
+    /// `starting` (in total, of `uid`) are not live yet but will be (lost
+    /// sessions being started again).
+    pub fn cap_hit(&self, uid: u32, caps: Caps, starting: (usize, usize)) -> Option<CapHit> {
+        let c = self.counts();
+        if c.total - c.lost + starting.0 >= caps.total {
+            return Some(CapHit::Total(caps.total));
+        }
+        if self.uid_count(uid).live + starting.1 >= caps.per_uid {
+            return Some(CapHit::PerUid(caps.per_uid, uid));
+        }
+        None
     }
 
     /// Marks the records `which` selects for the next save, which a caller
@@ -554,13 +599,9 @@ impl Registry {
         caps: Caps,
     ) -> std::result::Result<(ServerKey, u64), CapHit> {
         let mut records = self.lock();
-        let c = records.counts();
-        if c.total - c.lost >= caps.total {
-            return Err(CapHit::Total(caps.total));
-        }
         let uid = record.server_uid();
-        if records.uid_count(uid).live >= caps.per_uid {
-            return Err(CapHit::PerUid(caps.per_uid, uid));
+        if let Some(hit) = records.cap_hit(uid, caps, (0, 0)) {
+            return Err(hit);
         }
         record.shard = records.shard_for(uid, caps.per_server);
         let key = record.server_key();

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ops::Sessions;
 use super::record::{rfc3339, Record};
-use super::registry::{Caller, Records};
+use super::registry::{Caller, Caps, Records};
 use super::spawn::Launch;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -214,22 +214,14 @@ impl Sessions {
 /// caps of a create, counting the lost sessions already being started again
 /// as live (a batch of restores must not overshoot them).
 fn lost_over_caps(records: &Records, config: &Config, uid: u32) -> Option<Error> {
-    let starting = |r: &&Record| r.spawning && r.session.state == SessionState::Lost;
-    let c = records.counts();
-    let total = config.limits.max_sessions;
-    if c.total - c.lost + records.values().filter(starting).count() >= total {
-        return Some(Error::LimitReached(format!(
-            "limit reached: limits.max_sessions = {total} sessions exist"
-        )));
-    }
-    let per_uid = config.limits.max_sessions_per_owner;
-    let of_uid = records.values().filter(starting).filter(|r| r.session.uid == uid).count();
-    if records.uid_count(uid).live + of_uid >= per_uid {
-        return Some(Error::LimitReached(format!(
-            "limit reached: limits.max_sessions_per_owner = {per_uid} sessions for uid {uid}"
-        )));
-    }
-    None
+    let starting: Vec<u32> = records
+        .values()
+        .filter(|r| r.spawning && r.session.state == SessionState::Lost)
+        .map(|r| r.session.uid)
+        .collect();
+    let of_uid = starting.iter().filter(|u| **u == uid).count();
+    let hit = records.cap_hit(uid, Caps::of(config), (starting.len(), of_uid))?;
+    Some(Error::LimitReached(hit.message()))
 }
 
 /// What happened, in words (log messages and the marker).

@@ -188,7 +188,7 @@ pub async fn run(
             for r in records.values() {
                 match plan(r, &cfg.sessions, now) {
                     Some(Plan::At(at, reason)) if at <= now => {
-                        due.push((r.session.id.clone(), reason))
+                        due.push((r.session.id.clone(), reason, at))
                     }
                     Some(Plan::At(at, _)) => next = next.min(at),
                     Some(Plan::GiveUp(why)) => give_up.push((r.session.id.clone(), why)),
@@ -206,12 +206,12 @@ pub async fn run(
             });
         }
         // Boot restores first, then the oldest due.
-        due.sort_by_key(|(_, reason)| *reason != RestartReason::Reboot);
+        due.sort_by_key(|(_, reason, at)| (*reason != RestartReason::Reboot, *at));
         let mut left = due.into_iter();
         loop {
             while running.len() < PARALLEL {
                 // The next scan waits for these: none is started twice.
-                let Some((id, reason)) = left.next() else { break };
+                let Some((id, reason, _)) = left.next() else { break };
                 let sessions = sessions.clone();
                 let config = config.clone();
                 running.spawn(async move {
